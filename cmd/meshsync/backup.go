@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+type exportCmd struct {
+	File                 string `arg:"" help:"Backup file to write." type:"path"`
+	BackupPassphraseFile string `name:"backup-passphrase-file" help:"Read the backup passphrase from this file (else MESHSYNC_BACKUP_PASSPHRASE, else a prompt, else the store passphrase)." placeholder:"FILE"`
+}
+
+type exportOutput struct {
+	File string `json:"file"`
+	store.BackupInfo
+}
+
+// backupSecret reads the backup passphrase; without any source it falls back to the
+// store passphrase (and says so).
+func (g *globals) backupSecret(file string, storePass []byte, confirm bool) ([]byte, error) {
+	p, err := g.secret("MESHSYNC_BACKUP_PASSPHRASE", file, "Backup passphrase", confirm)
+	if errors.Is(err, errNoPassphrase) && storePass != nil {
+		fmt.Fprintln(g.stderr, "note: no backup passphrase given; using the store passphrase")
+		return storePass, nil
+	}
+	return p, err
+}
+
+func (c *exportCmd) Run(g *globals) error {
+	pass, err := g.passphrase(false)
+	if err != nil {
+		return err
+	}
+	s, err := g.openWith(pass)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, true)
+	if err != nil {
+		return err
+	}
+	info, err := s.ExportFile(c.File, bpass, nil)
+	if err != nil {
+		return err
+	}
+	out := exportOutput{File: c.File, BackupInfo: info}
+	return g.print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "Wrote %s: %d envelopes (%d record versions), encrypted with age (scrypt).\n", c.File, info.Envelopes, info.Records)
+		fmt.Fprintln(w, "Restore on a new device: meshsync import --dir NEWDIR", c.File)
+	})
+}
+
+type importCmd struct {
+	File                 string `arg:"" help:"Backup file to read." type:"existingfile"`
+	DryRun               bool   `name:"dry-run" help:"Print what would change and change nothing."`
+	BackupPassphraseFile string `name:"backup-passphrase-file" help:"Read the backup passphrase from this file (else MESHSYNC_BACKUP_PASSPHRASE, else a prompt, else the store passphrase)." placeholder:"FILE"`
+}
+
+type importOutput struct {
+	File     string `json:"file"`
+	DryRun   bool   `json:"dry_run"`
+	Restored bool   `json:"restored"`
+	store.ImportStats
+}
+
+func (c *importCmd) Run(g *globals) error {
+	f, err := os.Open(c.File)
+	if err != nil {
+		return usagef("open backup: %w", err)
+	}
+	defer f.Close()
+	pass, err := g.passphrase(false)
+	if err != nil {
+		return err
+	}
+	out := importOutput{File: c.File, DryRun: c.DryRun}
+	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); errors.Is(err, os.ErrNotExist) {
+		// An empty directory: restore the mesh onto this device.
+		if c.DryRun {
+			return usagef("--dry-run needs an existing store in %s to compare with", g.dir())
+		}
+		bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, false)
+		if err != nil {
+			return err
+		}
+		s, st, err := store.Restore(g.dir(), f, bpass, pass, nil)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		out.Restored, out.ImportStats = true, st
+		return g.print(out, func(w io.Writer) {
+			fmt.Fprintf(w, "Restored %d envelopes into %s as new device %s (%s).\n", st.Envelopes, g.dir(), s.Device().Name, s.Device().ID)
+		})
+	}
+	s, err := g.openWith(pass)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, false)
+	if err != nil {
+		return err
+	}
+	st, err := s.Import(f, bpass, c.DryRun)
+	if err != nil {
+		return err
+	}
+	out.ImportStats = st
+	return g.print(out, func(w io.Writer) {
+		verb := "Imported"
+		if c.DryRun {
+			verb = "Would import"
+		}
+		fmt.Fprintf(w, "%s %s: %d new, %d newer, %d conflicting, %d unchanged", verb, c.File, st.New, st.Newer, st.Conflicting, st.Unchanged)
+		if st.Rejected > 0 {
+			fmt.Fprintf(w, ", %d rejected", st.Rejected)
+		}
+		fmt.Fprintln(w)
+	})
+}

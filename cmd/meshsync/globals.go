@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/meshsync/meshsync/store"
+	"golang.org/x/term"
+)
+
+// globals are the flags every command takes, and the process's streams.
+type globals struct {
+	Dir            string `name:"dir" env:"MESHSYNC_DIR" help:"Data directory (default ${default_dir})." placeholder:"DIR"`
+	JSON           bool   `name:"json" help:"Print machine-readable JSON."`
+	PassphraseFile string `name:"passphrase-file" help:"Read the passphrase from this file (else MESHSYNC_PASSPHRASE, else a prompt)." placeholder:"FILE"`
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// defaultDir is the per-user data directory.
+func defaultDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && runtime.GOOS != "darwin" && runtime.GOOS != "windows" {
+		return filepath.Join(d, "meshsync")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "meshsync-data"
+	}
+	switch runtime.GOOS {
+	case "darwin":
+		return filepath.Join(home, "Library", "Application Support", "meshsync")
+	case "windows":
+		if d := os.Getenv("LocalAppData"); d != "" {
+			return filepath.Join(d, "meshsync")
+		}
+	}
+	return filepath.Join(home, ".local", "share", "meshsync")
+}
+
+func (g *globals) dir() string {
+	if g.Dir != "" {
+		return g.Dir
+	}
+	return defaultDir()
+}
+
+// errNoPassphrase says that no passphrase source was available.
+var errNoPassphrase = errors.New("no passphrase given")
+
+// secret reads a passphrase from env, then file, then a no-echo prompt on a terminal.
+func (g *globals) secret(envName, file, prompt string, confirm bool) ([]byte, error) {
+	if v, ok := os.LookupEnv(envName); ok && v != "" {
+		return []byte(v), nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("read passphrase file: %w", err)
+		}
+		p := strings.TrimRight(string(b), "\r\n")
+		if p == "" {
+			return nil, usagef("passphrase file %s is empty", file)
+		}
+		return []byte(p), nil
+	}
+	f, ok := g.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, usageError{fmt.Errorf("%w: set %s, use --passphrase-file, or run in a terminal to be asked", errNoPassphrase, envName)}
+	}
+	fmt.Fprint(g.stderr, prompt+": ")
+	p, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(g.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	if len(p) == 0 {
+		return nil, usagef("empty passphrase")
+	}
+	if confirm {
+		fmt.Fprint(g.stderr, "Again: ")
+		q, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(g.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("read passphrase: %w", err)
+		}
+		if string(p) != string(q) {
+			return nil, usagef("the passphrases do not match")
+		}
+	}
+	return p, nil
+}
+
+func (g *globals) passphrase(confirm bool) ([]byte, error) {
+	return g.secret("MESHSYNC_PASSPHRASE", g.PassphraseFile, "Passphrase", confirm)
+}
+
+// open unlocks the store in the data directory.
+func (g *globals) open() (*store.Store, error) {
+	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", g.dir(), store.ErrNoStore)
+	}
+	pass, err := g.passphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	return g.openWith(pass)
+}
+
+func (g *globals) openWith(pass []byte) (*store.Store, error) {
+	return store.Open(g.dir(), pass, nil)
+}
+
+// print writes v as JSON with --json, else calls human to write text.
+func (g *globals) print(v any, human func(w io.Writer)) error {
+	if g.JSON {
+		enc := json.NewEncoder(g.stdout)
+		return enc.Encode(v)
+	}
+	w := bufio.NewWriter(g.stdout)
+	human(w)
+	return w.Flush()
+}
+
+// hints name the fix for the errors a person meets. DIR is replaced by the data directory.
+var hints = []struct {
+	err   error
+	usage bool
+	fix   string
+}{
+	{store.ErrNoStore, false, "run `meshsync init` to create one in DIR, or point --dir / MESHSYNC_DIR at your store"},
+	{store.ErrExists, false, "DIR already holds a store; use it, or choose another --dir"},
+	{store.ErrWrongPassphrase, false, "check MESHSYNC_PASSPHRASE or --passphrase-file and try again"},
+	{store.ErrLocked, false, "another meshsync process holds the store; stop it or wait for it to finish"},
+	{store.ErrWeakKDF, false, "the store's key-derivation settings were lowered; restore the file from a backup"},
+	{store.ErrCorrupt, false, "run `meshsync verify`, and restore from a backup with `meshsync import` if it fails"},
+	{store.ErrBadBackup, false, "nothing was imported; use an intact copy of the backup"},
+	{store.ErrOtherMesh, false, "nothing was imported; import it into an empty --dir to restore that mesh instead"},
+	{store.ErrNotFound, false, ""},
+	{store.ErrInvalid, true, ""},
+	{store.ErrReserved, true, ""},
+	{store.ErrTooLarge, true, ""},
+	{errNoPassphrase, true, ""},
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+type lsCmd struct {
+	Collection string `arg:"" optional:"" help:"Collection to list (default: every collection)."`
+	Prefix     string `help:"Only keys that start with this prefix." placeholder:"PREFIX"`
+}
+
+func (c *lsCmd) Run(g *globals) error {
+	s, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	recs, err := s.List(c.Collection, c.Prefix)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Records []recordJSON `json:"records"`
+	}{Records: make([]recordJSON, 0, len(recs))}
+	for i := range recs {
+		out.Records = append(out.Records, toRecordJSON(&recs[i]))
+	}
+	return g.print(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		for _, r := range out.Records {
+			v := string(r.Value)
+			if r.Raw != nil {
+				v = fmt.Sprintf("(%d raw bytes)", len(r.Raw))
+			}
+			if len(v) > 60 {
+				v = v[:57] + "..."
+			}
+			mark := ""
+			if r.Conflict != nil {
+				mark = "  [conflict]"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s%s\n", r.Collection, r.Key, v, mark)
+		}
+		tw.Flush()
+		if len(out.Records) == 0 {
+			fmt.Fprintln(w, "(no records)")
+		}
+	})
+}

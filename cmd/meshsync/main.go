@@ -1,0 +1,124 @@
+// Command meshsync keeps a person's records in sync across their own devices with no
+// server in the middle. See README.md for a tour; `meshsync --help` lists the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// Exit codes. Scripts depend on them.
+const (
+	exitOK      = 0 // success
+	exitFailure = 1 // failure, including "not found"
+	exitUsage   = 2 // bad usage or bad input
+)
+
+// cli is the whole command line. Each command lives in a file of its own with its flags in
+// its own struct.
+type cli struct {
+	globals
+
+	Init    initCmd    `cmd:"" help:"Create a new mesh on this device."`
+	Put     putCmd     `cmd:"" help:"Write a record (a JSON value)."`
+	Get     getCmd     `cmd:"" help:"Print a record's value."`
+	Del     delCmd     `cmd:"" help:"Delete a record."`
+	Ls      lsCmd      `cmd:"" help:"List records."`
+	Passwd  passwdCmd  `cmd:"" help:"Change the passphrase (re-encrypts nothing)."`
+	Verify  verifyCmd  `cmd:"" help:"Check every record and index of the store."`
+	Export  exportCmd  `cmd:"" help:"Write an encrypted backup of the whole mesh."`
+	Import  importCmd  `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+	Demo    demoCmd    `cmd:"" help:"Run a short demo in a temporary directory."`
+}
+
+// exitPanic carries kong's request to exit (after --help) out of the parser.
+type exitPanic int
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run parses args, runs one command and maps its error to an exit code. Nothing else
+// decides exit codes.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var c cli
+	c.globals.stdin, c.globals.stdout, c.globals.stderr = stdin, stdout, stderr
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(exitPanic); ok {
+				code = int(e)
+				return
+			}
+			panic(r)
+		}
+	}()
+	parser, err := kong.New(&c,
+		kong.Name("meshsync"),
+		kong.Description("Keep your records in sync across your own devices, with no server in the middle."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"default_dir": defaultDir()},
+		kong.BindTo(ctx, (*context.Context)(nil)),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "meshsync: internal error:", err)
+		return exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshsync: %v (see meshsync --help)\n", err)
+		return exitUsage
+	}
+	err = kctx.Run(&c.globals)
+	if err == nil {
+		return exitOK
+	}
+	msg, code := describe(err, &c.globals)
+	fmt.Fprintln(stderr, "meshsync: "+msg)
+	return code
+}
+
+// usageError marks an error as bad usage or bad input (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// describe turns an error into one line that says what was wrong and what to do, and picks
+// the exit code.
+func describe(err error, g *globals) (string, int) {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	for _, h := range hints {
+		if errors.Is(err, h.err) {
+			code := exitFailure
+			if h.usage {
+				code = exitUsage
+			}
+			if h.fix != "" {
+				msg += ": " + strings.ReplaceAll(h.fix, "DIR", g.dir())
+			}
+			return msg, code
+		}
+	}
+	var u usageError
+	if errors.As(err, &u) {
+		return msg, exitUsage
+	}
+	return msg, exitFailure
+}

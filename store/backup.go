@@ -1,0 +1,428 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"filippo.io/age"
+	"github.com/meshsync/meshsync/resolve"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A backup is an age file (scrypt passphrase recipient), so the stock age tool can open it in
+// an emergency. Inside is JSON lines:
+//
+//	{"format":"meshsync-backup","version":1,"mesh_key":…,"created":…,…}   header
+//	{"e":"<base64 envelope>"}                                                 every envelope
+//	{"r":{"collection":…,"key":…,"value":…}}                                  readable copy
+//	{"end":{"lines":N,"envelopes":M,"sha256":"<hex of every byte before this line>"}}
+//
+// Import applies only the envelopes, like a sync, in one transaction that commits only after
+// the age stream ended cleanly and the manifest matched: a truncated or altered file is
+// refused whole.
+
+const (
+	backupFormat  = "meshsync-backup"
+	backupVersion = 1
+	maxBackupLine = 4 << 20
+)
+
+type backupHeader struct {
+	Format     string    `json:"format"`
+	Version    int       `json:"version"`
+	MeshKey    []byte    `json:"mesh_key"`
+	MeshID     string    `json:"mesh_id"`
+	Device     string    `json:"device"`
+	DeviceName string    `json:"device_name"`
+	Created    time.Time `json:"created"`
+}
+
+type backupLine struct {
+	E   []byte         `json:"e,omitempty"`
+	R   *backupRecord  `json:"r,omitempty"`
+	End *backupTrailer `json:"end,omitempty"`
+}
+
+type backupRecord struct {
+	Collection string          `json:"collection"`
+	Key        string          `json:"key"`
+	Device     string          `json:"device"`
+	Deleted    bool            `json:"deleted,omitempty"`
+	Value      json.RawMessage `json:"value,omitempty"`
+	Raw        []byte          `json:"raw,omitempty"`
+}
+
+type backupTrailer struct {
+	Lines     int    `json:"lines"`
+	Envelopes int    `json:"envelopes"`
+	SHA256    string `json:"sha256"`
+}
+
+// ExportOptions tune Export. A nil *ExportOptions means the defaults.
+type ExportOptions struct {
+	// WorkFactor is age's scrypt work factor (log2 N). Default 18, about a second.
+	WorkFactor int
+}
+
+// BackupInfo describes a written backup.
+type BackupInfo struct {
+	Envelopes int       `json:"envelopes"`
+	Records   int       `json:"records"`
+	Created   time.Time `json:"created"`
+}
+
+// Export writes every envelope (records, device list, policies, grants) and the mesh key
+// into one age file encrypted under pass. It reads a consistent snapshot; the live
+// database file is never copied.
+func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInfo, error) {
+	if len(pass) == 0 {
+		return BackupInfo{}, fmt.Errorf("export: empty backup passphrase")
+	}
+	rcpt, err := age.NewScryptRecipient(string(pass))
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	if opts != nil && opts.WorkFactor > 0 {
+		rcpt.SetWorkFactor(opts.WorkFactor)
+	}
+	aw, err := age.Encrypt(w, rcpt)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	bw := bufio.NewWriterSize(aw, 1<<16)
+	h := sha256.New()
+	out := io.MultiWriter(bw, h)
+	info := BackupInfo{Created: s.opts.Now().UTC().Truncate(time.Second)}
+	lines := 0
+	writeLine := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		lines++
+		_, err = out.Write(append(b, '\n'))
+		return err
+	}
+	meshID := s.MeshID()
+	err = writeLine(backupHeader{Format: backupFormat, Version: backupVersion, MeshKey: s.keys.mesh,
+		MeshID: hex.EncodeToString(meshID[:]), Device: string(s.device.ID), DeviceName: s.device.Name, Created: info.Created})
+	if err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEnv).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := writeLine(backupLine{E: v}); err != nil {
+				return err
+			}
+			info.Envelopes++
+			env, err := UnmarshalEnvelope(v)
+			if err != nil {
+				return fmt.Errorf("envelope %d: %w", be64(k), err)
+			}
+			p, err := s.keys.open(env)
+			if err != nil {
+				return fmt.Errorf("envelope %d: %w", be64(k), err)
+			}
+			rec := &backupRecord{Collection: p.Collection, Key: p.Key, Device: string(env.Version.Device)}
+			switch p.Value.Kind {
+			case resolve.KindDeleted:
+				rec.Deleted = true
+			case resolve.KindJSON:
+				rec.Value = p.Value.Data
+			default:
+				rec.Raw = p.Value.Data
+			}
+			if err := writeLine(backupLine{R: rec}); err != nil {
+				return err
+			}
+			info.Records++
+		}
+		return nil
+	})
+	if err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err := writeLine(backupLine{End: &backupTrailer{Lines: lines, Envelopes: info.Envelopes, SHA256: sum}}); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	if err := aw.Close(); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	return info, nil
+}
+
+// ExportFile writes a backup to path atomically (a temporary file renamed into place).
+func (s *Store) ExportFile(path string, pass []byte, opts *ExportOptions) (BackupInfo, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".meshsync-export-*")
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	info, err := s.Export(tmp, pass, opts)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return info, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	return info, nil
+}
+
+// ImportStats says what an import did, or with a dry run what it would do, envelope by
+// envelope.
+type ImportStats struct {
+	Envelopes   int `json:"envelopes"`   // envelopes in the backup
+	New         int `json:"new"`         // records this store did not have
+	Newer       int `json:"newer"`       // versions that supersede what the store holds
+	Conflicting int `json:"conflicting"` // versions concurrent with what the store holds
+	Unchanged   int `json:"unchanged"`   // versions already held or superseded here
+	Rejected    int `json:"rejected"`    // envelopes that failed authentication
+}
+
+// backupReader decrypts a backup and checks its framing line by line.
+type backupReader struct {
+	br      *bufio.Reader
+	h       hashWriter
+	hdr     backupHeader
+	lines   int
+	envs    int
+	done    bool
+	trailer backupTrailer
+}
+
+type hashWriter interface {
+	io.Writer
+	Sum([]byte) []byte
+}
+
+func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
+	id, err := age.NewScryptIdentity(string(pass))
+	if err != nil {
+		return nil, fmt.Errorf("read backup: %w", err)
+	}
+	ar, err := age.Decrypt(r, id)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("read backup: %w (for this backup file)", ErrWrongPassphrase)
+		}
+		return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
+	}
+	b := &backupReader{br: bufio.NewReaderSize(ar, 1<<16), h: sha256.New()}
+	line, err := b.line()
+	if err != nil {
+		return nil, err
+	}
+	b.h.Write(line)
+	if err := json.Unmarshal(line, &b.hdr); err != nil || b.hdr.Format != backupFormat {
+		return nil, fmt.Errorf("read backup: %w: no meshsync header", ErrBadBackup)
+	}
+	if b.hdr.Version != backupVersion {
+		return nil, fmt.Errorf("read backup: %w: format version %d is not supported by this meshsync", ErrBadBackup, b.hdr.Version)
+	}
+	if len(b.hdr.MeshKey) != meshKeySize {
+		return nil, fmt.Errorf("read backup: %w: bad mesh key", ErrBadBackup)
+	}
+	return b, nil
+}
+
+func (b *backupReader) line() ([]byte, error) {
+	var buf []byte
+	for {
+		chunk, err := b.br.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if len(buf) > maxBackupLine {
+			return nil, fmt.Errorf("read backup: %w: line too long", ErrBadBackup)
+		}
+		if err == nil {
+			break
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read backup: %w: file ends early (truncated)", ErrBadBackup)
+		}
+		return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
+	}
+	b.lines++
+	return buf, nil
+}
+
+// next returns the next envelope, or nil at the verified end of the backup.
+func (b *backupReader) next() ([]byte, error) {
+	for {
+		line, err := b.line()
+		if err != nil {
+			return nil, err
+		}
+		var l backupLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			return nil, fmt.Errorf("read backup: %w: line %d: %v", ErrBadBackup, b.lines, err)
+		}
+		if l.End != nil {
+			want := hex.EncodeToString(b.h.Sum(nil))
+			if l.End.SHA256 != want || l.End.Envelopes != b.envs || l.End.Lines != b.lines-1 {
+				return nil, fmt.Errorf("read backup: %w: manifest does not match the contents", ErrBadBackup)
+			}
+			// The age stream must end right here, cleanly.
+			if _, err := b.br.ReadByte(); !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("read backup: %w: data after the manifest", ErrBadBackup)
+			}
+			b.done = true
+			return nil, nil
+		}
+		b.h.Write(line)
+		if l.E != nil {
+			b.envs++
+			return l.E, nil
+		}
+		if l.R == nil {
+			return nil, fmt.Errorf("read backup: %w: line %d has no known field", ErrBadBackup, b.lines)
+		}
+	}
+}
+
+// classify says how an envelope relates to what the store holds for its record.
+func classify(set []hashed, in hashed) (kind string) {
+	if len(set) == 0 {
+		return "new"
+	}
+	if _, changed := mergeAntichain(set, in); !changed {
+		return "unchanged"
+	}
+	for _, e := range set {
+		if in.env.Version.VV.Compare(e.env.Version.VV) != resolve.After {
+			return "conflicting"
+		}
+	}
+	return "newer"
+}
+
+func (st *ImportStats) count(kind string) {
+	switch kind {
+	case "new":
+		st.New++
+	case "newer":
+		st.Newer++
+	case "conflicting":
+		st.Conflicting++
+	default:
+		st.Unchanged++
+	}
+}
+
+// Import applies a backup like a sync: it merges, and never overwrites newer data. With
+// dryRun nothing is written and the stats say what would change. A damaged file, a wrong
+// passphrase or a backup of another mesh changes nothing.
+func (s *Store) Import(r io.Reader, pass []byte, dryRun bool) (ImportStats, error) {
+	b, err := openBackup(r, pass)
+	if err != nil {
+		return ImportStats{}, err
+	}
+	if !bytes.Equal(b.hdr.MeshKey, s.keys.mesh) {
+		return ImportStats{}, fmt.Errorf("import: %w: it was made on mesh %s", ErrOtherMesh, b.hdr.MeshID)
+	}
+	return s.importBody(b, dryRun)
+}
+
+func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
+	var st ImportStats
+	var changes []Change
+	errAbort := errors.New("dry run")
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		t := s.newTx(btx)
+		for {
+			raw, err := b.next()
+			if err != nil {
+				return err
+			}
+			if raw == nil {
+				break
+			}
+			st.Envelopes++
+			env, err := UnmarshalEnvelope(raw)
+			if err != nil {
+				return fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
+			}
+			h, err := newHashed(env)
+			if err != nil {
+				return err
+			}
+			set, err := t.antichain(env.ID)
+			if err != nil {
+				return err
+			}
+			st.count(classify(set, h))
+			if dryRun {
+				if _, err := s.keys.open(env); err != nil {
+					st.Rejected++
+				}
+				continue
+			}
+			var res ApplyResult
+			if err := t.apply([][]byte{raw}, &res); err != nil {
+				return err
+			}
+			st.Rejected += len(res.Rejected)
+		}
+		if dryRun {
+			return errAbort
+		}
+		changes = t.changes
+		t.changes = nil
+		return t.flush()
+	})
+	if dryRun && errors.Is(err, errAbort) {
+		err = nil
+	}
+	if err != nil {
+		return ImportStats{}, err
+	}
+	s.feed.publish(changes)
+	return st, nil
+}
+
+// Restore creates a new store in dir from a backup: the same mesh key under a new device
+// identity, protected by storePass, holding every envelope of the backup. A damaged backup
+// leaves no store behind.
+func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Options) (*Store, ImportStats, error) {
+	b, err := openBackup(r, backupPass)
+	if err != nil {
+		return nil, ImportStats{}, err
+	}
+	o := opts.withDefaults()
+	o.MeshKey = b.hdr.MeshKey
+	s, err := Init(dir, storePass, &o)
+	if err != nil {
+		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
+	}
+	st, err := s.importBody(b, false)
+	if err != nil {
+		s.Close()
+		os.Remove(filepath.Join(dir, FileName))
+		os.Remove(filepath.Join(dir, lockFileName))
+		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
+	}
+	return s, st, nil
+}

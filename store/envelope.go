@@ -1,0 +1,391 @@
+package store
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/resolve"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Hard limits of the envelope format, checked before anything is allocated.
+const (
+	envelopeFormat = 1
+	// MaxValueSize is the largest value a record may hold.
+	MaxValueSize = 1 << 20
+	// MaxNameSize is the longest collection name or key, in bytes.
+	MaxNameSize = 1024
+	// MaxDeviceIDSize is the longest device id in a version.
+	MaxDeviceIDSize = 64
+	// MaxVectorEntries is the most devices one version vector may name.
+	MaxVectorEntries = 1024
+	// MaxEnvelopeSize bounds one encoded envelope.
+	MaxEnvelopeSize = MaxValueSize + 256<<10
+	maxPayloadSize  = MaxEnvelopeSize - 1024
+	maxFieldsSize   = 128 << 10
+)
+
+// Envelope is a record as it is stored and shipped: a keyed-hash id, the version in clear,
+// and the payload sealed with XChaCha20-Poly1305 under the data key of KeyEpoch. The id,
+// epoch and version are the payload's associated data, so a ciphertext moved to another id
+// or version fails to open.
+type Envelope struct {
+	ID         merkle.ID
+	KeyEpoch   uint32
+	Version    resolve.Version
+	Nonce      [chacha20poly1305.NonceSizeX]byte
+	Ciphertext []byte
+}
+
+// appendHeader encodes everything that is authenticated but not encrypted.
+func (e *Envelope) appendHeader(b []byte) []byte {
+	b = append(b, envelopeFormat)
+	b = append(b, e.ID[:]...)
+	b = binary.AppendUvarint(b, uint64(e.KeyEpoch))
+	b = appendString(b, string(e.Version.Device))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Version.Clock))
+	devs := sortedDevices(e.Version.VV)
+	b = binary.AppendUvarint(b, uint64(len(devs)))
+	for _, d := range devs {
+		b = appendString(b, string(d))
+		b = binary.AppendUvarint(b, e.Version.VV[d])
+	}
+	return b
+}
+
+// MarshalBinary encodes the envelope in its canonical form.
+func (e *Envelope) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 96+len(e.Ciphertext)+24*len(e.Version.VV))
+	b = e.appendHeader(b)
+	b = append(b, e.Nonce[:]...)
+	b = binary.AppendUvarint(b, uint64(len(e.Ciphertext)))
+	b = append(b, e.Ciphertext...)
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("encode envelope: %w", ErrTooLarge)
+	}
+	return b, nil
+}
+
+// UnmarshalEnvelope decodes an envelope. Only the canonical encoding is accepted (sorted,
+// unique version-vector entries without zero counters; no trailing bytes), so decoding and
+// encoding again gives the same bytes.
+func UnmarshalEnvelope(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
+	}
+	r := reader{b: b}
+	if f := r.byte(); f != envelopeFormat {
+		if r.err != nil {
+			return nil, fmt.Errorf("decode envelope: %w", r.err)
+		}
+		return nil, fmt.Errorf("decode envelope: %w: unknown format %d", ErrMalformed, f)
+	}
+	e := &Envelope{}
+	copy(e.ID[:], r.bytes(32))
+	ep := r.uvarint()
+	if ep > 1<<32-1 {
+		r.fail("key epoch out of range")
+	}
+	e.KeyEpoch = uint32(ep)
+	e.Version.Device = resolve.DeviceID(r.str(MaxDeviceIDSize))
+	if e.Version.Device == "" {
+		r.fail("empty device id")
+	}
+	e.Version.Clock = resolve.Timestamp(r.uint64())
+	n := r.uvarint()
+	if n > MaxVectorEntries {
+		r.fail("version vector too long")
+	}
+	if r.err == nil {
+		e.Version.VV = make(resolve.VersionVector, n)
+		prev := ""
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			d := r.str(MaxDeviceIDSize)
+			c := r.uvarint()
+			if d == "" || c == 0 || (i > 0 && d <= prev) {
+				r.fail("version vector not canonical")
+			}
+			prev = d
+			e.Version.VV[resolve.DeviceID(d)] = c
+		}
+		if e.Version.VV[e.Version.Device] == 0 && r.err == nil {
+			r.fail("version vector does not count its own device")
+		}
+	}
+	copy(e.Nonce[:], r.bytes(len(e.Nonce)))
+	cl := r.uvarint()
+	if cl > maxPayloadSize+chacha20poly1305.Overhead {
+		r.fail("payload too large")
+	}
+	if cl < chacha20poly1305.Overhead {
+		r.fail("payload shorter than its tag")
+	}
+	e.Ciphertext = slices.Clone(r.bytes(int(cl)))
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("decode envelope: %w", r.err)
+	}
+	return e, nil
+}
+
+// Hash is the SHA-256 of the envelope's canonical encoding.
+func (e *Envelope) Hash() [32]byte {
+	b, _ := e.MarshalBinary()
+	return sha256.Sum256(b)
+}
+
+// Kind says what a payload holds.
+type Kind = resolve.Kind
+
+// payload is the plaintext sealed inside an envelope.
+type payload struct {
+	Collection string
+	Key        string
+	Value      resolve.Value
+}
+
+const payloadFormat = 1
+
+func (p *payload) marshal() ([]byte, error) {
+	fields, err := p.Value.Fields.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode field clocks: %w", err)
+	}
+	b := make([]byte, 0, 32+len(p.Collection)+len(p.Key)+len(p.Value.Data)+len(fields))
+	b = append(b, payloadFormat, byte(p.Value.Kind))
+	b = appendString(b, p.Collection)
+	b = appendString(b, p.Key)
+	b = appendBytes(b, p.Value.Data)
+	b = appendBytes(b, fields)
+	// Pad to a Padmé bucket so that sizes leak little (at most 12 % overhead): a uvarint
+	// count followed by that many zero bytes.
+	b = appendPadding(b)
+	if len(b) > maxPayloadSize {
+		return nil, fmt.Errorf("encode payload: %w", ErrTooLarge)
+	}
+	return b, nil
+}
+
+func unmarshalPayload(b []byte) (*payload, error) {
+	r := reader{b: b}
+	if f := r.byte(); f != payloadFormat && r.err == nil {
+		return nil, fmt.Errorf("%w: unknown payload format %d", ErrMalformed, f)
+	}
+	p := &payload{}
+	p.Value.Kind = resolve.Kind(r.byte())
+	p.Collection = r.str(MaxNameSize)
+	p.Key = r.str(MaxNameSize)
+	data := r.blob(MaxValueSize)
+	fields := r.blob(maxFieldsSize)
+	pad := r.uvarint()
+	if pad != uint64(len(r.b)) {
+		r.fail("bad padding")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("decode payload: %w", r.err)
+	}
+	if len(data) > 0 {
+		p.Value.Data = slices.Clone(data)
+	}
+	if len(fields) > 0 {
+		if err := p.Value.Fields.UnmarshalBinary(fields); err != nil {
+			return nil, fmt.Errorf("decode payload fields: %w: %v", ErrMalformed, err)
+		}
+	}
+	return p, nil
+}
+
+// padme rounds n up so that only O(log log n) bits of the length show (Padmé, PURBs paper).
+func padme(n int) int {
+	if n < 2 {
+		return n
+	}
+	e := 0
+	for v := n; v > 1; v >>= 1 {
+		e++
+	}
+	s := 0
+	for v := e; v > 0; v >>= 1 {
+		s++
+	}
+	last := e - s
+	mask := (1 << last) - 1
+	return (n + mask) &^ mask
+}
+
+// seal encrypts p into a new envelope with a random 192-bit nonce.
+func (k *keyring) seal(id merkle.ID, v resolve.Version, p *payload) (*Envelope, error) {
+	plain, err := p.marshal()
+	if err != nil {
+		return nil, err
+	}
+	e := &Envelope{ID: id, KeyEpoch: 0, Version: v}
+	if _, err := rand.Read(e.Nonce[:]); err != nil {
+		return nil, fmt.Errorf("seal: nonce: %w", err)
+	}
+	key := k.data[e.KeyEpoch]
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	e.Ciphertext = aead.Seal(nil, e.Nonce[:], plain, e.appendHeader(nil))
+	return e, nil
+}
+
+// open authenticates and decrypts an envelope, and checks that its id matches the
+// collection and key inside.
+func (k *keyring) open(e *Envelope) (*payload, error) {
+	key, ok := k.data[e.KeyEpoch]
+	if !ok {
+		return nil, fmt.Errorf("open envelope %x: %w %d", e.ID[:6], ErrUnknownKeyEpoch, e.KeyEpoch)
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := aead.Open(nil, e.Nonce[:], e.Ciphertext, e.appendHeader(nil))
+	if err != nil {
+		return nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], ErrTampered)
+	}
+	p, err := unmarshalPayload(plain)
+	if err != nil {
+		return nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], err)
+	}
+	if k.recordID(p.Collection, p.Key) != e.ID {
+		return nil, fmt.Errorf("open envelope %x: %w: id does not match its record", e.ID[:6], ErrTampered)
+	}
+	return p, nil
+}
+
+// recordID is the keyed hash that names a record everywhere outside a device.
+func (k *keyring) recordID(collection, key string) merkle.ID {
+	m := hmac.New(sha256.New, k.id)
+	m.Write(binary.AppendUvarint(nil, uint64(len(collection))))
+	m.Write([]byte(collection))
+	m.Write([]byte(key))
+	var id merkle.ID
+	copy(id[:], m.Sum(nil))
+	return id
+}
+
+// collTag names a collection in the local collection index without revealing it.
+func (k *keyring) collTag(collection string) []byte {
+	m := hmac.New(sha256.New, k.index)
+	m.Write([]byte(collection))
+	return m.Sum(nil)[:16]
+}
+
+func sortedDevices(vv resolve.VersionVector) []resolve.DeviceID {
+	ds := make([]resolve.DeviceID, 0, len(vv))
+	for d, c := range vv {
+		if c != 0 {
+			ds = append(ds, d)
+		}
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// reader decodes length-prefixed fields with hard limits; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(msg string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", ErrMalformed, msg)
+	}
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b) < n {
+		r.fail("truncated")
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) byte() byte {
+	b := r.bytes(1)
+	if b == nil {
+		return 0
+	}
+	return b[0]
+}
+
+func (r *reader) uint64() uint64 {
+	b := r.bytes(8)
+	if b == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("bad varint")
+		return 0
+	}
+	if n != len(binary.AppendUvarint(nil, v)) {
+		r.fail("varint not minimal")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) blob(max int) []byte {
+	n := r.uvarint()
+	if n > uint64(max) {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: field of %d bytes exceeds %d", ErrTooLarge, n, max)
+		}
+		return nil
+	}
+	return r.bytes(int(n))
+}
+
+func (r *reader) str(max int) string { return string(r.blob(max)) }
+
+// appendPadding appends a uvarint n and n zero bytes so that the total length lands on a
+// Padmé size.
+func appendPadding(b []byte) []byte {
+	base := len(b)
+	for target := padme(base + 1); ; target = padme(target + 1) {
+		rem := target - base
+		for l := 1; l <= 3; l++ {
+			n := rem - l
+			if n >= 0 && len(binary.AppendUvarint(nil, uint64(n))) == l {
+				b = binary.AppendUvarint(b, uint64(n))
+				return append(b, make([]byte, n)...)
+			}
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package store
+
+import "errors"
+
+// Errors returned when opening or creating a store.
+var (
+	// ErrWrongPassphrase means the passphrase does not unlock the store's mesh key.
+	ErrWrongPassphrase = errors.New("wrong passphrase")
+	// ErrNoStore means the directory holds no meshsync store yet.
+	ErrNoStore = errors.New("no meshsync store here")
+	// ErrExists means Init found a store already present in the directory.
+	ErrExists = errors.New("a meshsync store already exists here")
+	// ErrWeakKDF means the store's key-derivation parameters are below the enforced floor.
+	ErrWeakKDF = errors.New("key-derivation parameters below the safe floor")
+	// ErrLocked means another process holds the store open.
+	ErrLocked = errors.New("store in use by another process")
+	// ErrCorrupt means the database file or one of its records failed a consistency check.
+	ErrCorrupt = errors.New("store is corrupt")
+	// ErrClosed means the store was used after Close.
+	ErrClosed = errors.New("store is closed")
+)
+
+// Errors returned by record operations.
+var (
+	// ErrNotFound means no record (or only a deleted one) exists under the collection and key.
+	ErrNotFound = errors.New("record not found")
+	// ErrInvalid means a collection, key or value was rejected (empty, too long, reserved, not JSON).
+	ErrInvalid = errors.New("invalid record")
+	// ErrReserved means an application tried to write a reserved collection (names starting with "_").
+	ErrReserved = errors.New("reserved collection")
+)
+
+// Errors returned when decoding or opening envelopes from elsewhere.
+var (
+	// ErrMalformed means the bytes are not a well-formed envelope or payload.
+	ErrMalformed = errors.New("malformed envelope")
+	// ErrTooLarge means an envelope, payload or field exceeded its hard size limit.
+	ErrTooLarge = errors.New("envelope too large")
+	// ErrTampered means an envelope failed authentication: altered, moved to another id or
+	// version, or sealed under another mesh key.
+	ErrTampered = errors.New("envelope failed authentication (tampered or from another mesh)")
+	// ErrUnknownKeyEpoch means an envelope names a key epoch this device holds no key for.
+	ErrUnknownKeyEpoch = errors.New("envelope sealed under an unknown key epoch")
+)
+
+// Errors returned by backups.
+var (
+	// ErrBadBackup means a backup file is truncated, altered, or not a meshsync backup.
+	ErrBadBackup = errors.New("backup file is damaged or not a meshsync backup")
+	// ErrOtherMesh means a backup (or envelope set) belongs to a different mesh.
+	ErrOtherMesh = errors.New("backup belongs to a different mesh")
+)

@@ -1,0 +1,328 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshsync/meshsync/resolve"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the name of the database file inside a store directory.
+const FileName = "meshsync.db"
+
+const lockFileName = "meshsync.pid"
+
+// Bucket names. The bulk of the bytes (envelopes) sits under the local sequence number so
+// that bulk writes go in key order; a small id index points at them.
+var (
+	bucketMeta  = []byte("meta")  // header, store epoch, last sequence, clock
+	bucketEnv   = []byte("env")   // seq (8 bytes, big endian) -> envelope
+	bucketIDs   = []byte("ids")   // record id -> digest of its antichain, then the seqs of its envelopes
+	bucketTree  = []byte("tree")  // merkle prefix -> node summary
+	bucketColl  = []byte("coll")  // collection tag || record id -> nothing
+	bucketLocal = []byte("local") // device-local state, sealed under the local key
+	allBuckets  = [][]byte{bucketMeta, bucketEnv, bucketIDs, bucketTree, bucketColl, bucketLocal}
+)
+
+var (
+	metaHeader = []byte("header")
+	metaEpoch  = []byte("epoch")
+	metaSeq    = []byte("seq")
+	metaClock  = []byte("clock")
+)
+
+// Options configure Open and Init. A nil *Options, and every zero field, means the default.
+type Options struct {
+	// Now is the wall clock; tests inject their own. Default time.Now.
+	Now func() time.Time
+	// MaxSkew bounds how far ahead of local time a remote clock may drag the local hybrid
+	// clock. Default 10 minutes.
+	MaxSkew time.Duration
+	// LockTimeout is how long Open waits for another process to release the file. Default
+	// 200 ms.
+	LockTimeout time.Duration
+	// NoSync skips fsync on commit: faster, and unsafe on power loss. Benchmarks only.
+	NoSync bool
+
+	// KDF sets the Argon2id parameters of a new store (Init). Default DefaultKDF; values
+	// below the floor are refused.
+	KDF KDFParams
+	// DeviceName names this device in the mesh (Init). Default the host name.
+	DeviceName string
+	// MeshKey makes Init join an existing mesh (restore or pairing) instead of creating a
+	// new one. It must be 32 bytes.
+	MeshKey []byte
+}
+
+func (o *Options) withDefaults() Options {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	if out.MaxSkew == 0 {
+		out.MaxSkew = 10 * time.Minute
+	}
+	if out.LockTimeout == 0 {
+		out.LockTimeout = 200 * time.Millisecond
+	}
+	if out.KDF == (KDFParams{}) {
+		out.KDF = DefaultKDF
+	}
+	if out.DeviceName == "" {
+		out.DeviceName, _ = os.Hostname()
+		if out.DeviceName == "" {
+			out.DeviceName = "device"
+		}
+	}
+	return out
+}
+
+// Store is an open, unlocked meshsync store. It is safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	dir    string
+	opts   Options
+	keys   *keyring
+	epoch  [16]byte
+	device DeviceInfo
+
+	mu    sync.Mutex // guards clock and skew
+	clock resolve.Clock
+	skew  time.Duration
+
+	feed   feed
+	closed atomic.Bool
+}
+
+// DeviceInfo names this device.
+type DeviceInfo struct {
+	ID   resolve.DeviceID `json:"id"`
+	Name string           `json:"name"`
+}
+
+// Init creates a new store in dir, protected by pass. With opts.MeshKey it joins that mesh;
+// otherwise it creates a new mesh with a random mesh key.
+func Init(dir string, pass []byte, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if len(pass) == 0 {
+		return nil, fmt.Errorf("init store: empty passphrase")
+	}
+	path := filepath.Join(dir, FileName)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("init store in %s: %w", dir, ErrExists)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init store: %w", err)
+	}
+	meshKey := o.MeshKey
+	if meshKey == nil {
+		meshKey = make([]byte, meshKeySize)
+		if _, err := rand.Read(meshKey); err != nil {
+			return nil, err
+		}
+	} else if len(meshKey) != meshKeySize {
+		return nil, fmt.Errorf("init store: mesh key must be %d bytes", meshKeySize)
+	}
+	hdr, err := wrapMeshKey(meshKey, pass, o.KDF)
+	if err != nil {
+		return nil, fmt.Errorf("init store: %w", err)
+	}
+	db, err := openDB(path, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, dir: dir, opts: o, keys: newKeyring(meshKey)}
+	var devID [8]byte
+	if _, err := rand.Read(devID[:]); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.device = DeviceInfo{ID: resolve.DeviceID(hex.EncodeToString(devID[:])), Name: o.DeviceName}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(metaHeader) != nil {
+			return ErrExists
+		}
+		if _, err := rand.Read(s.epoch[:]); err != nil {
+			return err
+		}
+		if err := meta.Put(metaHeader, hdr.marshal()); err != nil {
+			return err
+		}
+		if err := meta.Put(metaEpoch, s.epoch[:]); err != nil {
+			return err
+		}
+		return s.putLocalJSON(tx, "device", s.device)
+	})
+	if err != nil {
+		db.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("init store in %s: %w", dir, err)
+	}
+	s.clock = resolve.Clock{MaxSkew: o.MaxSkew}
+	return s, nil
+}
+
+// Open unlocks the existing store in dir with pass.
+func Open(dir string, pass []byte, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	path := filepath.Join(dir, FileName)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open store %s: %w", dir, ErrNoStore)
+	}
+	db, err := openDB(path, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, dir: dir, opts: o}
+	err = db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: bucket %q missing", ErrCorrupt, b)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		hb := meta.Get(metaHeader)
+		if hb == nil {
+			return fmt.Errorf("%w: no header", ErrCorrupt)
+		}
+		hdr, err := parseHeader(hb)
+		if err != nil {
+			return err
+		}
+		meshKey, err := hdr.unwrap(pass)
+		if err != nil {
+			return err
+		}
+		s.keys = newKeyring(meshKey)
+		if e := meta.Get(metaEpoch); len(e) == len(s.epoch) {
+			copy(s.epoch[:], e)
+		} else {
+			return fmt.Errorf("%w: store epoch missing", ErrCorrupt)
+		}
+		if c := meta.Get(metaClock); len(c) == 8 {
+			s.clock.Last = resolve.Timestamp(be64(c))
+		}
+		return s.getLocalJSON(tx, "device", &s.device)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s.clock.MaxSkew = o.MaxSkew
+	return s, nil
+}
+
+func openDB(path string, o Options) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open store %s: %w%s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)))
+		}
+		return nil, fmt.Errorf("open store %s: %w: %v", filepath.Dir(path), ErrCorrupt, err)
+	}
+	// Record who holds the store, so that a second opener can name the process.
+	_ = os.WriteFile(filepath.Join(filepath.Dir(path), lockFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	return db, nil
+}
+
+func lockHolder(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return ""
+	}
+	pid := strings.TrimSpace(string(b))
+	if pid == "" {
+		return ""
+	}
+	return " (process " + pid + ")"
+}
+
+// Close releases the store. Subscriptions are closed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.feed.closeAll()
+	err := s.db.Close()
+	return err
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Device is this device's identity in the mesh.
+func (s *Store) Device() DeviceInfo { return s.device }
+
+// Epoch is the store's random epoch: it changes when a store is created anew or restored,
+// so that peers know their remembered sequence numbers no longer apply.
+func (s *Store) Epoch() [16]byte { return s.epoch }
+
+// MeshID is a public identifier of the mesh, derived from the mesh key.
+func (s *Store) MeshID() [16]byte { return s.keys.meshID }
+
+// ClockSkew reports the largest amount by which a remote clock was seen ahead of local
+// time beyond MaxSkew since the store was opened (0 when none).
+func (s *Store) ClockSkew() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skew
+}
+
+// ChangePassphrase rewraps the mesh key under newPass. Nothing else is re-encrypted.
+func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error {
+	if len(newPass) == 0 {
+		return fmt.Errorf("change passphrase: the new passphrase is empty")
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		hdr, err := parseHeader(meta.Get(metaHeader))
+		if err != nil {
+			return err
+		}
+		if _, err := hdr.unwrap(oldPass); err != nil {
+			return fmt.Errorf("change passphrase: %w", err)
+		}
+		p := hdr.KDF
+		if kdf != nil {
+			p = *kdf
+		}
+		nh, err := wrapMeshKey(s.keys.mesh, newPass, p)
+		if err != nil {
+			return fmt.Errorf("change passphrase: %w", err)
+		}
+		return meta.Put(metaHeader, nh.marshal())
+	})
+}
+
+// MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new
+// device over an authenticated, encrypted channel. Nothing else may call it.
+func (s *Store) MeshKeyForPairing() []byte { return append([]byte(nil), s.keys.mesh...) }
+
+func be64(b []byte) uint64 {
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+func u64be(v uint64) []byte {
+	return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}

@@ -1,0 +1,575 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/resolve"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Record is the resolved view of one record.
+type Record struct {
+	Collection string
+	Key        string
+	// Kind is resolve.KindJSON or resolve.KindRaw (never Deleted: deleted records are not returned).
+	Kind resolve.Kind
+	// Value is the JSON document (canonical form) or the raw bytes.
+	Value []byte
+	// Version is the version whose value won, or the newest of a merge.
+	Version resolve.Version
+	// Versions is how many concurrent versions the store holds (1 unless a conflict is open
+	// or unresolved versions wait for a write-back).
+	Versions int
+	// Conflict describes the conflict between concurrent versions, nil when there is none.
+	Conflict *resolve.Conflict
+	// ID is the record's keyed-hash id.
+	ID merkle.ID
+}
+
+// Change is one record change, delivered to subscribers after its transaction commits.
+type Change struct {
+	Collection string
+	Key        string
+	ID         merkle.ID
+	Deleted    bool // the record now reads as deleted
+	Local      bool // written on this device (false: applied from elsewhere)
+	Conflict   bool // the record has concurrent versions after the change
+}
+
+// Tx is a read or read-write transaction over the store, valid only inside the function
+// passed to Store.View or Store.Update.
+type Tx struct {
+	s        *Store
+	tx       *bolt.Tx
+	now      time.Time
+	changes  []Change
+	nodes    map[merkle.Prefix]*merkle.Node
+	seq      uint64
+	seqDirty bool
+	policies map[string]resolve.Policy
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error {
+		return fn(s.newTx(btx))
+	})
+}
+
+// Update runs fn in a read-write transaction: it commits if fn returns nil and rolls back
+// otherwise. Subscribers see the changes after the commit.
+func (s *Store) Update(fn func(*Tx) error) error {
+	var t *Tx
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		t = s.newTx(btx)
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.flush()
+	})
+	if err != nil {
+		return err
+	}
+	s.feed.publish(t.changes)
+	return nil
+}
+
+func (s *Store) newTx(btx *bolt.Tx) *Tx {
+	return &Tx{s: s, tx: btx, now: s.opts.Now()}
+}
+
+// flush writes the transaction's dirty tree nodes, sequence counter and clock.
+func (t *Tx) flush() error {
+	tree := t.tx.Bucket(bucketTree)
+	for p, n := range t.nodes {
+		if n.Count == 0 {
+			if err := tree.Delete(p.Key()); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := n.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if err := tree.Put(p.Key(), b); err != nil {
+			return err
+		}
+	}
+	meta := t.tx.Bucket(bucketMeta)
+	if t.seqDirty {
+		if err := meta.Put(metaSeq, u64be(t.seq)); err != nil {
+			return err
+		}
+	}
+	t.s.mu.Lock()
+	last := t.s.clock.Last
+	t.s.mu.Unlock()
+	return meta.Put(metaClock, u64be(uint64(last)))
+}
+
+// Put writes a JSON document under collection and key.
+func (t *Tx) Put(collection, key string, value []byte) error {
+	if err := checkApp(collection); err != nil {
+		return err
+	}
+	return t.write(collection, key, resolve.KindJSON, value)
+}
+
+// PutRaw writes raw bytes under collection and key.
+func (t *Tx) PutRaw(collection, key string, value []byte) error {
+	if err := checkApp(collection); err != nil {
+		return err
+	}
+	return t.write(collection, key, resolve.KindRaw, value)
+}
+
+// Delete writes a tombstone for collection and key. Deleting a record that does not exist
+// is ErrNotFound.
+func (t *Tx) Delete(collection, key string) error {
+	if err := checkApp(collection); err != nil {
+		return err
+	}
+	if _, err := t.Get(collection, key); err != nil {
+		return err
+	}
+	return t.write(collection, key, resolve.KindDeleted, nil)
+}
+
+// PutReserved writes a JSON record of a reserved collection (a name starting with "_":
+// policies, the device list, grants, the audit log). Only meshsync's own layers call it.
+func (t *Tx) PutReserved(collection, key string, value []byte) error {
+	if !strings.HasPrefix(collection, "_") {
+		return fmt.Errorf("%w: %q is not a reserved collection", ErrInvalid, collection)
+	}
+	return t.write(collection, key, resolve.KindJSON, value)
+}
+
+// DeleteReserved writes a tombstone in a reserved collection.
+func (t *Tx) DeleteReserved(collection, key string) error {
+	if !strings.HasPrefix(collection, "_") {
+		return fmt.Errorf("%w: %q is not a reserved collection", ErrInvalid, collection)
+	}
+	if _, err := t.Get(collection, key); err != nil {
+		return err
+	}
+	return t.write(collection, key, resolve.KindDeleted, nil)
+}
+
+func checkApp(collection string) error {
+	if strings.HasPrefix(collection, "_") {
+		return fmt.Errorf("%w: %q (names starting with _ belong to meshsync)", ErrReserved, collection)
+	}
+	return nil
+}
+
+func checkNames(collection, key string) error {
+	switch {
+	case collection == "":
+		return fmt.Errorf("%w: empty collection name", ErrInvalid)
+	case key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalid)
+	case len(collection) > MaxNameSize || len(key) > MaxNameSize:
+		return fmt.Errorf("%w: collection and key are limited to %d bytes", ErrInvalid, MaxNameSize)
+	case !utf8.ValidString(collection) || !utf8.ValidString(key):
+		return fmt.Errorf("%w: collection and key must be valid UTF-8", ErrInvalid)
+	}
+	return nil
+}
+
+// write makes a new local version that dominates every version the record has.
+func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) error {
+	if !t.tx.Writable() {
+		return fmt.Errorf("write %s/%s: read-only transaction", collection, key)
+	}
+	if err := checkNames(collection, key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: value of %d bytes exceeds %d", ErrTooLarge, len(value), MaxValueSize)
+	}
+	if kind == resolve.KindJSON {
+		c, err := resolve.CanonicalJSON(value)
+		if err != nil {
+			return fmt.Errorf("%w: value is not valid JSON: %v", ErrInvalid, err)
+		}
+		value = c
+	}
+	id := t.s.keys.recordID(collection, key)
+	set, err := t.antichain(id)
+	if err != nil {
+		return err
+	}
+	vv := resolve.VersionVector{}
+	var prev *resolve.Value
+	if len(set) > 0 {
+		for _, h := range set {
+			vv = vv.Merge(h.env.Version.VV)
+		}
+		res, err := t.resolveSet(collection, set)
+		if err != nil {
+			return err
+		}
+		if res.Value.Kind != resolve.KindDeleted {
+			prev = &res.Value
+		}
+	}
+	dev := t.s.device.ID
+	vv[dev]++
+	t.s.mu.Lock()
+	ts := t.s.clock.Now(t.now)
+	t.s.mu.Unlock()
+	val := resolve.Value{Kind: kind, Data: value}
+	if kind == resolve.KindJSON {
+		val, err = resolve.Stamp(prev, value, ts, dev)
+		if err != nil {
+			return fmt.Errorf("write %s/%s: %w", collection, key, err)
+		}
+	}
+	env, err := t.s.keys.seal(id, resolve.Version{Device: dev, Clock: ts, VV: vv}, &payload{Collection: collection, Key: key, Value: val})
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", collection, key, err)
+	}
+	h, err := newHashed(env)
+	if err != nil {
+		return err
+	}
+	if err := t.replace(id, set, []hashed{h}); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketColl).Put(append(t.s.keys.collTag(collection), id[:]...), nil); err != nil {
+		return err
+	}
+	t.changes = append(t.changes, Change{Collection: collection, Key: key, ID: id, Deleted: kind == resolve.KindDeleted, Local: true})
+	return nil
+}
+
+// Get returns the resolved record, or ErrNotFound when it does not exist or reads as
+// deleted.
+func (t *Tx) Get(collection, key string) (*Record, error) {
+	if err := checkNames(collection, key); err != nil {
+		return nil, err
+	}
+	id := t.s.keys.recordID(collection, key)
+	set, err := t.antichain(id)
+	if err != nil {
+		return nil, err
+	}
+	if len(set) == 0 {
+		return nil, fmt.Errorf("%s/%s: %w", collection, key, ErrNotFound)
+	}
+	rec, err := t.record(collection, key, id, set)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%s/%s: %w (deleted)", collection, key, ErrNotFound)
+	}
+	return rec, nil
+}
+
+// record resolves set into a Record; nil when it reads as deleted.
+func (t *Tx) record(collection, key string, id merkle.ID, set []hashed) (*Record, error) {
+	res, err := t.resolveSet(collection, set)
+	if err != nil {
+		return nil, err
+	}
+	if res.Value.Kind == resolve.KindDeleted {
+		return nil, nil
+	}
+	rec := &Record{Collection: collection, Key: key, ID: id, Kind: res.Value.Kind, Value: res.Value.Data, Versions: len(set), Conflict: res.Conflict}
+	if res.Winner >= 0 && res.Winner < len(set) {
+		rec.Version = set[res.Winner].env.Version
+	} else {
+		for _, h := range set {
+			if h.env.Version.Clock > rec.Version.Clock {
+				rec.Version = h.env.Version
+			}
+		}
+	}
+	return rec, nil
+}
+
+// resolveSet opens every version of a record and runs the collection's strategy.
+func (t *Tx) resolveSet(collection string, set []hashed) (resolve.Result, error) {
+	sibs := make([]resolve.Sibling, len(set))
+	for i, h := range set {
+		p, err := t.s.keys.open(h.env)
+		if err != nil {
+			return resolve.Result{}, fmt.Errorf("read %s: %w", collection, err)
+		}
+		sibs[i] = resolve.Sibling{Version: h.env.Version, Value: p.Value}
+	}
+	pol, err := t.policy(collection)
+	if err != nil {
+		return resolve.Result{}, err
+	}
+	res, err := resolve.Resolve(pol, sibs, t.now)
+	if err != nil {
+		return resolve.Result{}, fmt.Errorf("resolve %s: %w", collection, err)
+	}
+	return res, nil
+}
+
+// PolicyCollection is the reserved collection that holds each collection's conflict policy.
+const PolicyCollection = "_policy"
+
+// policy returns the conflict policy of a collection: the record in PolicyCollection, or
+// the default (latest timestamp wins). Reserved collections always use the default.
+func (t *Tx) policy(collection string) (resolve.Policy, error) {
+	def := resolve.Policy{Strategy: resolve.StrategyTimestamp}.WithDefaults()
+	if strings.HasPrefix(collection, "_") {
+		return def, nil
+	}
+	if p, ok := t.policies[collection]; ok {
+		return p, nil
+	}
+	rec, err := t.Get(PolicyCollection, collection)
+	if errors.Is(err, ErrNotFound) {
+		return def, nil
+	}
+	if err != nil {
+		return def, err
+	}
+	var p resolve.Policy
+	if err := json.Unmarshal(rec.Value, &p); err != nil {
+		return def, fmt.Errorf("policy of %s: %w", collection, err)
+	}
+	p = p.WithDefaults()
+	if t.policies == nil {
+		t.policies = map[string]resolve.Policy{}
+	}
+	t.policies[collection] = p
+	return p, nil
+}
+
+// List returns the live records of collection whose keys start with prefix, in key order.
+// An empty collection lists every application collection.
+func (t *Tx) List(collection, prefix string) ([]Record, error) {
+	var out []Record
+	visit := func(id merkle.ID) error {
+		set, err := t.antichain(id)
+		if err != nil || len(set) == 0 {
+			return err
+		}
+		p, err := t.s.keys.open(set[0].env)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(p.Collection, "_") && collection == "" {
+			return nil
+		}
+		if (collection != "" && p.Collection != collection) || !strings.HasPrefix(p.Key, prefix) {
+			return nil
+		}
+		rec, err := t.record(p.Collection, p.Key, id, set)
+		if err != nil || rec == nil {
+			return err
+		}
+		out = append(out, *rec)
+		return nil
+	}
+	if collection != "" {
+		tag := t.s.keys.collTag(collection)
+		c := t.tx.Bucket(bucketColl).Cursor()
+		for k, _ := c.Seek(tag); k != nil && bytes.HasPrefix(k, tag); k, _ = c.Next() {
+			var id merkle.ID
+			copy(id[:], k[len(tag):])
+			if err := visit(id); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		c := t.tx.Bucket(bucketIDs).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			var id merkle.ID
+			copy(id[:], k)
+			if err := visit(id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Record) int {
+		if c := strings.Compare(a.Collection, b.Collection); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out, nil
+}
+
+// idEntry is the value of the ids bucket: the antichain digest and the sequence numbers of
+// its envelopes, in the antichain's (hash) order.
+type idEntry struct {
+	digest merkle.Digest
+	seqs   []uint64
+}
+
+func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
+	v := t.tx.Bucket(bucketIDs).Get(id[:])
+	if v == nil {
+		return idEntry{}, false, nil
+	}
+	if len(v) < 40 || (len(v)-32)%8 != 0 {
+		return idEntry{}, false, fmt.Errorf("%w: id index entry %x has %d bytes", ErrCorrupt, id[:6], len(v))
+	}
+	var e idEntry
+	copy(e.digest[:], v)
+	for p := v[32:]; len(p) > 0; p = p[8:] {
+		e.seqs = append(e.seqs, be64(p))
+	}
+	return e, true, nil
+}
+
+// antichain loads the envelopes currently held for id.
+func (t *Tx) antichain(id merkle.ID) ([]hashed, error) {
+	e, ok, err := t.loadEntry(id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	envs := t.tx.Bucket(bucketEnv)
+	set := make([]hashed, 0, len(e.seqs))
+	for _, seq := range e.seqs {
+		raw := envs.Get(u64be(seq))
+		if raw == nil {
+			return nil, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, id[:6])
+		}
+		env, err := UnmarshalEnvelope(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, seq, err)
+		}
+		h, err := newHashed(env)
+		if err != nil {
+			return nil, err
+		}
+		set = append(set, h)
+	}
+	return set, nil
+}
+
+func (t *Tx) nextSeq() uint64 {
+	if !t.seqDirty {
+		if v := t.tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
+			t.seq = be64(v)
+		}
+		t.seqDirty = true
+	}
+	t.seq++
+	return t.seq
+}
+
+// replace swaps the antichain of id from old to next: envelopes kept keep their sequence
+// numbers, new ones get fresh ones, dropped ones are deleted, and the id index and Merkle
+// tree follow in the same transaction.
+func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
+	entry, existed, err := t.loadEntry(id)
+	if err != nil {
+		return err
+	}
+	oldSeq := map[[32]byte]uint64{}
+	for i, h := range old {
+		if i < len(entry.seqs) {
+			oldSeq[h.hash] = entry.seqs[i]
+		}
+	}
+	envs := t.tx.Bucket(bucketEnv)
+	sortByHash(next)
+	val := make([]byte, 32, 32+8*len(next))
+	digest := antichainDigest(next)
+	copy(val, digest[:])
+	for _, h := range next {
+		seq, ok := oldSeq[h.hash]
+		if ok {
+			delete(oldSeq, h.hash)
+		} else {
+			seq = t.nextSeq()
+			if err := envs.Put(u64be(seq), h.raw); err != nil {
+				return err
+			}
+		}
+		val = append(val, u64be(seq)...)
+	}
+	for _, seq := range oldSeq {
+		if err := envs.Delete(u64be(seq)); err != nil {
+			return err
+		}
+	}
+	if err := t.tx.Bucket(bucketIDs).Put(id[:], val); err != nil {
+		return err
+	}
+	var prev *merkle.Digest
+	if existed {
+		prev = &entry.digest
+	}
+	return t.treeUpdate(id, prev, digest)
+}
+
+func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
+	if t.nodes == nil {
+		t.nodes = map[merkle.Prefix]*merkle.Node{}
+	}
+	tree := t.tx.Bucket(bucketTree)
+	for _, p := range merkle.Path(id) {
+		n, ok := t.nodes[p]
+		if !ok {
+			n = &merkle.Node{}
+			if b := tree.Get(p.Key()); b != nil {
+				if err := n.UnmarshalBinary(b); err != nil {
+					return fmt.Errorf("%w: merkle node: %v", ErrCorrupt, err)
+				}
+			}
+			t.nodes[p] = n
+		}
+		if old != nil {
+			n.Remove(merkle.Item{ID: id, Digest: *old})
+		}
+		n.Add(merkle.Item{ID: id, Digest: next})
+	}
+	return nil
+}
+
+// Put writes a JSON document in its own transaction.
+func (s *Store) Put(collection, key string, value []byte) error {
+	return s.Update(func(t *Tx) error { return t.Put(collection, key, value) })
+}
+
+// PutRaw writes raw bytes in its own transaction.
+func (s *Store) PutRaw(collection, key string, value []byte) error {
+	return s.Update(func(t *Tx) error { return t.PutRaw(collection, key, value) })
+}
+
+// Delete writes a tombstone in its own transaction.
+func (s *Store) Delete(collection, key string) error {
+	return s.Update(func(t *Tx) error { return t.Delete(collection, key) })
+}
+
+// Get returns the resolved record or ErrNotFound.
+func (s *Store) Get(collection, key string) (*Record, error) {
+	var rec *Record
+	err := s.View(func(t *Tx) error {
+		var err error
+		rec, err = t.Get(collection, key)
+		return err
+	})
+	return rec, err
+}
+
+// List returns the live records of a collection (every application collection when empty)
+// whose keys start with prefix.
+func (s *Store) List(collection, prefix string) ([]Record, error) {
+	var out []Record
+	err := s.View(func(t *Tx) error {
+		var err error
+		out, err = t.List(collection, prefix)
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/resolve"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Report is what Verify found.
+type Report struct {
+	Envelopes int      `json:"envelopes"`
+	Records   int      `json:"records"`
+	Problems  []string `json:"problems"`
+}
+
+// OK reports whether Verify found nothing wrong.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+const maxProblems = 100
+
+func (r *Report) addf(format string, args ...any) {
+	if len(r.Problems) < maxProblems {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	} else if len(r.Problems) == maxProblems {
+		r.Problems = append(r.Problems, "… more problems not listed")
+	}
+}
+
+// Verify opens every envelope and checks every index: the id index against the envelopes,
+// each antichain, the collection index, and the Merkle tree against a rebuild from the id
+// index. It reports exactly what is wrong; an error means the check itself could not run.
+func (s *Store) Verify() (*Report, error) {
+	r := &Report{Problems: []string{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		t := s.newTx(tx)
+		var last uint64
+		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
+			last = be64(v)
+		}
+		owner := map[uint64]merkle.ID{}
+		rebuilt := map[merkle.Prefix]*merkle.Node{}
+		coll := tx.Bucket(bucketColl)
+		c := tx.Bucket(bucketIDs).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			r.Records++
+			var id merkle.ID
+			if len(k) != len(id) {
+				r.addf("id index: key of %d bytes", len(k))
+				continue
+			}
+			copy(id[:], k)
+			entry, _, err := t.loadEntry(id)
+			if err != nil {
+				r.addf("record %x: %v", id[:6], err)
+				continue
+			}
+			set, err := t.antichain(id)
+			if err != nil {
+				r.addf("record %x: %v", id[:6], err)
+				continue
+			}
+			for i, seq := range entry.seqs {
+				if seq > last {
+					r.addf("record %x: envelope sequence %d above the last sequence %d", id[:6], seq, last)
+				}
+				if prev, dup := owner[seq]; dup {
+					r.addf("envelope %d claimed by records %x and %x", seq, prev[:6], id[:6])
+				}
+				owner[seq] = id
+				e := set[i].env
+				if e.ID != id {
+					r.addf("envelope %d: holds id %x, indexed under %x", seq, e.ID[:6], id[:6])
+				}
+				p, err := s.keys.open(e)
+				if err != nil {
+					r.addf("envelope %d: %v", seq, err)
+					continue
+				}
+				if coll.Get(append(s.keys.collTag(p.Collection), id[:]...)) == nil {
+					r.addf("record %x: missing from the collection index", id[:6])
+				}
+			}
+			for i := range set {
+				if i > 0 && bytes.Compare(set[i-1].hash[:], set[i].hash[:]) >= 0 {
+					r.addf("record %x: versions out of order or repeated", id[:6])
+				}
+				for j := range set {
+					if i != j && set[i].env.Version.VV.Compare(set[j].env.Version.VV) == resolve.After {
+						r.addf("record %x: holds a version dominated by another", id[:6])
+					}
+				}
+			}
+			if d := antichainDigest(set); d != entry.digest {
+				r.addf("record %x: digest does not match its envelopes", id[:6])
+			}
+			for _, p := range merkle.Path(id) {
+				n := rebuilt[p]
+				if n == nil {
+					n = &merkle.Node{}
+					rebuilt[p] = n
+				}
+				n.Add(merkle.Item{ID: id, Digest: entry.digest})
+			}
+		}
+		envs := tx.Bucket(bucketEnv).Cursor()
+		for k, _ := envs.First(); k != nil; k, _ = envs.Next() {
+			r.Envelopes++
+			if len(k) != 8 {
+				r.addf("envelope key of %d bytes", len(k))
+				continue
+			}
+			if _, ok := owner[be64(k)]; !ok {
+				r.addf("envelope %d belongs to no record", be64(k))
+			}
+		}
+		seen := 0
+		tc := tx.Bucket(bucketTree).Cursor()
+		for k, v := tc.First(); k != nil; k, v = tc.Next() {
+			p, err := merkle.ParsePrefixKey(k)
+			if err != nil {
+				r.addf("merkle tree: bad node key %x: %v", k, err)
+				continue
+			}
+			var n merkle.Node
+			if err := n.UnmarshalBinary(v); err != nil {
+				r.addf("merkle tree: node %x: %v", k, err)
+				continue
+			}
+			want := rebuilt[p]
+			if want == nil || *want != n {
+				r.addf("merkle tree: node %x differs from a rebuild", k)
+			}
+			seen++
+		}
+		if seen != len(rebuilt) {
+			r.addf("merkle tree: %d nodes stored, a rebuild has %d", seen, len(rebuilt))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return r, nil
+}
