@@ -65,6 +65,7 @@ func relay(a, b *Session, mutate func(i int, msg []byte) []byte) (Stats, error) 
 		}
 	}
 	st.RoundTrips = (st.Messages + 1) / 2
+	st.Passes = a.pass + 1
 	return st, err
 }
 
@@ -251,7 +252,9 @@ func TestCollisionsCaughtByRetry(t *testing.T) {
 		if st.Passes > 1 {
 			retried++
 		}
-		_ = st
+	}
+	if retried == 0 {
+		t.Error("no session needed a second pass: the retry path went untested")
 	}
 	t.Logf("%d of 30 sessions needed a second pass", retried)
 }

@@ -32,7 +32,8 @@ var (
 	bucketTree  = []byte("tree")  // merkle prefix -> node summary
 	bucketColl  = []byte("coll")  // collection tag || record id -> nothing
 	bucketLocal = []byte("local") // device-local state, sealed under the local key
-	allBuckets  = [][]byte{bucketMeta, bucketEnv, bucketIDs, bucketTree, bucketColl, bucketLocal}
+	bucketHist  = []byte("hist")  // time || hash -> a losing value of a resolved conflict, sealed
+	allBuckets  = [][]byte{bucketMeta, bucketEnv, bucketIDs, bucketTree, bucketColl, bucketLocal, bucketHist}
 )
 
 var (
@@ -52,6 +53,9 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release the file. Default
 	// 200 ms.
 	LockTimeout time.Duration
+	// HistoryRetention is how long the losing values of resolved conflicts stay readable.
+	// Default DefaultHistoryRetention (30 days).
+	HistoryRetention time.Duration
 	// NoSync skips fsync on commit: faster, and unsafe on power loss. Benchmarks only.
 	NoSync bool
 
@@ -78,6 +82,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.LockTimeout == 0 {
 		out.LockTimeout = 200 * time.Millisecond
+	}
+	if out.HistoryRetention == 0 {
+		out.HistoryRetention = DefaultHistoryRetention
 	}
 	if out.KDF == (KDFParams{}) {
 		out.KDF = DefaultKDF
@@ -229,6 +236,10 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.clock.MaxSkew = o.MaxSkew
+	if err := s.pruneHistory(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: prune conflict history: %w", dir, err)
+	}
 	return s, nil
 }
 

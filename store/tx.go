@@ -505,6 +505,9 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	if err := t.tx.Bucket(bucketIDs).Put(id[:], val); err != nil {
 		return err
 	}
+	if err := t.recordHistory(old, next); err != nil {
+		return err
+	}
 	var prev *merkle.Digest
 	if existed {
 		prev = &entry.digest

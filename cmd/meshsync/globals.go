@@ -143,6 +143,8 @@ var hints = []struct {
 	{store.ErrCorrupt, false, "run `meshsync verify`, and restore from a backup with `meshsync import` if it fails"},
 	{store.ErrBadBackup, false, "nothing was imported; use an intact copy of the backup"},
 	{store.ErrOtherMesh, false, "nothing was imported; import it into an empty --dir to restore that mesh instead"},
+	{store.ErrStale, false, "new versions arrived; run `meshsync conflicts show` again"},
+	{store.ErrAmbiguous, true, ""},
 	{store.ErrNotFound, false, ""},
 	{store.ErrInvalid, true, ""},
 	{store.ErrReserved, true, ""},

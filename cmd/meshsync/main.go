@@ -27,17 +27,20 @@ const (
 type cli struct {
 	globals
 
-	Init    initCmd    `cmd:"" help:"Create a new mesh on this device."`
-	Put     putCmd     `cmd:"" help:"Write a record (a JSON value)."`
-	Get     getCmd     `cmd:"" help:"Print a record's value."`
-	Del     delCmd     `cmd:"" help:"Delete a record."`
-	Ls      lsCmd      `cmd:"" help:"List records."`
-	Passwd  passwdCmd  `cmd:"" help:"Change the passphrase (re-encrypts nothing)."`
-	Verify  verifyCmd  `cmd:"" help:"Check every record and index of the store."`
-	Export  exportCmd  `cmd:"" help:"Write an encrypted backup of the whole mesh."`
-	Import  importCmd  `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
-	Version versionCmd `cmd:"" help:"Print the version."`
-	Demo    demoCmd    `cmd:"" help:"Run a short demo in a temporary directory."`
+	Init      initCmd      `cmd:"" help:"Create a new mesh on this device."`
+	Put       putCmd       `cmd:"" help:"Write a record (a JSON value)."`
+	Get       getCmd       `cmd:"" help:"Print a record's value."`
+	Del       delCmd       `cmd:"" help:"Delete a record."`
+	Ls        lsCmd        `cmd:"" help:"List records."`
+	Passwd    passwdCmd    `cmd:"" help:"Change the passphrase (re-encrypts nothing)."`
+	Verify    verifyCmd    `cmd:"" help:"Check every record and index of the store."`
+	Export    exportCmd    `cmd:"" help:"Write an encrypted backup of the whole mesh."`
+	Import    importCmd    `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
+	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
+	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`
+	Bench     benchCmd     `cmd:"" help:"Measure meshsync on this machine."`
+	Version   versionCmd   `cmd:"" help:"Print the version."`
+	Demo      demoCmd      `cmd:"" help:"Run a short demo in a temporary directory."`
 }
 
 // exitPanic carries kong's request to exit (after --help) out of the parser.

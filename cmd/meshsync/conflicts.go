@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshsync/meshsync/resolve"
+	"github.com/meshsync/meshsync/store"
+)
+
+type conflictsCmd struct {
+	Ls      conflictsLsCmd      `cmd:"" default:"1" help:"List records with concurrent versions (the default)."`
+	Show    conflictsShowCmd    `cmd:"" help:"Show every version of one conflict."`
+	Resolve conflictsResolveCmd `cmd:"" help:"Close a conflict: keep one version, or write a new value."`
+	History conflictsHistoryCmd `cmd:"" help:"Show the losing values of resolved conflicts (kept 30 days)."`
+}
+
+type conflictJSONFull struct {
+	ID         string          `json:"id"`
+	Collection string          `json:"collection"`
+	Key        string          `json:"key"`
+	Type       string          `json:"type"`
+	Open       bool            `json:"open"`
+	Deadline   time.Time       `json:"deadline,omitzero"`
+	Strategy   string          `json:"strategy"`
+	Value      json.RawMessage `json:"value,omitempty"`
+	Deleted    bool            `json:"deleted,omitempty"`
+	Versions   []versionValue  `json:"versions"`
+}
+
+type versionValue struct {
+	N       int             `json:"n"`
+	Version versionJSON     `json:"version"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	Raw     []byte          `json:"raw,omitempty"`
+}
+
+func toConflictJSON(c *store.ConflictInfo) conflictJSONFull {
+	out := conflictJSONFull{ID: c.ShortID(), Collection: c.Collection, Key: c.Key, Type: string(c.Conflict.Type),
+		Open: c.Conflict.Open, Deadline: c.Conflict.Deadline, Strategy: string(c.Conflict.Strategy)}
+	switch c.Resolved.Kind {
+	case resolve.KindDeleted:
+		out.Deleted = true
+	case resolve.KindJSON:
+		out.Value = c.Resolved.Data
+	}
+	for i, v := range c.Versions {
+		vv := versionValue{N: i + 1, Version: toVersionJSON(v.Version)}
+		switch v.Kind {
+		case resolve.KindDeleted:
+			vv.Deleted = true
+		case resolve.KindJSON:
+			vv.Value = v.Value
+		default:
+			vv.Raw = v.Value
+		}
+		out.Versions = append(out.Versions, vv)
+	}
+	return out
+}
+
+func (v versionValue) text() string {
+	switch {
+	case v.Deleted:
+		return "(deleted)"
+	case v.Raw != nil:
+		return fmt.Sprintf("(%d raw bytes)", len(v.Raw))
+	}
+	return string(v.Value)
+}
+
+type conflictsLsCmd struct{}
+
+func (c *conflictsLsCmd) Run(g *globals) error {
+	s, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cs, err := s.Conflicts()
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Conflicts []conflictJSONFull `json:"conflicts"`
+	}{Conflicts: []conflictJSONFull{}}
+	for i := range cs {
+		out.Conflicts = append(out.Conflicts, toConflictJSON(&cs[i]))
+	}
+	return g.print(out, func(w io.Writer) {
+		if len(cs) == 0 {
+			fmt.Fprintln(w, "No conflicts.")
+			return
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRECORD\tTYPE\tVERSIONS\tSTATE")
+		for _, c := range out.Conflicts {
+			state := "resolved by " + c.Strategy
+			if c.Open {
+				state = "waiting for you (until " + c.Deadline.Local().Format("2006-01-02 15:04") + ", then " + c.Strategy + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%d\t%s\n", c.ID, c.Collection, c.Key, c.Type, len(c.Versions), state)
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nInspect one with `meshsync conflicts show ID`; close it with `meshsync conflicts resolve ID --pick N`.")
+	})
+}
+
+type conflictsShowCmd struct {
+	ID string `arg:"" help:"Conflict id (a unique prefix will do), or COLLECTION/KEY."`
+}
+
+func (c *conflictsShowCmd) Run(g *globals) error {
+	s, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ci, err := s.Conflict(c.ID)
+	if err != nil {
+		return err
+	}
+	out := toConflictJSON(ci)
+	return g.print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "%s/%s: %s conflict, %d versions\n", out.Collection, out.Key, out.Type, len(out.Versions))
+		for _, v := range out.Versions {
+			fmt.Fprintf(w, "  [%d] device %s at %s: %s\n", v.N, v.Version.Device, v.Version.Time.Local().Format(time.RFC3339), v.text())
+		}
+		shown := string(out.Value)
+		if out.Deleted {
+			shown = "(deleted)"
+		}
+		if out.Open {
+			fmt.Fprintf(w, "Waiting for your choice until %s; meanwhile, and after that, %s gives %s\n", out.Deadline.Local().Format(time.RFC3339), out.Strategy, shown)
+		} else {
+			fmt.Fprintf(w, "Resolved by %s: every device reads %s\n", out.Strategy, shown)
+		}
+		fmt.Fprintf(w, "Keep one: meshsync conflicts resolve %s --pick N\n", out.ID)
+	})
+}
+
+type conflictsResolveCmd struct {
+	ID    string `arg:"" help:"Conflict id (a unique prefix will do), or COLLECTION/KEY."`
+	Pick  int    `help:"Keep version N (as numbered by show)." xor:"choice" required:""`
+	Value string `help:"Write this JSON value instead." xor:"choice" required:""`
+}
+
+func (c *conflictsResolveCmd) Run(g *globals) error {
+	if c.Pick < 0 {
+		return usagef("--pick must be 1 or more")
+	}
+	s, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ci, err := s.Conflict(c.ID)
+	if err != nil {
+		return err
+	}
+	var value []byte
+	if c.Pick == 0 {
+		value = []byte(c.Value)
+	}
+	if err := s.ResolveConflict(ci.ID, c.Pick, value, len(ci.Versions)); err != nil {
+		return err
+	}
+	rec, err := s.Get(ci.Collection, ci.Key)
+	var out recordJSON
+	if err == nil {
+		out = toRecordJSON(rec)
+	} else {
+		out = recordJSON{Collection: ci.Collection, Key: ci.Key}
+	}
+	return g.print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "%s/%s resolved; the other versions are in `meshsync conflicts history`.\n", ci.Collection, ci.Key)
+	})
+}
+
+type conflictsHistoryCmd struct {
+	Collection string `arg:"" optional:"" help:"Only this collection."`
+	Key        string `arg:"" optional:"" help:"Only this key."`
+}
+
+func (c *conflictsHistoryCmd) Run(g *globals) error {
+	s, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	h, err := s.History(c.Collection, c.Key)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		History []store.HistoryEntry `json:"history"`
+	}{History: h}
+	if out.History == nil {
+		out.History = []store.HistoryEntry{}
+	}
+	return g.print(out, func(w io.Writer) {
+		if len(h) == 0 {
+			fmt.Fprintln(w, "No resolved conflicts in the history.")
+			return
+		}
+		for _, e := range h {
+			v := string(e.Value)
+			if e.Deleted {
+				v = "(deleted)"
+			} else if e.Raw != nil {
+				v = fmt.Sprintf("(%d raw bytes)", len(e.Raw))
+			}
+			fmt.Fprintf(w, "%s  %s/%s lost %s (written by %s at %s)\n", e.ResolvedAt.Local().Format("2006-01-02 15:04"), e.Collection, e.Key, v, e.Device, e.Time.Local().Format(time.RFC3339))
+		}
+	})
+}
