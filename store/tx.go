@@ -227,14 +227,15 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	t.s.mu.Lock()
 	ts := t.s.clock.Now(t.now)
 	t.s.mu.Unlock()
+	version := resolve.Version{Device: dev, Clock: ts, VV: vv}
 	val := resolve.Value{Kind: kind, Data: value}
 	if kind == resolve.KindJSON {
-		val, err = resolve.Stamp(prev, value, ts, dev)
+		val, err = resolve.StampVersion(prev, value, version)
 		if err != nil {
 			return fmt.Errorf("write %s/%s: %w", collection, key, err)
 		}
 	}
-	env, err := t.s.keys.seal(id, resolve.Version{Device: dev, Clock: ts, VV: vv}, &payload{Collection: collection, Key: key, Value: val})
+	env, err := t.s.keys.seal(id, version, &payload{Collection: collection, Key: key, Value: val})
 	if err != nil {
 		return fmt.Errorf("write %s/%s: %w", collection, key, err)
 	}
