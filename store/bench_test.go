@@ -120,3 +120,33 @@ func BenchmarkExportImport100k(b *testing.B) {
 	b.ReportMetric(float64(st.Size())/float64(n), "disk-bytes/record")
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkIndexCost compares 1 KiB writes with and without the Merkle index (ns/op per
+// record; the bar: with the index at most twice without).
+func BenchmarkIndexCost(b *testing.B) {
+	for _, batch := range []int{1, 1000} {
+		for _, index := range []bool{true, false} {
+			b.Run(fmt.Sprintf("batch=%d/index=%v", batch, index), func(b *testing.B) {
+				s, err := Init(filepath.Join(b.TempDir(), "s"), testPass, testOpts("x"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				s.noIndex = !index
+				for i := 0; i < b.N; i += batch {
+					err := s.Update(func(t *Tx) error {
+						for j := i; j < min(i+batch, b.N); j++ {
+							if err := t.Put("bench", fmt.Sprint(j), kib); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -113,6 +113,8 @@ type Store struct {
 
 	feed   feed
 	closed atomic.Bool
+
+	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
 }
 
 // DeviceInfo names this device.

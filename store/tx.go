@@ -517,6 +517,9 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 }
 
 func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
+	if t.s.noIndex {
+		return nil
+	}
 	if t.nodes == nil {
 		t.nodes = map[merkle.Prefix]*merkle.Node{}
 	}

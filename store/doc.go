@@ -1,0 +1,39 @@
+// Package store is meshsync's encrypted local record store: keys and sealing, record
+// envelopes, the bbolt file, the persistent Merkle index, applying envelopes from other
+// devices, the change feed, Verify, and encrypted backups.
+//
+// A record is (collection, key) → a JSON document or raw bytes, or a delete marker. On disk
+// and on the wire it is an [Envelope]: a keyed-hash id, the version in clear (version
+// vector, hybrid logical clock, writing device) and the payload sealed with
+// XChaCha20-Poly1305 under a random nonce, with id and version as associated data. For one
+// id the store keeps the antichain of versions that nothing it holds dominates; reading a
+// record resolves that antichain with the collection's policy (package resolve).
+//
+// The passphrase is stretched with Argon2id into a key that unwraps a random mesh key; all
+// other keys come from the mesh key by HKDF. Nothing is written in clear but the header
+// (KDF parameters, salt, wrapped key), the store epoch and the envelope versions.
+//
+// # Usage
+//
+//	s, err := store.Init(dir, passphrase, nil) // or store.Open(dir, passphrase, nil)
+//	if err != nil { … }
+//	defer s.Close()
+//	err = s.Put("notes", "groceries", []byte(`{"milk":2}`))
+//	rec, err := s.Get("notes", "groceries") // rec.Value is canonical JSON
+//	err = s.Update(func(tx *store.Tx) error { // many writes, one fsync
+//		return tx.Put("notes", "todo", []byte(`"call mum"`))
+//	})
+//
+// Another device's envelopes go through [Store.Apply]; a peer that synced before asks for
+// [Store.Since] its last sequence number; a first meeting reconciles [Store.Summary] with
+// package merkle and ships [Store.Envelopes] of the ids that differ.
+//
+// # Caveats
+//
+//   - One process at a time: bbolt locks the file; a second opener gets [ErrLocked] naming
+//     the holder.
+//   - Writes are durable when Put or Update returns (one fsync per transaction): group many
+//     writes in one Update.
+//   - Key epochs are in the envelope format, but only epoch 0 exists yet (no rotation).
+//   - Record keys are compared byte for byte: "é" in NFC and NFD are two keys.
+package store
