@@ -67,6 +67,9 @@ type backupTrailer struct {
 	SHA256    string `json:"sha256"`
 }
 
+// defaultBackupWorkFactor is age's own default: about a second to open a backup.
+var defaultBackupWorkFactor = 18
+
 // ExportOptions tune Export. A nil *ExportOptions means the defaults.
 type ExportOptions struct {
 	// WorkFactor is age's scrypt work factor (log2 N). Default 18, about a second.
@@ -91,9 +94,11 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
+	wf := defaultBackupWorkFactor
 	if opts != nil && opts.WorkFactor > 0 {
-		rcpt.SetWorkFactor(opts.WorkFactor)
+		wf = opts.WorkFactor
 	}
+	rcpt.SetWorkFactor(wf)
 	aw, err := age.Encrypt(w, rcpt)
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("export: %w", err)
@@ -425,4 +430,14 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
 	}
 	return s, st, nil
+}
+
+// ImportFile imports the backup at path (see Import).
+func (s *Store) ImportFile(path string, pass []byte, dryRun bool) (ImportStats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("import: %w: %v", ErrInvalid, err)
+	}
+	defer f.Close()
+	return s.Import(f, pass, dryRun)
 }

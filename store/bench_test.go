@@ -81,7 +81,7 @@ func BenchmarkUnlock(b *testing.B) {
 	kdfFloor = DefaultKDF
 	defer func() { kdfFloor = old }()
 	dir := filepath.Join(b.TempDir(), "s")
-	s, err := Init(dir, testPass, &Options{})
+	s, err := Init(dir, testPass, &Options{KDF: DefaultKDF})
 	if err != nil {
 		b.Fatal(err)
 	}

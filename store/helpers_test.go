@@ -8,9 +8,9 @@ import (
 
 // testKDF keeps unit tests fast; the floor is lowered for this package's tests only, and
 // TestKDFFloor checks the real floor.
-var testKDF = KDFParams{Time: 1, Memory: 1024, Threads: 1}
+var testKDF = TestKDF
 
-func init() { kdfFloor = testKDF }
+func init() { UseTestKDF() }
 
 var testPass = []byte("correct horse battery staple")
 

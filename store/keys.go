@@ -28,6 +28,9 @@ var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 4}
 // package may lower it.
 var kdfFloor = DefaultKDF
 
+// defaultKDF is what Init uses when Options.KDF is zero (UseTestKDF lowers it in tests).
+var defaultKDF = DefaultKDF
+
 func (p KDFParams) belowFloor() bool {
 	return p.Time < kdfFloor.Time || p.Memory < kdfFloor.Memory || p.Threads < kdfFloor.Threads
 }

@@ -87,7 +87,7 @@ func (o *Options) withDefaults() Options {
 		out.HistoryRetention = DefaultHistoryRetention
 	}
 	if out.KDF == (KDFParams{}) {
-		out.KDF = DefaultKDF
+		out.KDF = defaultKDF
 	}
 	if out.DeviceName == "" {
 		out.DeviceName, _ = os.Hostname()

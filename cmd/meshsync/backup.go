@@ -22,26 +22,24 @@ type exportOutput struct {
 
 // backupSecret reads the backup passphrase; without any source it falls back to the
 // store passphrase (and says so).
-func (g *globals) backupSecret(file string, storePass []byte, confirm bool) ([]byte, error) {
+func (g *globals) backupSecret(file string, confirm bool) ([]byte, error) {
 	p, err := g.secret("MESHSYNC_BACKUP_PASSPHRASE", file, "Backup passphrase", confirm)
-	if errors.Is(err, errNoPassphrase) && storePass != nil {
-		fmt.Fprintln(g.stderr, "note: no backup passphrase given; using the store passphrase")
-		return storePass, nil
+	if errors.Is(err, errNoPassphrase) {
+		if sp, serr := g.passphrase(false); serr == nil {
+			fmt.Fprintln(g.stderr, "note: no backup passphrase given; using the store passphrase")
+			return sp, nil
+		}
 	}
 	return p, err
 }
 
 func (c *exportCmd) Run(g *globals) error {
-	pass, err := g.passphrase(false)
-	if err != nil {
-		return err
-	}
-	s, err := g.openWith(pass)
+	s, err := g.open()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, true)
+	bpass, err := g.backupSecret(c.BackupPassphraseFile, true)
 	if err != nil {
 		return err
 	}
@@ -70,22 +68,22 @@ type importOutput struct {
 }
 
 func (c *importCmd) Run(g *globals) error {
-	f, err := os.Open(c.File)
-	if err != nil {
-		return usagef("open backup: %w", err)
-	}
-	defer f.Close()
-	pass, err := g.passphrase(false)
-	if err != nil {
-		return err
-	}
 	out := importOutput{File: c.File, DryRun: c.DryRun}
 	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); errors.Is(err, os.ErrNotExist) {
 		// An empty directory: restore the mesh onto this device.
 		if c.DryRun {
 			return usagef("--dry-run needs an existing store in %s to compare with", g.dir())
 		}
-		bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, false)
+		f, err := os.Open(c.File)
+		if err != nil {
+			return usagef("open backup: %w", err)
+		}
+		defer f.Close()
+		pass, err := g.passphrase(true)
+		if err != nil {
+			return err
+		}
+		bpass, err := g.backupSecret(c.BackupPassphraseFile, false)
 		if err != nil {
 			return err
 		}
@@ -99,16 +97,16 @@ func (c *importCmd) Run(g *globals) error {
 			fmt.Fprintf(w, "Restored %d envelopes into %s as new device %s (%s).\n", st.Envelopes, g.dir(), s.Device().Name, s.Device().ID)
 		})
 	}
-	s, err := g.openWith(pass)
+	s, err := g.open()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	bpass, err := g.backupSecret(c.BackupPassphraseFile, pass, false)
+	bpass, err := g.backupSecret(c.BackupPassphraseFile, false)
 	if err != nil {
 		return err
 	}
-	st, err := s.Import(f, bpass, c.DryRun)
+	st, err := s.ImportFile(c.File, bpass, c.DryRun)
 	if err != nil {
 		return err
 	}

@@ -102,22 +102,6 @@ func (g *globals) passphrase(confirm bool) ([]byte, error) {
 	return g.secret("MESHSYNC_PASSPHRASE", g.PassphraseFile, "Passphrase", confirm)
 }
 
-// open unlocks the store in the data directory.
-func (g *globals) open() (*store.Store, error) {
-	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", g.dir(), store.ErrNoStore)
-	}
-	pass, err := g.passphrase(false)
-	if err != nil {
-		return nil, err
-	}
-	return g.openWith(pass)
-}
-
-func (g *globals) openWith(pass []byte) (*store.Store, error) {
-	return store.Open(g.dir(), pass, nil)
-}
-
 // print writes v as JSON with --json, else calls human to write text.
 func (g *globals) print(v any, human func(w io.Writer)) error {
 	if g.JSON {

@@ -5,13 +5,19 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/meshsync/meshsync/store"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// TestMain lets testscript run the real command as `meshsync` inside scripts.
+// TestMain lets testscript run the real command as `meshsync` inside scripts. The scripts
+// use cheap key-derivation settings (store.UseTestKDF) so that each command unlocks in a
+// millisecond; the real floor is tested in package store.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"meshsync": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		"meshsync": func() {
+			store.UseTestKDF()
+			os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		},
 	})
 }
 

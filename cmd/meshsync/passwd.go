@@ -14,7 +14,7 @@ func (c *passwdCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	s, err := g.openWith(old)
+	s, err := g.open()
 	if err != nil {
 		return err
 	}
