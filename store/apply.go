@@ -24,6 +24,9 @@ type ApplyResult struct {
 	// Skew is the largest amount a remote clock in the batch ran ahead of local time beyond
 	// the allowed bound (0 when none).
 	Skew time.Duration
+	// FirstSeq and LastSeq are the local sequence numbers given to the envelopes this batch
+	// added (both 0 when it added none). Nothing else wrote between them.
+	FirstSeq, LastSeq uint64
 }
 
 // Rejected is one envelope Apply refused.
@@ -36,10 +39,22 @@ type Rejected struct {
 // transaction. It is idempotent and order-independent: any grouping and order of the same
 // envelopes leaves byte-identical stores. A bad envelope is rejected alone.
 func (s *Store) Apply(raw [][]byte) (ApplyResult, error) {
+	return s.ApplyWith(raw, nil)
+}
+
+// ApplyWith is Apply, and then calls fn (when not nil) in the same transaction, so that a
+// caller can record its progress (Tx.PutLocal) atomically with the envelopes.
+func (s *Store) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
 	var res ApplyResult
 	err := s.Update(func(t *Tx) error {
 		res = ApplyResult{}
-		return t.apply(raw, &res)
+		if err := t.apply(raw, &res); err != nil {
+			return err
+		}
+		if fn != nil {
+			return fn(t, res)
+		}
+		return nil
 	})
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("apply %d envelopes: %w", len(raw), err)
@@ -54,6 +69,12 @@ func (s *Store) Apply(raw [][]byte) (ApplyResult, error) {
 
 func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 	changed := map[merkle.ID]int{} // id -> index in res.Changes
+	before := t.peekSeq()
+	defer func() {
+		if t.seq > before {
+			res.FirstSeq, res.LastSeq = before+1, t.seq
+		}
+	}()
 	for i, b := range raw {
 		env, err := UnmarshalEnvelope(b)
 		if err != nil {
@@ -82,9 +103,7 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		if err := t.replace(env.ID, set, next); err != nil {
 			return err
 		}
-		if err := t.tx.Bucket(bucketColl).Put(append(t.s.keys.collTag(p.Collection), env.ID[:]...), nil); err != nil {
-			return err
-		}
+		t.indexCollection(p.Collection, env.ID)
 		t.s.mu.Lock()
 		skew, _ := t.s.clock.Observe(env.Version.Clock, t.now)
 		t.s.mu.Unlock()
@@ -122,6 +141,11 @@ func (s *Store) LastSeq() (uint64, error) {
 // sequence number visited. This is the fast path of a sync with a peer that remembers
 // (epoch, sequence) from last time.
 func (s *Store) Since(after uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
+	return s.SinceUpTo(after, ^uint64(0), limit, fn)
+}
+
+// SinceUpTo is Since limited to sequence numbers up to upto (inclusive).
+func (s *Store) SinceUpTo(after, upto uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
 	last := after
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEnv).Cursor()
@@ -131,6 +155,9 @@ func (s *Store) Since(after uint64, limit int, fn func(seq uint64, raw []byte) e
 				break
 			}
 			seq := be64(k)
+			if seq > upto {
+				break
+			}
 			if err := fn(seq, v); err != nil {
 				return err
 			}

@@ -263,3 +263,35 @@ func TestSinceFastPath(t *testing.T) {
 		t.Errorf("store keeps %d envelopes, want 11 (replaced ones dropped)", n)
 	}
 }
+
+func TestApplyWithRecordsProgressAndSeqRange(t *testing.T) {
+	a := mustInit(t, testOpts("a"))
+	b := peer(t, a, "b", nil)
+	for i := 0; i < 5; i++ {
+		a.Put("c", fmt.Sprint(i), []byte(`1`))
+	}
+	b.Put("c", "own", []byte(`1`))
+	before, _ := b.LastSeq()
+	res, err := b.ApplyWith(allEnvelopes(t, a), func(tx *Tx, r ApplyResult) error {
+		return tx.PutLocal("progress", r.LastSeq)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FirstSeq != before+1 || res.LastSeq != before+5 {
+		t.Errorf("seq range %d..%d, want %d..%d", res.FirstSeq, res.LastSeq, before+1, before+5)
+	}
+	var got uint64
+	if ok, err := b.GetLocal("progress", &got); !ok || err != nil || got != res.LastSeq {
+		t.Errorf("progress = %d %v %v", got, ok, err)
+	}
+	n := 0
+	b.SinceUpTo(res.FirstSeq, res.LastSeq-1, 0, func(uint64, []byte) error { n++; return nil })
+	if n != 3 {
+		t.Errorf("SinceUpTo saw %d envelopes, want 3", n)
+	}
+	again, _ := b.Apply(allEnvelopes(t, a))
+	if again.FirstSeq != 0 || again.LastSeq != 0 {
+		t.Errorf("stale batch reports seqs %d..%d", again.FirstSeq, again.LastSeq)
+	}
+}

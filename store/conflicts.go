@@ -51,7 +51,7 @@ func (c *ConflictInfo) ShortID() string { return hex.EncodeToString(c.ID[:8]) }
 func (s *Store) Conflicts() ([]ConflictInfo, error) {
 	var out []ConflictInfo
 	err := s.View(func(t *Tx) error {
-		c := t.tx.Bucket(bucketIDs).Cursor()
+		c := t.tx.Bucket(bucketIDs).Cursor() // a read transaction has nothing buffered
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(v) <= 40 {
 				continue // a single version

@@ -152,6 +152,7 @@ const (
 	labelRendezvous = "meshsync/v1/rendezvous"
 	labelPairing    = "meshsync/v1/pairing"
 	labelMesh       = "meshsync/v1/mesh-id"
+	labelConsent    = "meshsync/v1/consent"
 )
 
 func subkey(meshKey []byte, label string) []byte {
@@ -185,14 +186,16 @@ func newKeyring(meshKey []byte) *keyring {
 	return k
 }
 
-// Subkey returns the key for a named purpose ("rendezvous" or "pairing"), derived from the
-// mesh key. Other layers (discovery, pairing) use it; the data keys never leave the store.
+// Subkey returns the key for a named purpose ("rendezvous", "pairing" or "consent"),
+// derived from the mesh key. Other layers (discovery, pairing) use it; the data keys never leave the store.
 func (s *Store) Subkey(purpose string) ([]byte, error) {
 	switch purpose {
 	case "rendezvous":
 		return subkey(s.keys.mesh, labelRendezvous), nil
 	case "pairing":
 		return subkey(s.keys.mesh, labelPairing), nil
+	case "consent":
+		return subkey(s.keys.mesh, labelConsent), nil
 	}
 	return nil, fmt.Errorf("unknown subkey purpose %q", purpose)
 }

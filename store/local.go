@@ -86,3 +86,8 @@ func (s *Store) GetLocal(name string, v any) (bool, error) {
 	})
 	return found, err
 }
+
+// PutLocal is Store.PutLocal inside a transaction.
+func (t *Tx) PutLocal(name string, v any) error {
+	return t.s.putLocalJSON(t.tx, "x/"+name, v)
+}

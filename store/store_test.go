@@ -279,3 +279,26 @@ func TestCanaryNotOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestListSeesOwnWrites: a List inside an Update sees the transaction's own writes.
+func TestListSeesOwnWrites(t *testing.T) {
+	s := mustInit(t, nil)
+	err := s.Update(func(tx *Tx) error {
+		for i := 0; i < 5; i++ {
+			if err := tx.Put("c", fmt.Sprint(i), []byte(`1`)); err != nil {
+				return err
+			}
+		}
+		l, err := tx.List("c", "")
+		if err != nil || len(l) != 5 {
+			return fmt.Errorf("list inside the transaction: %d records, %v", len(l), err)
+		}
+		return tx.Put("c", "after", []byte(`2`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.List("c", ""); len(l) != 6 {
+		t.Errorf("after commit: %d records", len(l))
+	}
+}

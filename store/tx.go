@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ type Tx struct {
 	now      time.Time
 	changes  []Change
 	nodes    map[merkle.Prefix]*merkle.Node
+	ids      map[merkle.ID][]byte // id index entries written by this transaction, flushed in key order
+	coll     map[string]struct{}  // collection index keys written by this transaction, likewise
 	seq      uint64
 	seqDirty bool
 	policies map[string]resolve.Policy
@@ -86,10 +89,22 @@ func (s *Store) newTx(btx *bolt.Tx) *Tx {
 	return &Tx{s: s, tx: btx, now: s.opts.Now()}
 }
 
-// flush writes the transaction's dirty tree nodes, sequence counter and clock.
+// flush writes the transaction's buffered index entries, dirty tree nodes, sequence
+// counter and clock. The indexes are keyed by uniform hashes; writing them in key order at
+// the end keeps a large transaction linear (bbolt splits nodes only at commit, so random
+// inserts into one node cost a copy of the whole node each).
 func (t *Tx) flush() error {
+	if err := t.flushIndexes(); err != nil {
+		return err
+	}
 	tree := t.tx.Bucket(bucketTree)
-	for p, n := range t.nodes {
+	keys := make([]merkle.Prefix, 0, len(t.nodes))
+	for p := range t.nodes {
+		keys = append(keys, p)
+	}
+	slices.SortFunc(keys, func(a, b merkle.Prefix) int { return bytes.Compare(a.Key(), b.Key()) })
+	for _, p := range keys {
+		n := t.nodes[p]
 		if n.Count == 0 {
 			if err := tree.Delete(p.Key()); err != nil {
 				return err
@@ -104,6 +119,7 @@ func (t *Tx) flush() error {
 			return err
 		}
 	}
+	t.nodes = nil
 	meta := t.tx.Bucket(bucketMeta)
 	if t.seqDirty {
 		if err := meta.Put(metaSeq, u64be(t.seq)); err != nil {
@@ -114,6 +130,24 @@ func (t *Tx) flush() error {
 	last := t.s.clock.Last
 	t.s.mu.Unlock()
 	return meta.Put(metaClock, u64be(uint64(last)))
+}
+
+// flushIndexes writes the buffered id and collection index entries in key order.
+func (t *Tx) flushIndexes() error {
+	ids := t.tx.Bucket(bucketIDs)
+	for _, id := range slices.SortedFunc(maps.Keys(t.ids), func(a, b merkle.ID) int { return bytes.Compare(a[:], b[:]) }) {
+		if err := ids.Put(id[:], t.ids[id]); err != nil {
+			return err
+		}
+	}
+	coll := t.tx.Bucket(bucketColl)
+	for _, k := range slices.Sorted(maps.Keys(t.coll)) {
+		if err := coll.Put([]byte(k), nil); err != nil {
+			return err
+		}
+	}
+	t.ids, t.coll = nil, nil
+	return nil
 }
 
 // Put writes a JSON document under collection and key.
@@ -246,9 +280,7 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	if err := t.replace(id, set, []hashed{h}); err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bucketColl).Put(append(t.s.keys.collTag(collection), id[:]...), nil); err != nil {
-		return err
-	}
+	t.indexCollection(collection, id)
 	t.changes = append(t.changes, Change{Collection: collection, Key: key, ID: id, Deleted: kind == resolve.KindDeleted, Local: true})
 	return nil
 }
@@ -355,6 +387,9 @@ func (t *Tx) policy(collection string) (resolve.Policy, error) {
 // List returns the live records of collection whose keys start with prefix, in key order.
 // An empty collection lists every application collection.
 func (t *Tx) List(collection, prefix string) ([]Record, error) {
+	if err := t.flushIndexes(); err != nil { // scans below read the buckets directly
+		return nil, err
+	}
 	var out []Record
 	visit := func(id merkle.ID) error {
 		set, err := t.antichain(id)
@@ -414,8 +449,19 @@ type idEntry struct {
 	seqs   []uint64
 }
 
+// indexCollection notes that id belongs to collection (written at flush).
+func (t *Tx) indexCollection(collection string, id merkle.ID) {
+	if t.coll == nil {
+		t.coll = map[string]struct{}{}
+	}
+	t.coll[string(append(t.s.keys.collTag(collection), id[:]...))] = struct{}{}
+}
+
 func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
-	v := t.tx.Bucket(bucketIDs).Get(id[:])
+	v, ok := t.ids[id]
+	if !ok {
+		v = t.tx.Bucket(bucketIDs).Get(id[:])
+	}
 	if v == nil {
 		return idEntry{}, false, nil
 	}
@@ -457,13 +503,19 @@ func (t *Tx) antichain(id merkle.ID) ([]hashed, error) {
 }
 
 func (t *Tx) nextSeq() uint64 {
+	t.peekSeq()
+	t.seq++
+	return t.seq
+}
+
+// peekSeq returns the last sequence number given out, loading it once per transaction.
+func (t *Tx) peekSeq() uint64 {
 	if !t.seqDirty {
 		if v := t.tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
 			t.seq = be64(v)
 		}
 		t.seqDirty = true
 	}
-	t.seq++
 	return t.seq
 }
 
@@ -482,6 +534,7 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 		}
 	}
 	envs := t.tx.Bucket(bucketEnv)
+	envs.FillPercent = 1 // appended in sequence order: pack pages full
 	sortByHash(next)
 	val := make([]byte, 32, 32+8*len(next))
 	digest := antichainDigest(next)
@@ -503,9 +556,10 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 			return err
 		}
 	}
-	if err := t.tx.Bucket(bucketIDs).Put(id[:], val); err != nil {
-		return err
+	if t.ids == nil {
+		t.ids = map[merkle.ID][]byte{}
 	}
+	t.ids[id] = val
 	if err := t.recordHistory(old, next); err != nil {
 		return err
 	}

@@ -1,0 +1,98 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+// DefaultPort is the fixed TCP and UDP (QUIC) port a node listens on unless told
+// otherwise, so that a user can open it in a firewall. When it is taken the node falls back
+// to a random port.
+const DefaultPort = 4747
+
+// Config configures a node. The zero value of every field means its default; only Dir and
+// Passphrase are required.
+type Config struct {
+	// Dir is the data directory holding the store.
+	Dir string
+	// Passphrase unlocks the store.
+	Passphrase []byte
+	// ListenAddrs are the multiaddrs to listen on. Default: TCP and QUIC on DefaultPort on
+	// every IPv4 and IPv6 interface, falling back to a random port when it is taken.
+	// Tests use "/ip4/127.0.0.1/tcp/0" and "/ip4/127.0.0.1/udp/0/quic-v1".
+	ListenAddrs []string
+	// EnableMDNS announces the node on the LAN and finds the mesh's other devices there.
+	EnableMDNS bool
+	// Logger receives the node's logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the wall clock. Default time.Now.
+	Now func() time.Time
+
+	// AntiEntropy is the mean interval between two full checks with a connected device
+	// (jittered by ±25 %). Default 3 minutes.
+	AntiEntropy time.Duration
+	// RetryMin and RetryMax bound the capped, jittered exponential backoff after a failed
+	// dial or session. Defaults 1 second and 5 minutes.
+	RetryMin, RetryMax time.Duration
+	// StepTimeout bounds every read and write of one frame. Default 20 seconds.
+	StepTimeout time.Duration
+	// SessionTimeout bounds one whole sync session. Default 10 minutes.
+	SessionTimeout time.Duration
+	// PushIdle is how long a push stream may stay silent before it is closed; the next
+	// anti-entropy session opens a new one. Default 10 minutes.
+	PushIdle time.Duration
+	// PushDelay is how long a push waits after a local write to gather more writes into
+	// the same message. Default 0: writes that commit while a push is in flight travel
+	// together in the next one.
+	PushDelay time.Duration
+	// ApplyBatch is how many envelopes a sync session applies per store transaction.
+	// Default 4096.
+	ApplyBatch int
+
+	// Store is passed to store.Open and store.Init (KDF parameters, NoSync for
+	// benchmarks, clock skew bound). Its Now and DeviceName are set by the node.
+	Store store.Options
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.AntiEntropy <= 0 {
+		c.AntiEntropy = 3 * time.Minute
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Minute
+	}
+	c.RetryMax = max(c.RetryMax, c.RetryMin)
+	if c.StepTimeout <= 0 {
+		c.StepTimeout = 20 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Minute
+	}
+	if c.PushIdle <= 0 {
+		c.PushIdle = 10 * time.Minute
+	}
+	if c.ApplyBatch <= 0 {
+		c.ApplyBatch = 4096
+	}
+	return c
+}
+
+func (c Config) storeOptions(deviceName string) *store.Options {
+	o := c.Store
+	o.Now = c.Now
+	if deviceName != "" {
+		o.DeviceName = deviceName
+	}
+	return &o
+}

@@ -1,0 +1,223 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+// DevicesCollection is the reserved collection holding the device list: one record per
+// device id. It syncs like any other record, so every device learns of a new or removed one.
+const DevicesCollection = "_devices"
+
+// RoleDevice is the role of an ordinary device holding the mesh key.
+const RoleDevice = "device"
+
+// Device is one member of the mesh, as recorded in DevicesCollection.
+type Device struct {
+	ID        string    `json:"id"`
+	PeerID    peer.ID   `json:"peer"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Addrs     []string  `json:"addrs,omitempty"` // last known listen addresses
+	Added     time.Time `json:"added"`
+	Removed   bool      `json:"removed,omitempty"`
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+}
+
+// localBootstrap holds the device list a joiner received at pairing, used until the first
+// sync brings the real one.
+const localBootstrap = "bootstrap-devices"
+
+// localRemoved lists every peer id this device has seen removed.
+const localRemoved = "removed-peers"
+
+func putDevice(st *store.Store, d Device) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return st.Update(func(tx *store.Tx) error { return tx.PutReserved(DevicesCollection, d.ID, b) })
+}
+
+// deviceSet is an immutable snapshot of the device list.
+type deviceSet struct {
+	byPeer map[peer.ID]Device
+	list   []Device // every record, removed ones too, sorted by name then id
+}
+
+func (s *deviceSet) member(p peer.ID) (Device, bool) {
+	d, ok := s.byPeer[p]
+	return d, ok && !d.Removed
+}
+
+func loadDevices(st *store.Store) ([]Device, error) {
+	recs, err := st.List(DevicesCollection, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for _, r := range recs {
+		var d Device
+		if err := json.Unmarshal(r.Value, &d); err != nil || d.ID != r.Key || d.PeerID == "" {
+			continue // a record this version cannot read is ignored, not fatal
+		}
+		out = append(out, d)
+	}
+	var boot []Device
+	if ok, err := st.GetLocal(localBootstrap, &boot); err == nil && ok {
+		for _, b := range boot {
+			if !slices.ContainsFunc(out, func(d Device) bool { return d.ID == b.ID }) {
+				out = append(out, b)
+			}
+		}
+	}
+	return out, nil
+}
+
+// reloadDevices rebuilds the snapshot from the store. A peer id that appears in a removed
+// record stays refused even if another record names it.
+func (n *Node) reloadDevices() error {
+	devs, err := loadDevices(n.st)
+	if err != nil {
+		return fmt.Errorf("load device list: %w", err)
+	}
+	// A removal is sticky: once this device has seen a peer removed it never accepts it
+	// again, even if a concurrent write of the removed device wins the record's conflict.
+	var removed []peer.ID
+	if _, err := n.st.GetLocal(localRemoved, &removed); err != nil {
+		return fmt.Errorf("load removed peers: %w", err)
+	}
+	grew := false
+	for _, d := range devs {
+		if d.Removed && !slices.Contains(removed, d.PeerID) {
+			removed = append(removed, d.PeerID)
+			grew = true
+		}
+	}
+	if grew {
+		if err := n.st.PutLocal(localRemoved, removed); err != nil {
+			return fmt.Errorf("save removed peers: %w", err)
+		}
+	}
+	s := &deviceSet{byPeer: map[peer.ID]Device{}, list: devs}
+	for _, d := range devs {
+		if slices.Contains(removed, d.PeerID) {
+			d.Removed = true
+		}
+		if old, ok := s.byPeer[d.PeerID]; ok && old.Removed {
+			continue
+		}
+		s.byPeer[d.PeerID] = d
+	}
+	slices.SortFunc(s.list, func(a, b Device) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	n.devices.Store(s)
+	return nil
+}
+
+// Devices lists the devices of the mesh, this one included; removed devices are listed
+// with Removed set.
+func (n *Node) Devices() []Device { return slices.Clone(n.devices.Load().list) }
+
+// isMember reports whether p is a current (not removed) device other than this one.
+func (n *Node) isMember(p peer.ID) (Device, bool) {
+	if p == n.id {
+		return Device{}, false
+	}
+	return n.devices.Load().member(p)
+}
+
+// RemoveDevice marks a device removed. Every device refuses it from the moment it learns
+// of the removal (this one at once); its connections are closed.
+func (n *Node) RemoveDevice(id string) error {
+	var dev Device
+	found := false
+	for _, d := range n.devices.Load().list {
+		if d.ID == id {
+			dev, found = d, true
+		}
+	}
+	if !found {
+		return fmt.Errorf("remove device %s: %w", id, ErrUnknownDevice)
+	}
+	if id == string(n.self.ID) || dev.PeerID == n.id {
+		return fmt.Errorf("remove device %s: %w", id, ErrSelf)
+	}
+	if dev.Removed {
+		return nil
+	}
+	dev.Removed, dev.RemovedAt = true, n.cfg.Now().UTC()
+	if err := putDevice(n.st, dev); err != nil {
+		return fmt.Errorf("remove device %s: %w", id, err)
+	}
+	return n.devicesChanged()
+}
+
+// devicesChanged reloads the snapshot, closes connections of peers no longer members and
+// starts or stops device loops.
+func (n *Node) devicesChanged() error {
+	if err := n.reloadDevices(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started && !n.closed {
+		n.reconcilePeersLocked()
+		n.seedPeerstore(n.host)
+		n.updateOwnAddrs(n.host.Addrs())
+		for _, p := range n.host.Network().Peers() {
+			if _, ok := n.isMember(p); !ok && !n.invites.open(n.cfg.Now()) {
+				n.host.Network().ClosePeer(p)
+			}
+		}
+	}
+	return nil
+}
+
+// updateOwnAddrs records this device's current listen addresses in its device record when
+// they changed, so that other devices can dial it.
+func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
+	var self Device
+	ok := false
+	for _, d := range n.devices.Load().list {
+		if d.ID == string(n.self.ID) {
+			self, ok = d, true
+		}
+	}
+	if !ok || self.Removed {
+		return
+	}
+	var as []string
+	for _, a := range addrs {
+		as = append(as, a.String())
+	}
+	slices.Sort(as)
+	if slices.Equal(as, self.Addrs) {
+		return
+	}
+	self.Addrs = as
+	if err := putDevice(n.st, self); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Warn("record own addresses", "err", err)
+	}
+}

@@ -1,0 +1,41 @@
+// Package node is a meshsync device: an encrypted record store, a libp2p host that talks
+// only to the person's own devices, and the sync engine that keeps them converged.
+//
+// A node speaks three protocols, each on its own stream, all framed by package
+// node/wire (4-byte length, type byte, body; 4 MiB cap):
+//
+//   - PairProtocol (/meshsync/pair/1.0.0): a new device proves an invite's one-time secret,
+//     bound to both peer ids, and receives the mesh key and the device list.
+//   - SyncProtocol (/meshsync/sync/1.0.0): hello (mesh proof, epoch, progress, Merkle
+//     root), then the fast path ("everything after sequence S of epoch E") or a Merkle
+//     reconciliation, then the missing envelopes both ways, applied in batches.
+//   - PushProtocol (/meshsync/push/1.0.0): a long-lived stream per connected device that
+//     carries new envelopes as they commit.
+//
+// A connection gater refuses, once the secure handshake has authenticated the peer, every
+// peer that is not a current device of the mesh (the reserved collection
+// DevicesCollection), except while an invite is open; every handler checks again.
+//
+// # Usage
+//
+//	n, err := node.Init(ctx, node.Config{Dir: dir, Passphrase: pass}, "laptop")
+//	// or node.Open(ctx, cfg), or node.Join(ctx, cfg, code, "phone")
+//	defer n.Close()
+//	if err := n.Start(ctx); err != nil { … }
+//	code, expires, err := n.Invite(10 * time.Minute) // show it on the other device
+//	n.Put("notes", "today", []byte(`{"text":"hello"}`))
+//	sub := n.SubscribeStates(16) // Offline, Syncing, Conflict, UpToDate, Error per device
+//	err = n.WaitSynced(ctx)
+//
+// # Caveats
+//
+//   - One goroutine owns each piece of state: a loop per device (dial, sessions, backoff,
+//     anti-entropy, its push stream), the state tracker, the change-feed watcher. Close
+//     waits for all of them.
+//   - A node has one open invite at a time.
+//   - Relays, hole punching and DHT rendezvous are not wired yet: devices must reach each
+//     other directly (LAN with mDNS, remembered or recorded addresses).
+//   - Envelopes received from a device are not sent back to it (echo suppression), but
+//     that knowledge lives in memory: after a restart a few may travel back once.
+//   - Pending counts are estimates in sequence numbers, not record counts.
+package node

@@ -1,0 +1,32 @@
+package node
+
+import (
+	"errors"
+
+	"github.com/meshsync/meshsync/node/wire"
+)
+
+// Errors a caller may branch on.
+var (
+	// ErrBadInvite means an invite code does not decode (a typo, a truncated paste).
+	ErrBadInvite = wire.ErrBadInvite
+	// ErrInviteExpired means the invite's expiry has passed.
+	ErrInviteExpired = errors.New("invite expired: create a new one with Invite")
+	// ErrInviteRefused means the inviter refused the join: the code was already used, was
+	// revoked after too many wrong attempts, or is not the inviter's current invite.
+	ErrInviteRefused = errors.New("invite refused by the inviting device (used, revoked or replaced)")
+	// ErrNotStarted means the operation needs the network and Start was not called.
+	ErrNotStarted = errors.New("node not started")
+	// ErrClosed means the node was closed.
+	ErrClosed = errors.New("node closed")
+	// ErrUnknownDevice means no device of the mesh has that id.
+	ErrUnknownDevice = errors.New("unknown device")
+	// ErrSelf means the operation cannot target this device (removing itself).
+	ErrSelf = errors.New("operation not allowed on this device itself")
+	// ErrUnreachable means some devices could not be reached by WaitSynced.
+	ErrUnreachable = errors.New("some devices are unreachable")
+	// ErrNotMember means a peer is not a current device of the mesh.
+	ErrNotMember = errors.New("peer is not a device of this mesh")
+	// ErrProtocol means a peer broke the sync or pairing protocol; the session ended.
+	ErrProtocol = errors.New("protocol violation")
+)

@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+var testPass = []byte("correct horse battery staple")
+
+// testConfig is a loopback node configuration in a fresh directory.
+func testConfig(t testing.TB, name string) Config {
+	t.Helper()
+	return Config{
+		Dir:         filepath.Join(t.TempDir(), name),
+		Passphrase:  testPass,
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		RetryMin:    200 * time.Millisecond,
+		RetryMax:    2 * time.Second,
+	}
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustStart(t testing.TB, n *Node) *Node {
+	t.Helper()
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// newMesh creates a started first node and k-1 more joined with real invites.
+func newMesh(t testing.TB, k int) []*Node { return newMeshWith(t, k, nil) }
+
+// newMeshWith is newMesh with the first node's configuration changed by mod.
+func newMeshWith(t testing.TB, k int, mod func(*Config)) []*Node {
+	t.Helper()
+	cfg := testConfig(t, "n0")
+	if mod != nil {
+		mod(&cfg)
+	}
+	first, err := Init(context.Background(), cfg, "n0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Close() })
+	nodes := []*Node{mustStart(t, first)}
+	for i := 1; i < k; i++ {
+		nodes = append(nodes, join(t, first, fmt.Sprintf("n%d", i)))
+	}
+	return nodes
+}
+
+func join(t testing.TB, inviter *Node, name string) *Node {
+	t.Helper()
+	code, _, err := inviter.Invite(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Join(ctxT(t, 30*time.Second), testConfig(t, name), code, name)
+	if err != nil {
+		t.Fatalf("join %s: %v", name, err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return mustStart(t, n)
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: still failing after 60s: %v", what, err)
+}
+
+// hasValue checks that n reads want under c/k.
+func hasValue(n *Node, c, k, want string) error {
+	rec, err := n.Get(c, k)
+	if err != nil {
+		return err
+	}
+	if string(rec.Value) != want {
+		return fmt.Errorf("%s/%s = %s, want %s", c, k, rec.Value, want)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// checkGoroutines fails if the goroutine count does not come back near base.
+func checkGoroutines(t testing.TB, base int) {
+	t.Helper()
+	var n int
+	for range 100 {
+		n = runtime.NumGoroutine()
+		if n <= base+2 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	t.Errorf("goroutines: %d after close, %d before\n%s", n, base, buf)
+}
+
+// waitSynced retries WaitSynced until every device was reached (a new device's address
+// spreads with the device list, so the first round may not reach it).
+func waitSynced(t testing.TB, n *Node) {
+	t.Helper()
+	eventually(t, "wait synced", func() error { return n.WaitSynced(ctxT(t, 30*time.Second)) })
+}

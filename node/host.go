@@ -1,0 +1,206 @@
+package node
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Resource limits: a phone-sized budget for the whole host.
+const (
+	hostMemory = 128 << 20
+	hostFDs    = 256
+)
+
+func defaultListenAddrs(port int) []string {
+	p := strconv.Itoa(port)
+	return []string{
+		"/ip4/0.0.0.0/tcp/" + p, "/ip4/0.0.0.0/udp/" + p + "/quic-v1",
+		"/ip6/::/tcp/" + p, "/ip6/::/udp/" + p + "/quic-v1",
+	}
+}
+
+// baseOptions are the options every meshsync host uses: the device key, TCP and QUIC,
+// Noise and TLS, the resource manager, no relay (yet) and no ping service.
+func baseOptions(key crypto.PrivKey, rm network.ResourceManager) []libp2p.Option {
+	return []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.Ping(false),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	}
+}
+
+func newResourceManager() (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(hostMemory, hostFDs)))
+}
+
+// newHost builds the node's host: listening, gated, with the node's identity.
+func (n *Node) newHost() (host.Host, error) {
+	try := func(addrs []string) (host.Host, error) {
+		rm, err := newResourceManager()
+		if err != nil {
+			return nil, fmt.Errorf("resource manager: %w", err)
+		}
+		opts := append(baseOptions(n.key, rm), libp2p.ListenAddrStrings(addrs...), libp2p.ConnectionGater(&gater{n: n}))
+		h, err := libp2p.New(opts...)
+		if err != nil {
+			rm.Close()
+			return nil, err
+		}
+		return h, nil
+	}
+	if len(n.cfg.ListenAddrs) > 0 {
+		h, err := try(n.cfg.ListenAddrs)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %v: %w", n.cfg.ListenAddrs, err)
+		}
+		return h, nil
+	}
+	h, err := try(defaultListenAddrs(DefaultPort))
+	if err != nil {
+		n.log.Info("default port taken, using a random port", "port", DefaultPort, "err", err)
+		h, err = try(defaultListenAddrs(0))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return h, nil
+}
+
+// registerHandlers installs the protocol handlers and the connection notifications.
+func (n *Node) registerHandlers(h host.Host) {
+	h.SetStreamHandler(SyncProtocol, n.handleSync)
+	h.SetStreamHandler(PushProtocol, n.handlePush)
+	h.SetStreamHandler(PairProtocol, n.handlePair)
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			if _, ok := n.isMember(c.RemotePeer()); !ok {
+				return
+			}
+			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), c.Stat().Limited)
+		},
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if _, ok := n.isMember(c.RemotePeer()); !ok {
+				return
+			}
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				n.track.disconnected(c.RemotePeer())
+			}
+		},
+	})
+	n.seedPeerstore(h)
+	n.updateOwnAddrs(h.Addrs())
+}
+
+// seedPeerstore adds the known addresses of every device to the peerstore.
+func (n *Node) seedPeerstore(h host.Host) {
+	remembered := n.track.rememberedAddrs()
+	for _, d := range n.devices.Load().list {
+		if d.Removed || d.PeerID == n.id {
+			continue
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range append(d.Addrs, remembered[d.PeerID]...) {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		h.Peerstore().AddAddrs(d.PeerID, addrs, peerstore.PermanentAddrTTL)
+	}
+}
+
+// gater admits, once the secure handshake has authenticated the peer, only current
+// devices of the mesh, and strangers only while an invite is open (they can then open the
+// pairing protocol and nothing else: the handlers check again).
+type gater struct{ n *Node }
+
+var _ connmgr.ConnectionGater = (*gater)(nil)
+
+func (g *gater) InterceptPeerDial(p peer.ID) bool {
+	_, ok := g.n.isMember(p)
+	return ok
+}
+func (g *gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	if _, ok := g.n.isMember(p); ok {
+		return true
+	}
+	if dir == network.DirInbound && g.n.invites.open(g.n.cfg.Now()) {
+		return true
+	}
+	g.n.track.refused()
+	return false
+}
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+// mdnsServiceName derives the LAN service name from the mesh key, so that meshes do not
+// see each other's devices and outsiders cannot tell which devices belong together.
+func mdnsServiceName(rendezvousKey []byte) string {
+	m := hmac.New(sha256.New, rendezvousKey)
+	m.Write([]byte("meshsync/v1/mdns"))
+	return "_m" + hex.EncodeToString(m.Sum(nil)[:6]) + "._udp"
+}
+
+type mdnsNotifee struct{ n *Node }
+
+func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
+	if _, ok := m.n.isMember(pi.ID); !ok {
+		return
+	}
+	m.n.mu.Lock()
+	defer m.n.mu.Unlock()
+	if m.n.host == nil || m.n.closed {
+		return
+	}
+	m.n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, 10*time.Minute)
+	if pl := m.n.peers[pi.ID]; pl != nil && m.n.host.Network().Connectedness(pi.ID) != network.Connected {
+		pl.kickNow()
+	}
+}
+
+func (n *Node) startMDNSLocked() {
+	key, err := n.st.Subkey("rendezvous")
+	if err != nil {
+		n.log.Warn("mdns disabled", "err", err)
+		return
+	}
+	svc := mdns.NewMdnsService(n.host, mdnsServiceName(key), mdnsNotifee{n})
+	if err := svc.Start(); err != nil {
+		n.log.Warn("mdns disabled", "err", err)
+		return
+	}
+	n.mdns = svc
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	return a != nil && strings.Contains(a.String(), "/p2p-circuit")
+}

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// peerLoop is the goroutine that owns the relationship with one other device: dialling,
+// sync sessions as the initiator, the push stream towards it, backoff and anti-entropy.
+type peerLoop struct {
+	p      peer.ID
+	kick   chan struct{} // sync now
+	push   chan uint64   // make sure a push stream runs, starting after this sequence
+	cancel context.CancelFunc
+}
+
+func (pl *peerLoop) kickNow() {
+	select {
+	case pl.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (pl *peerLoop) ensurePush(from uint64) {
+	select {
+	case pl.push <- from:
+	default:
+	}
+}
+
+// reconcilePeersLocked starts a loop for every current device and stops the loops of
+// devices that were removed. n.mu is held.
+func (n *Node) reconcilePeersLocked() {
+	if n.manual {
+		return
+	}
+	for p := range n.devices.Load().byPeer {
+		if _, ok := n.isMember(p); !ok || n.peers[p] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(n.ctx)
+		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), cancel: cancel}
+		n.peers[p] = pl
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.runPeer(ctx, pl) }()
+	}
+	for p, pl := range n.peers {
+		if _, ok := n.isMember(p); !ok {
+			pl.cancel()
+			delete(n.peers, p)
+			n.track.removed(p)
+		}
+	}
+}
+
+// jitter returns d scaled by a random factor in [1-f, 1+f].
+func jitter(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
+}
+
+func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
+	var pushDone chan error
+	var pushCancel context.CancelFunc
+	stopPush := func() {
+		if pushCancel != nil {
+			pushCancel()
+			<-pushDone
+			pushDone, pushCancel = nil, nil
+		}
+	}
+	defer stopPush()
+	startPush := func(from uint64) {
+		if pushDone != nil || n.host.Network().Connectedness(pl.p) != network.Connected {
+			return
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		pushDone, pushCancel = done, cancel
+		go func() { done <- n.pushTo(pctx, pl.p, from) }()
+	}
+	var backoff time.Duration
+	timer := time.NewTimer(jitter(100*time.Millisecond, 0.5))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pl.kick:
+		case <-timer.C:
+		case from := <-pl.push:
+			startPush(from)
+			continue
+		case err := <-pushDone:
+			pushCancel()
+			pushDone, pushCancel = nil, nil
+			if ctx.Err() != nil {
+				return
+			}
+			n.log.Debug("push stream ended", "to", shortID(pl.p), "err", err)
+			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
+			continue
+		}
+		next, err := n.attempt(ctx, pl.p, startPush)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			backoff = min(max(2*backoff, n.cfg.RetryMin), n.cfg.RetryMax)
+			next = jitter(backoff, 0.5)
+		} else {
+			backoff = 0
+		}
+		timer.Reset(next)
+	}
+}
+
+// attempt dials p if needed and runs one session. It returns the delay before the next
+// planned attempt on success.
+func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (time.Duration, error) {
+	next := jitter(n.cfg.AntiEntropy, 0.25)
+	retry := func() time.Time { return n.cfg.Now().Add(n.cfg.RetryMin) }
+	if n.host.Network().Connectedness(p) != network.Connected {
+		dctx, cancel := context.WithTimeout(ctx, min(n.cfg.StepTimeout, 15*time.Second))
+		err := n.host.Connect(dctx, peer.AddrInfo{ID: p})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.track.offline(p, err, retry())
+			}
+			return 0, err
+		}
+	}
+	n.track.sessionStart(p)
+	res, err := n.syncWith(ctx, p)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.track.sessionEnd(p, res, err, retry())
+			n.log.Info("sync failed", "with", shortID(p), "err", err)
+		}
+		return 0, err
+	}
+	n.track.sessionEnd(p, res, nil, time.Time{})
+	n.log.Debug("synced", "with", shortID(p), "mode", res.Mode, "sent", res.Sent, "received", res.Received, "took", res.Duration)
+	startPush(res.MyLastSeq)
+	return next, nil
+}
+
+// feedLoop watches the store's change feed: a changed device list reloads the gate and
+// the device loops; a record whose conflict closed leaves the conflict counts.
+func (n *Node) feedLoop(ctx context.Context) {
+	sub := n.st.Subscribe(4096)
+	defer sub.Close()
+	var missed uint64
+	for {
+		var batch []changeInfo
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			batch = append(batch, changeInfo{c.Collection == DevicesCollection, c.ID.String(), c.Conflict})
+		}
+		for len(sub.C) > 0 {
+			c, ok := <-sub.C
+			if !ok {
+				break
+			}
+			batch = append(batch, changeInfo{c.Collection == DevicesCollection, c.ID.String(), c.Conflict})
+		}
+		devs := false
+		if m := sub.Missed(); m != missed {
+			missed, devs = m, true
+		}
+		var closed []string
+		for _, c := range batch {
+			devs = devs || c.devices
+			if !c.conflict {
+				closed = append(closed, c.id)
+			}
+		}
+		if devs {
+			if err := n.devicesChanged(); err != nil && !errors.Is(err, ErrClosed) {
+				n.log.Warn("reload device list", "err", err)
+			}
+		}
+		if len(closed) > 0 {
+			n.track.conflictsClosed(closed)
+		}
+	}
+}
+
+type changeInfo struct {
+	devices  bool
+	id       string
+	conflict bool
+}

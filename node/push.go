@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/node/wire"
+)
+
+// PushProtocol is the libp2p protocol id of a push stream: a long-lived stream from a
+// device to each connected device that carries new envelopes as they commit.
+//
+//	S → R  PushOpen{epoch}
+//	S → R  Batch{From, To, envelopes}     R → S  Ack{To, applied}     (repeated)
+//
+// Batches are in the sender's sequence order, so the receiver advances its progress for
+// the sender as it applies them; a batch that does not start where its progress stands
+// (a gap) is still applied, and the receiver schedules a sync session to fill the gap.
+// An idle sender sends an empty batch every PushIdle/2 to keep the stream alive.
+const PushProtocol = "/meshsync/push/1.0.0"
+
+// pushTo sends this store's new envelopes to p, starting after sequence from, until ctx
+// ends or the stream fails.
+func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
+	sub := n.st.Subscribe(1024)
+	defer sub.Close()
+	n.mu.Lock()
+	h := n.host
+	n.mu.Unlock()
+	if h == nil {
+		return ErrNotStarted
+	}
+	s, err := h.NewStream(ctx, p, PushProtocol)
+	if err != nil {
+		return fmt.Errorf("open push stream: %w", err)
+	}
+	defer s.Reset()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	rw := &frameRW{s: s, step: n.cfg.StepTimeout, limit: 64}
+	if err := rw.write(wire.TypePushOpen, (&wire.PushOpen{Epoch: n.st.Epoch()}).Marshal()); err != nil {
+		return fmt.Errorf("push open: %w", err)
+	}
+	keepalive := time.NewTimer(n.cfg.PushIdle / 2)
+	defer keepalive.Stop()
+	send := func(b *wire.Batch) error {
+		if err := rw.write(wire.TypeBatch, b.Marshal()); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		ab, err := rw.expect(wire.TypeAck)
+		if err != nil {
+			return fmt.Errorf("push ack: %w", err)
+		}
+		ack, err := wire.UnmarshalAck(ab)
+		if err != nil || ack.To != b.To {
+			return fmt.Errorf("%w: bad push ack", ErrProtocol)
+		}
+		keepalive.Reset(n.cfg.PushIdle / 2)
+		return nil
+	}
+	for {
+		upto, err := n.st.LastSeq()
+		if err != nil {
+			return err
+		}
+		if upto <= from {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case _, ok := <-sub.C:
+				if !ok {
+					return ErrClosed
+				}
+			case <-keepalive.C:
+				if err := send(&wire.Batch{From: from, To: from}); err != nil {
+					return err
+				}
+				continue
+			}
+			if n.cfg.PushDelay > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(n.cfg.PushDelay):
+				}
+			}
+			for len(sub.C) > 0 {
+				<-sub.C
+			}
+			continue
+		}
+		envs, last, err := n.collectSince(from, upto, n.progress.echoFilter(p))
+		if err != nil {
+			return err
+		}
+		if last == from {
+			last = upto // everything in between was superseded by later envelopes
+		}
+		if err := send(&wire.Batch{From: from, To: last, Envelopes: envs}); err != nil {
+			return err
+		}
+		from = last
+		n.track.pushed(p, from, upto)
+	}
+}
+
+// handlePush receives a push stream from another device.
+func (n *Node) handlePush(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	if _, ok := n.isMember(p); !ok {
+		s.Reset()
+		return
+	}
+	if !n.enter() {
+		s.Reset()
+		return
+	}
+	defer n.wg.Done()
+	stop := context.AfterFunc(n.ctx, func() { s.Reset() })
+	defer stop()
+	if err := n.receivePush(s, p); err != nil {
+		n.log.Debug("push stream ended", "from", shortID(p), "err", err)
+		s.Reset()
+		return
+	}
+	s.Close()
+}
+
+func (n *Node) receivePush(s network.Stream, p peer.ID) error {
+	rw := &frameRW{s: s, step: n.cfg.StepTimeout, limit: wire.MaxFrame}
+	b, err := rw.expect(wire.TypePushOpen)
+	if err != nil {
+		return err
+	}
+	open, err := wire.UnmarshalPushOpen(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	for {
+		// A push stream may stay idle for long; the whole frame must still arrive in time.
+		rw.step = n.cfg.PushIdle
+		b, err := rw.expect(wire.TypeBatch)
+		if err != nil {
+			return err
+		}
+		rw.step = n.cfg.StepTimeout
+		batch, err := wire.UnmarshalBatch(b)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		applied := 0
+		var conflicts []string
+		if len(batch.Envelopes) > 0 {
+			ar, err := n.applyFrom(p, batch.Envelopes)
+			if err != nil {
+				return err
+			}
+			if len(ar.Rejected) > 0 {
+				return fmt.Errorf("%w: %d pushed envelopes refused", ErrProtocol, len(ar.Rejected))
+			}
+			applied = ar.Added
+			for _, c := range ar.Changes {
+				if c.Conflict {
+					conflicts = append(conflicts, c.ID.String())
+				}
+			}
+		}
+		if batch.To > batch.From || len(batch.Envelopes) > 0 {
+			if !n.progress.advance(p, open.Epoch, batch.From, batch.To) {
+				n.kick(p) // a gap: a session fills it
+			}
+			n.progress.saveLazy(p, time.Now())
+			n.track.received(p, applied, conflicts)
+		}
+		if err := rw.write(wire.TypeAck, (&wire.Ack{To: batch.To, Applied: uint64(applied)}).Marshal()); err != nil {
+			return err
+		}
+	}
+}
+
+// kick asks p's device loop to sync soon.
+func (n *Node) kick(p peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if pl := n.peers[p]; pl != nil {
+		pl.kickNow()
+	}
+}

@@ -1,0 +1,520 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/node/wire"
+)
+
+// SyncProtocol is the libp2p protocol id of a sync session.
+//
+// A session, on one stream opened by the initiator:
+//
+//	I → R  Hello      R → I  Hello          (mesh proof, epoch, progress, Merkle root)
+//	I ↔ R  Merkle …                          (only when a direction needs it)
+//	I ↔ R  Batch … End                       (both ways at once)
+//	I ↔ R  Done                              (what each side applied)
+//
+// Each direction uses the fast path ("every envelope after sequence S of my epoch E")
+// when the receiver remembers the sender's epoch or holds nothing yet, and nothing at all
+// when the roots are equal; otherwise both directions use the result of one Merkle
+// reconciliation over the stores' summaries.
+const SyncProtocol = "/meshsync/sync/1.0.0"
+
+// Bounds of one session.
+const (
+	batchBytes   = 1 << 20 // envelope bytes per Batch frame (one larger envelope goes alone)
+	batchMaxEnvs = 4096
+	idsPerLookup = 512
+)
+
+type mode int
+
+const (
+	modeNone mode = iota
+	modeFast
+	modeMerkle
+)
+
+func (m mode) String() string { return [...]string{"none", "fast", "merkle"}[m] }
+
+// sessionResult reports one finished session.
+type sessionResult struct {
+	Mode          string
+	Sent          int // envelopes sent
+	Received      int // envelopes received
+	Applied       int // received envelopes that changed the store
+	Rejected      int // received envelopes refused by the store
+	Conflicts     []merkle.ID
+	PeerApplied   int    // what the peer reported applying of ours
+	MyLastSeq     uint64 // our last sequence at hello: the peer now holds everything up to it
+	PeerLastSeq   uint64
+	PeerEpoch     [16]byte
+	Duration      time.Duration
+	BytesReceived int
+}
+
+// frameRW reads and writes frames with a deadline on each.
+type frameRW struct {
+	s     network.Stream
+	step  time.Duration
+	read  int // bytes read
+	limit int
+}
+
+func (f *frameRW) write(t wire.Type, body []byte) error {
+	f.s.SetWriteDeadline(time.Now().Add(f.step))
+	return wire.WriteFrame(f.s, t, body)
+}
+
+func (f *frameRW) readFrame() (wire.Type, []byte, error) {
+	f.s.SetReadDeadline(time.Now().Add(f.step))
+	t, b, err := wire.ReadFrame(f.s, f.limit)
+	f.read += len(b) + 5
+	return t, b, err
+}
+
+func (f *frameRW) expect(want wire.Type) ([]byte, error) {
+	t, b, err := f.readFrame()
+	if err != nil {
+		return nil, err
+	}
+	if t != want {
+		return nil, fmt.Errorf("%w: got frame %q, want %q", ErrProtocol, byte(t), byte(want))
+	}
+	return b, nil
+}
+
+// helloProof is the mesh proof of a hello: only holders of the mesh key can make it, and
+// it is bound to the role and both peer ids, so it cannot be replayed elsewhere.
+func helloProof(key []byte, role byte, from, to peer.ID) [32]byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("meshsync/v1/sync-hello"))
+	m.Write([]byte{role})
+	m.Write([]byte(from))
+	m.Write([]byte{0})
+	m.Write([]byte(to))
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+func roleByte(initiator bool) byte {
+	if initiator {
+		return 'I'
+	}
+	return 'R'
+}
+
+func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
+	seq, err := n.st.LastSeq()
+	if err != nil {
+		return nil, err
+	}
+	root, err := n.st.Root()
+	if err != nil {
+		return nil, err
+	}
+	pr := n.progress.get(p)
+	return &wire.Hello{
+		Version:    wire.Version,
+		Proof:      helloProof(n.pairKey, roleByte(initiator), n.id, p),
+		Epoch:      n.st.Epoch(),
+		KnownEpoch: pr.Epoch,
+		KnownSeq:   pr.Seq,
+		LastSeq:    seq,
+		RootCount:  root.Count,
+		RootFP:     root.FP,
+	}, nil
+}
+
+// direction decides how the sender's envelopes reach the receiver.
+func direction(sender, receiver *wire.Hello) (mode, uint64) {
+	switch {
+	case sender.RootCount == 0:
+		return modeNone, 0
+	case sender.RootCount == receiver.RootCount && sender.RootFP == receiver.RootFP:
+		return modeNone, 0
+	case receiver.KnownEpoch == sender.Epoch && sender.Epoch != [16]byte{}:
+		return modeFast, receiver.KnownSeq
+	case receiver.RootCount == 0:
+		return modeFast, 0
+	}
+	return modeMerkle, 0
+}
+
+// syncWith opens a session with p as the initiator.
+func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) {
+	n.mu.Lock()
+	h := n.host
+	n.mu.Unlock()
+	if h == nil {
+		return nil, ErrNotStarted
+	}
+	s, err := h.NewStream(ctx, p, SyncProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("open sync stream: %w", err)
+	}
+	res, err := n.syncSession(ctx, s, true)
+	if err != nil {
+		s.Reset()
+		return res, err
+	}
+	s.Close()
+	return res, nil
+}
+
+// handleSync serves a session opened by another device.
+func (n *Node) handleSync(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	if _, ok := n.isMember(p); !ok {
+		n.log.Debug("sync refused: not a device", "from", shortID(p))
+		s.Reset()
+		return
+	}
+	if !n.enter() {
+		s.Reset()
+		return
+	}
+	defer n.wg.Done()
+	n.track.sessionStart(p)
+	res, err := n.syncSession(n.ctx, s, false)
+	n.track.sessionEnd(p, res, err, time.Time{})
+	if err != nil {
+		n.log.Info("sync session failed", "with", shortID(p), "err", err)
+		s.Reset()
+		return
+	}
+	s.Close()
+	n.mu.Lock()
+	if pl := n.peers[p]; pl != nil {
+		pl.ensurePush(res.MyLastSeq)
+	}
+	n.mu.Unlock()
+}
+
+// syncSession runs one session on s. A malformed or hostile message ends it with an
+// error; the caller resets the stream.
+func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool) (*sessionResult, error) {
+	start := time.Now()
+	p := s.Conn().RemotePeer()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.SessionTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	rw := &frameRW{s: s, step: n.cfg.StepTimeout, limit: wire.MaxFrame}
+	res := &sessionResult{}
+
+	mine, err := n.hello(p, initiator)
+	if err != nil {
+		return res, fmt.Errorf("sync: %w", err)
+	}
+	res.MyLastSeq = mine.LastSeq
+	readHello := func() (*wire.Hello, error) {
+		b, err := rw.expect(wire.TypeHello)
+		if err != nil {
+			return nil, fmt.Errorf("read hello: %w", err)
+		}
+		h, err := wire.UnmarshalHello(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		if h.Version != wire.Version {
+			return nil, fmt.Errorf("%w: peer speaks sync version %d, this node %d", ErrProtocol, h.Version, wire.Version)
+		}
+		want := helloProof(n.pairKey, roleByte(!initiator), p, n.id)
+		if !hmac.Equal(h.Proof[:], want[:]) {
+			return nil, fmt.Errorf("%w: hello does not prove the mesh key", ErrNotMember)
+		}
+		return h, nil
+	}
+	var theirs *wire.Hello
+	if initiator {
+		if err := rw.write(wire.TypeHello, mine.Marshal()); err != nil {
+			return res, fmt.Errorf("send hello: %w", err)
+		}
+		if theirs, err = readHello(); err != nil {
+			return res, err
+		}
+	} else {
+		if theirs, err = readHello(); err != nil {
+			return res, err
+		}
+		if err := rw.write(wire.TypeHello, mine.Marshal()); err != nil {
+			return res, fmt.Errorf("send hello: %w", err)
+		}
+	}
+	res.PeerLastSeq, res.PeerEpoch = theirs.LastSeq, theirs.Epoch
+
+	sendMode, sendFrom := direction(mine, theirs)
+	recvMode, _ := direction(theirs, mine)
+	var have []merkle.ID
+	if sendMode == modeMerkle || recvMode == modeMerkle {
+		res.Mode = "merkle"
+		if have, err = n.reconcile(rw, initiator); err != nil {
+			return res, err
+		}
+		// The Merkle result covers both directions: every difference travels, none by
+		// sequence.
+		sendMode, recvMode = modeMerkle, modeMerkle
+	} else {
+		res.Mode = recvMode.String() + "/" + sendMode.String()
+	}
+
+	// Send and receive at once; the sender ends with End.
+	sent := make(chan error, 1)
+	go func() {
+		c, err := n.sendEnvelopes(rw, p, sendMode, sendFrom, have)
+		res.Sent = c
+		sent <- err
+	}()
+	recvErr := n.receiveEnvelopes(rw, p, recvMode, theirs, res)
+	if recvErr != nil {
+		s.Reset()
+		<-sent
+		return res, recvErr
+	}
+	if err := <-sent; err != nil {
+		return res, fmt.Errorf("send envelopes: %w", err)
+	}
+	done := wire.Done{Applied: uint64(res.Applied), Rejected: uint64(res.Rejected), Conflicts: uint64(len(res.Conflicts))}
+	done.Stale = uint64(res.Received - res.Applied - res.Rejected)
+	if err := rw.write(wire.TypeDone, done.Marshal()); err != nil {
+		return res, fmt.Errorf("send done: %w", err)
+	}
+	b, err := rw.expect(wire.TypeDone)
+	if err != nil {
+		return res, fmt.Errorf("read done: %w", err)
+	}
+	pd, err := wire.UnmarshalDone(b)
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	res.PeerApplied = int(pd.Applied)
+	res.Duration = time.Since(start)
+	res.BytesReceived = rw.read
+	if res.Rejected > 0 {
+		return res, fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, res.Rejected)
+	}
+	return res, nil
+}
+
+// reconcile runs a Merkle session over the stream and returns the ids this side must send.
+func (n *Node) reconcile(rw *frameRW, initiator bool) ([]merkle.ID, error) {
+	cfg := merkle.Config{}
+	var sess *merkle.Session
+	var msg []byte
+	var err error
+	if initiator {
+		sess = merkle.NewInitiator(n.st.Summary(), cfg)
+		if msg, err = sess.Start(); err != nil {
+			return nil, fmt.Errorf("reconcile: %w", err)
+		}
+	} else {
+		sess = merkle.NewResponder(n.st.Summary(), cfg)
+	}
+	for {
+		if msg != nil {
+			if err := rw.write(wire.TypeMerkle, msg); err != nil {
+				return nil, fmt.Errorf("reconcile: %w", err)
+			}
+			if sess.Done() {
+				break
+			}
+		}
+		b, err := rw.expect(wire.TypeMerkle)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: %w", err)
+		}
+		if msg, err = sess.Handle(b); err != nil {
+			return nil, fmt.Errorf("%w: reconcile: %v", ErrProtocol, err)
+		}
+		if msg == nil {
+			if !sess.Done() {
+				return nil, fmt.Errorf("%w: reconciliation stalled", ErrProtocol)
+			}
+			break
+		}
+	}
+	_, have := sess.Result()
+	return have, nil
+}
+
+var errBatchFull = errors.New("batch full")
+
+// sendEnvelopes streams what the peer lacks, then End.
+func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have []merkle.ID) (int, error) {
+	sent := 0
+	switch m {
+	case modeFast:
+		upto, err := n.st.LastSeq()
+		if err != nil {
+			return sent, err
+		}
+		skip := n.progress.echoFilter(p)
+		for from < upto {
+			envs, last, err := n.collectSince(from, upto, skip)
+			if err != nil {
+				return sent, err
+			}
+			if last == from {
+				break
+			}
+			if err := rw.write(wire.TypeBatch, (&wire.Batch{From: from, To: last, Envelopes: envs}).Marshal()); err != nil {
+				return sent, err
+			}
+			sent += len(envs)
+			from = last
+		}
+	case modeMerkle:
+		var envs [][]byte
+		size := 0
+		flush := func() error {
+			if len(envs) == 0 {
+				return nil
+			}
+			err := rw.write(wire.TypeBatch, (&wire.Batch{Envelopes: envs}).Marshal())
+			sent += len(envs)
+			envs, size = nil, 0
+			return err
+		}
+		for i := 0; i < len(have); i += idsPerLookup {
+			var chunk [][]byte
+			err := n.st.Envelopes(have[i:min(i+idsPerLookup, len(have))], func(raw []byte) error {
+				chunk = append(chunk, bytes.Clone(raw))
+				return nil
+			})
+			if err != nil {
+				return sent, err
+			}
+			for _, e := range chunk {
+				if len(envs) > 0 && (size+len(e) > batchBytes || len(envs) >= batchMaxEnvs) {
+					if err := flush(); err != nil {
+						return sent, err
+					}
+				}
+				envs = append(envs, e)
+				size += len(e)
+			}
+		}
+		if err := flush(); err != nil {
+			return sent, err
+		}
+	}
+	return sent, rw.write(wire.TypeEnd, (&wire.End{Sent: uint64(sent)}).Marshal())
+}
+
+// collectSince reads the envelopes after sequence from (up to upto) that fit one Batch,
+// leaving out those skip reports (the peer sent them to us). last is the highest sequence
+// visited, from when none was.
+func (n *Node) collectSince(from, upto uint64, skip func(uint64) bool) ([][]byte, uint64, error) {
+	var envs [][]byte
+	size, last := 0, from
+	_, err := n.st.Since(from, batchMaxEnvs, func(seq uint64, raw []byte) error {
+		if seq > upto || (len(envs) > 0 && size+len(raw) > batchBytes) {
+			return errBatchFull
+		}
+		last = seq
+		if skip(seq) {
+			return nil
+		}
+		envs = append(envs, bytes.Clone(raw))
+		size += len(raw)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errBatchFull) {
+		return nil, 0, err
+	}
+	return envs, last, nil
+}
+
+// receiveEnvelopes reads Batch frames until End and applies them in groups of
+// cfg.ApplyBatch envelopes, recording progress after each group.
+func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hello, res *sessionResult) error {
+	var pending [][]byte
+	var from, to uint64
+	ranged := false
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		ar, err := n.applyFrom(p, pending)
+		if err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		res.Applied += ar.Added
+		res.Rejected += len(ar.Rejected)
+		for _, c := range ar.Changes {
+			if c.Conflict {
+				res.Conflicts = append(res.Conflicts, c.ID)
+			}
+		}
+		if ranged && len(ar.Rejected) == 0 {
+			n.progress.advance(p, theirs.Epoch, from, to)
+			n.progress.save(p)
+		}
+		pending, ranged = nil, false
+		return nil
+	}
+	for {
+		t, b, err := rw.readFrame()
+		if err != nil {
+			return fmt.Errorf("receive envelopes: %w", err)
+		}
+		switch t {
+		case wire.TypeBatch:
+			if m == modeNone {
+				return fmt.Errorf("%w: envelopes where none were due", ErrProtocol)
+			}
+			batch, err := wire.UnmarshalBatch(b)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			if m == modeFast {
+				if batch.To == 0 || (ranged && batch.From != to) {
+					return fmt.Errorf("%w: batch out of sequence", ErrProtocol)
+				}
+				if !ranged {
+					from, ranged = batch.From, true
+				}
+				to = batch.To
+			}
+			res.Received += len(batch.Envelopes)
+			pending = append(pending, batch.Envelopes...)
+			if len(pending) >= n.cfg.ApplyBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case wire.TypeEnd:
+			end, err := wire.UnmarshalEnd(b)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			if end.Sent != uint64(res.Received) {
+				return fmt.Errorf("%w: peer claims %d envelopes, sent %d", ErrProtocol, end.Sent, res.Received)
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			if res.Rejected == 0 {
+				// Everything the peer held up to its hello is now here.
+				n.progress.atLeast(p, theirs.Epoch, theirs.LastSeq)
+				n.progress.save(p)
+			}
+			return nil
+		default:
+			return fmt.Errorf("%w: unexpected frame %q", ErrProtocol, byte(t))
+		}
+	}
+}

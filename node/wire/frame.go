@@ -1,0 +1,93 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Type tags a frame.
+type Type byte
+
+// Frame types. A stream carries frames of one protocol; each protocol documents the order.
+const (
+	TypeHello    Type = 'H' // sync: Hello
+	TypeMerkle   Type = 'M' // sync: one merkle.Session message
+	TypeBatch    Type = 'E' // sync and push: a Batch of envelopes
+	TypeEnd      Type = 'Z' // sync: End, the sender has sent everything
+	TypeDone     Type = 'D' // sync: Done, the receiver applied everything
+	TypePushOpen Type = 'O' // push: PushOpen, first frame of a push stream
+	TypeAck      Type = 'A' // push: Ack of one Batch
+	TypePair     Type = 'P' // pairing: a JSON pairing message
+)
+
+// Hard caps.
+const (
+	// MaxFrame is the largest frame (type byte and body) any meshsync stream accepts.
+	MaxFrame = 4 << 20
+	// MaxPairFrame is the largest frame of the pairing protocol, which is open to
+	// strangers while an invite is out.
+	MaxPairFrame = 64 << 10
+	// MaxBatchEnvelopes is the most envelopes one Batch may carry.
+	MaxBatchEnvelopes = 16384
+)
+
+// Errors returned by the decoders.
+var (
+	// ErrTooLarge means a frame or a field exceeds its hard cap.
+	ErrTooLarge = errors.New("wire: too large")
+	// ErrMalformed means bytes that do not decode as the expected message.
+	ErrMalformed = errors.New("wire: malformed message")
+)
+
+// WriteFrame writes one frame: a 4-byte big-endian length of what follows, the type byte
+// and the body.
+func WriteFrame(w io.Writer, t Type, body []byte) error {
+	if len(body)+1 > MaxFrame {
+		return fmt.Errorf("write frame %c of %d bytes: %w", t, len(body), ErrTooLarge)
+	}
+	buf := make([]byte, 5, 5+len(body))
+	binary.BigEndian.PutUint32(buf, uint32(len(body)+1))
+	buf[4] = byte(t)
+	buf = append(buf, body...)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame whose length is at most max (and never more than MaxFrame).
+// A larger length prefix is refused before its body is read or allocated.
+func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
+	max = min(max, MaxFrame)
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return 0, nil, fmt.Errorf("read frame: empty frame: %w", ErrMalformed)
+	}
+	if uint64(n) > uint64(max) {
+		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, max, ErrTooLarge)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("read frame body: %w", err)
+	}
+	return Type(buf[0]), buf[1:], nil
+}
+
+// ReadExpect reads one frame and checks its type.
+func ReadExpect(r io.Reader, max int, want Type) ([]byte, error) {
+	t, body, err := ReadFrame(r, max)
+	if err != nil {
+		return nil, err
+	}
+	if t != want {
+		return nil, fmt.Errorf("got frame %q, want %q: %w", byte(t), byte(want), ErrMalformed)
+	}
+	return body, nil
+}

@@ -1,0 +1,223 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Version is the sync protocol version carried in Hello.
+const Version = 1
+
+// MaxEnvelope bounds one envelope inside a Batch (the store's own cap is lower).
+const MaxEnvelope = 2 << 20
+
+// Hello opens a sync session, sent by both sides.
+type Hello struct {
+	// Version is the protocol version (Version).
+	Version byte
+	// Proof is the mesh proof: HMAC-SHA256 under the mesh's pairing subkey over the role,
+	// the sender's and the receiver's peer ids.
+	Proof [32]byte
+	// Epoch is the sender's store epoch.
+	Epoch [16]byte
+	// KnownEpoch is the receiver's store epoch as the sender remembers it (zero: none).
+	KnownEpoch [16]byte
+	// KnownSeq is the last sequence of the receiver's store (of KnownEpoch) that the
+	// sender has applied with nothing missing below it.
+	KnownSeq uint64
+	// LastSeq is the sender's own last sequence number.
+	LastSeq uint64
+	// RootCount and RootFP are the sender's Merkle root.
+	RootCount uint64
+	RootFP    [32]byte
+}
+
+// HelloSize is the length of an encoded Hello.
+const HelloSize = 1 + 32 + 16 + 16 + 8 + 8 + 8 + 32
+
+// Marshal encodes h in HelloSize bytes.
+func (h *Hello) Marshal() []byte {
+	b := make([]byte, 0, HelloSize)
+	b = append(b, h.Version)
+	b = append(b, h.Proof[:]...)
+	b = append(b, h.Epoch[:]...)
+	b = append(b, h.KnownEpoch[:]...)
+	b = binary.BigEndian.AppendUint64(b, h.KnownSeq)
+	b = binary.BigEndian.AppendUint64(b, h.LastSeq)
+	b = binary.BigEndian.AppendUint64(b, h.RootCount)
+	return append(b, h.RootFP[:]...)
+}
+
+// UnmarshalHello decodes a Hello.
+func UnmarshalHello(b []byte) (*Hello, error) {
+	if len(b) != HelloSize {
+		return nil, fmt.Errorf("hello of %d bytes, want %d: %w", len(b), HelloSize, ErrMalformed)
+	}
+	h := &Hello{Version: b[0]}
+	p := b[1:]
+	p = p[copy(h.Proof[:], p):]
+	p = p[copy(h.Epoch[:], p):]
+	p = p[copy(h.KnownEpoch[:], p):]
+	h.KnownSeq = binary.BigEndian.Uint64(p)
+	h.LastSeq = binary.BigEndian.Uint64(p[8:])
+	h.RootCount = binary.BigEndian.Uint64(p[16:])
+	copy(h.RootFP[:], p[24:])
+	return h, nil
+}
+
+// Batch carries envelopes. In sequence order (the fast path and push) From and To are the
+// sender's sequence range (From, To]: the receiver that already holds everything up to From
+// holds everything up to To once the batch is applied. Outside sequence order (after a
+// Merkle reconciliation) both are zero.
+type Batch struct {
+	From, To  uint64
+	Envelopes [][]byte
+}
+
+// Marshal encodes the batch: From and To (8 bytes each), a uvarint count, then each
+// envelope as a uvarint length and its bytes.
+func (m *Batch) Marshal() []byte {
+	n := 16 + binary.MaxVarintLen64
+	for _, e := range m.Envelopes {
+		n += binary.MaxVarintLen64 + len(e)
+	}
+	b := make([]byte, 0, n)
+	b = binary.BigEndian.AppendUint64(b, m.From)
+	b = binary.BigEndian.AppendUint64(b, m.To)
+	b = binary.AppendUvarint(b, uint64(len(m.Envelopes)))
+	for _, e := range m.Envelopes {
+		b = binary.AppendUvarint(b, uint64(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// UnmarshalBatch decodes a Batch. The envelopes alias b.
+func UnmarshalBatch(b []byte) (*Batch, error) {
+	if len(b) < 17 {
+		return nil, fmt.Errorf("batch of %d bytes: %w", len(b), ErrMalformed)
+	}
+	m := &Batch{From: binary.BigEndian.Uint64(b), To: binary.BigEndian.Uint64(b[8:])}
+	if m.To < m.From {
+		return nil, fmt.Errorf("batch range (%d, %d]: %w", m.From, m.To, ErrMalformed)
+	}
+	p := b[16:]
+	count, p, err := uvarint(p)
+	if err != nil {
+		return nil, fmt.Errorf("batch count: %w", err)
+	}
+	if count > MaxBatchEnvelopes || count > uint64(len(p)) {
+		return nil, fmt.Errorf("batch of %d envelopes: %w", count, ErrTooLarge)
+	}
+	m.Envelopes = make([][]byte, 0, count)
+	for range count {
+		var n uint64
+		n, p, err = uvarint(p)
+		if err != nil {
+			return nil, fmt.Errorf("batch envelope length: %w", err)
+		}
+		if n == 0 || n > MaxEnvelope {
+			return nil, fmt.Errorf("batch envelope of %d bytes: %w", n, ErrTooLarge)
+		}
+		if n > uint64(len(p)) {
+			return nil, fmt.Errorf("batch envelope truncated: %w", ErrMalformed)
+		}
+		m.Envelopes = append(m.Envelopes, p[:n:n])
+		p = p[n:]
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("batch has %d trailing bytes: %w", len(p), ErrMalformed)
+	}
+	return m, nil
+}
+
+// End tells the receiver that the sender sent every envelope of the session.
+type End struct {
+	Sent uint64 // envelopes sent in this session
+}
+
+// Done tells the sender what the receiver did with the session's envelopes.
+type Done struct {
+	Applied, Stale, Rejected, Conflicts uint64
+}
+
+// PushOpen is the first frame of a push stream.
+type PushOpen struct {
+	Epoch [16]byte // the sender's store epoch
+}
+
+// Ack acknowledges one pushed Batch.
+type Ack struct {
+	To      uint64 // the Batch's To
+	Applied uint64 // envelopes that changed the receiver's store
+}
+
+// Marshal encodes End in 8 bytes.
+func (m *End) Marshal() []byte { return binary.BigEndian.AppendUint64(nil, m.Sent) }
+
+// UnmarshalEnd decodes End.
+func UnmarshalEnd(b []byte) (*End, error) {
+	if len(b) != 8 {
+		return nil, fmt.Errorf("end of %d bytes: %w", len(b), ErrMalformed)
+	}
+	return &End{Sent: binary.BigEndian.Uint64(b)}, nil
+}
+
+// Marshal encodes Done in 32 bytes.
+func (m *Done) Marshal() []byte {
+	b := binary.BigEndian.AppendUint64(nil, m.Applied)
+	b = binary.BigEndian.AppendUint64(b, m.Stale)
+	b = binary.BigEndian.AppendUint64(b, m.Rejected)
+	return binary.BigEndian.AppendUint64(b, m.Conflicts)
+}
+
+// UnmarshalDone decodes Done.
+func UnmarshalDone(b []byte) (*Done, error) {
+	if len(b) != 32 {
+		return nil, fmt.Errorf("done of %d bytes: %w", len(b), ErrMalformed)
+	}
+	return &Done{
+		Applied:   binary.BigEndian.Uint64(b),
+		Stale:     binary.BigEndian.Uint64(b[8:]),
+		Rejected:  binary.BigEndian.Uint64(b[16:]),
+		Conflicts: binary.BigEndian.Uint64(b[24:]),
+	}, nil
+}
+
+// Marshal encodes PushOpen in 16 bytes.
+func (m *PushOpen) Marshal() []byte { return append([]byte(nil), m.Epoch[:]...) }
+
+// UnmarshalPushOpen decodes PushOpen.
+func UnmarshalPushOpen(b []byte) (*PushOpen, error) {
+	if len(b) != 16 {
+		return nil, fmt.Errorf("push open of %d bytes: %w", len(b), ErrMalformed)
+	}
+	m := &PushOpen{}
+	copy(m.Epoch[:], b)
+	return m, nil
+}
+
+// Marshal encodes Ack in 16 bytes.
+func (m *Ack) Marshal() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, m.To), m.Applied)
+}
+
+// UnmarshalAck decodes Ack.
+func UnmarshalAck(b []byte) (*Ack, error) {
+	if len(b) != 16 {
+		return nil, fmt.Errorf("ack of %d bytes: %w", len(b), ErrMalformed)
+	}
+	return &Ack{To: binary.BigEndian.Uint64(b), Applied: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// uvarint decodes a canonical (shortest-form) uvarint.
+func uvarint(b []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, ErrMalformed
+	}
+	if n != len(binary.AppendUvarint(nil, v)) {
+		return 0, nil, fmt.Errorf("non-canonical uvarint: %w", ErrMalformed)
+	}
+	return v, b[n:], nil
+}

@@ -1,0 +1,124 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func testInvite(t testing.TB) *Invite {
+	t.Helper()
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
+	sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := &Invite{Peer: id, Expires: time.Unix(1_800_000_000, 0)}
+	for _, s := range []string{"/ip4/192.168.1.20/tcp/4747", "/ip4/192.168.1.20/udp/4747/quic-v1"} {
+		inv.Addrs = append(inv.Addrs, ma.StringCast(s))
+	}
+	copy(inv.Secret[:], "0123456789abcdef")
+	return inv
+}
+
+func TestInviteRoundTrip(t *testing.T) {
+	inv := testInvite(t)
+	code, err := inv.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("code (%d chars): %s", len(code), code)
+	// Pasted in lower case, with line breaks and spaces: still the same invite.
+	messy := strings.ToLower(strings.ReplaceAll(code, "-", " \n"))
+	got, err := ParseInvite(messy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Peer != inv.Peer || got.Secret != inv.Secret || !got.Expires.Equal(inv.Expires) || len(got.Addrs) != 2 || !got.Addrs[1].Equal(inv.Addrs[1]) {
+		t.Fatalf("round trip changed the invite: %+v", got)
+	}
+}
+
+func TestInviteTypo(t *testing.T) {
+	code, err := testInvite(t).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change every character in turn: each typo is refused with ErrBadInvite.
+	for i := 0; i < len(code); i++ {
+		if code[i] == '-' {
+			continue
+		}
+		c := byte('A')
+		if code[i] == 'A' {
+			c = 'B'
+		}
+		typo := code[:i] + string(c) + code[i+1:]
+		if _, err := ParseInvite(typo); !errors.Is(err, ErrBadInvite) {
+			t.Fatalf("typo at %d accepted: %v", i, err)
+		}
+	}
+	for _, bad := range []string{"", "hello world", code[:len(code)-3], code + "AAAA", "!!"} {
+		if _, err := ParseInvite(bad); !errors.Is(err, ErrBadInvite) {
+			t.Errorf("ParseInvite(%q) = %v, want ErrBadInvite", bad, err)
+		}
+	}
+}
+
+func TestFrameCap(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, TypeEnd, (&End{Sent: 3}).Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	typ, body, err := ReadFrame(&buf, MaxFrame)
+	if err != nil || typ != TypeEnd {
+		t.Fatalf("read back: %v %v", typ, err)
+	}
+	if e, err := UnmarshalEnd(body); err != nil || e.Sent != 3 {
+		t.Fatalf("end: %+v %v", e, err)
+	}
+	// A length prefix of 1 GiB is refused before the body is read.
+	huge := []byte{0x40, 0, 0, 0, byte(TypeBatch)}
+	if _, _, err := ReadFrame(bytes.NewReader(huge), MaxFrame); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("huge frame: %v", err)
+	}
+	if _, _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 100, 'E', 1}), MaxFrame); err == nil {
+		t.Fatal("truncated frame accepted")
+	}
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	m := &Batch{From: 5, To: 9, Envelopes: [][]byte{[]byte("one"), bytes.Repeat([]byte{9}, 300)}}
+	got, err := UnmarshalBatch(m.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.From != 5 || got.To != 9 || len(got.Envelopes) != 2 || !bytes.Equal(got.Envelopes[1], m.Envelopes[1]) {
+		t.Fatalf("got %+v", got)
+	}
+	// A count that claims more envelopes than there are bytes is refused before allocating.
+	bad := append(make([]byte, 16), 0xff, 0xff, 0x03)
+	if _, err := UnmarshalBatch(bad); err == nil {
+		t.Fatal("absurd count accepted")
+	}
+}
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3}
+	h.Epoch[0], h.Proof[31], h.RootFP[5] = 1, 2, 3
+	got, err := UnmarshalHello(h.Marshal())
+	if err != nil || *got != *h {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
