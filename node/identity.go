@@ -1,9 +1,13 @@
 package node
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshsync/meshsync/store"
 )
@@ -27,11 +31,40 @@ func loadIdentity(st *store.Store) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("load identity: %w", err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("load identity: the store holds no device identity (was it created by node.Init or node.Join?)")
+		return nil, errNoIdentity
 	}
 	sk, err := crypto.UnmarshalPrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	return sk, nil
+}
+
+// errNoIdentity means the store has no device identity yet.
+var errNoIdentity = errors.New("the store holds no device identity")
+
+// ensureIdentity loads the device identity. A store that has none yet (made by store.Init,
+// or restored from a backup onto a new device) gets a new one, and the device's own record
+// joins the device list, so that it can pair and sync like one made by Init.
+func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
+	sk, err := loadIdentity(st)
+	if !errors.Is(err, errNoIdentity) {
+		return sk, err
+	}
+	sk, _, err = crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveIdentity(st, sk); err != nil {
+		return nil, err
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return nil, err
+	}
+	dev := Device{ID: string(st.Device().ID), PeerID: id, Name: st.Device().Name, Role: RoleDevice, Added: now.UTC()}
+	if err := putDevice(st, dev); err != nil {
+		return nil, fmt.Errorf("record this device: %w", err)
 	}
 	return sk, nil
 }

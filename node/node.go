@@ -98,7 +98,7 @@ func Init(ctx context.Context, cfg Config, deviceName string) (*Node, error) {
 }
 
 func newNode(cfg Config, st *store.Store) (*Node, error) {
-	sk, err := loadIdentity(st)
+	sk, err := ensureIdentity(st, cfg.Now())
 	if err != nil {
 		return nil, err
 	}

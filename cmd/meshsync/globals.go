@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/localapi"
 	"github.com/meshsync/meshsync/store"
 	"golang.org/x/term"
 )
@@ -134,4 +136,11 @@ var hints = []struct {
 	{store.ErrReserved, true, ""},
 	{store.ErrTooLarge, true, ""},
 	{errNoPassphrase, true, ""},
+	{node.ErrBadInvite, true, "check the code (copy it whole, as printed by `meshsync pair`)"},
+	{node.ErrInviteExpired, false, "ask for a new one with `meshsync pair` on a device of the mesh"},
+	{node.ErrInviteRefused, false, "ask for a new one with `meshsync pair`: an invite works once"},
+	{node.ErrUnknownDevice, true, "see `meshsync devices`"},
+	{node.ErrSelf, true, "remove a device from another device of the mesh"},
+	{localapi.ErrNoDaemon, false, "start it with `meshsync daemon`"},
+	{errSyncTimeout, false, "see `meshsync status` for which device and why"},
 }

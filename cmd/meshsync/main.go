@@ -36,6 +36,12 @@ type cli struct {
 	Verify    verifyCmd    `cmd:"" help:"Check every record and index of the store."`
 	Export    exportCmd    `cmd:"" help:"Write an encrypted backup of the whole mesh."`
 	Import    importCmd    `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
+	Daemon    daemonCmd    `cmd:"" help:"Run the node in the foreground: sync with the mesh's devices, serve the CLI."`
+	Status    statusCmd    `cmd:"" help:"Show every device: state, last seen, pending changes, direct or relayed."`
+	Sync      syncCmd      `cmd:"" help:"Sync with every reachable device now."`
+	Pair      pairCmd      `cmd:"" help:"Invite a new device into the mesh (prints a code and a QR code)."`
+	Join      joinCmd      `cmd:"" help:"Join a mesh with an invite code, in an empty data directory."`
+	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
 	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
 	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`
 	Bench     benchCmd     `cmd:"" help:"Measure meshsync on this machine."`

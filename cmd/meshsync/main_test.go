@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/meshsync/meshsync/store"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -32,6 +34,32 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitfile PATH waits (up to a minute) until PATH exists: a daemon's socket.
+			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: waitfile PATH")
+				}
+				for i := 0; i < 600; i++ {
+					if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				ts.Fatalf("%s did not appear", args[0])
+			},
+			// jsonenv FILE FIELD VAR sets VAR to the string FIELD of the JSON object in FILE.
+			"jsonenv": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: jsonenv FILE FIELD VAR")
+				}
+				var m map[string]any
+				ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &m))
+				v, ok := m[args[1]].(string)
+				if !ok {
+					ts.Fatalf("no string field %q in %s", args[1], args[0])
+				}
+				ts.Setenv(args[2], v)
+			},
 			// truncate FILE SIZE cuts a file, to damage a backup.
 			"truncate": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {

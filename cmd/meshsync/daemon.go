@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/localapi"
+)
+
+type daemonCmd struct {
+	netFlags
+	LogLevel string `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error"`
+}
+
+// Run runs the node in the foreground until SIGINT or SIGTERM, serving the control API on
+// a unix socket in the data directory.
+func (c *daemonCmd) Run(ctx context.Context, g *globals) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	pass, err := g.passphrase(false)
+	if err != nil {
+		return err
+	}
+	n, err := node.Open(ctx, g.nodeConfig(pass, c.netFlags, log))
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	srv := localapi.NewServer(n.Store(), log)
+	srv.AttachNode(n)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, g.dir()) }()
+	addrs := make([]string, 0)
+	for _, a := range n.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	dev := n.Store().Device()
+	log.Info("meshsync daemon running", "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
+		"listen", strings.Join(addrs, " "), "socket", localapi.SocketPath(g.dir()))
+	if g.JSON {
+		g.print(map[string]any{"device": dev, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		<-served
+		return nil
+	case err := <-served:
+		if err != nil {
+			return fmt.Errorf("control API: %w", err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/meshsync/meshsync/node"
+)
+
+type joinCmd struct {
+	netFlags
+	Code string `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh."`
+	Name string `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
+}
+
+type joinOutput struct {
+	Dir      string   `json:"dir"`
+	DeviceID string   `json:"device_id"`
+	Name     string   `json:"name"`
+	PeerID   string   `json:"peer_id"`
+	Devices  []string `json:"devices"`
+	Synced   bool     `json:"synced"`
+}
+
+// Run joins the mesh of an invite into an empty data directory, takes a first sync, and
+// stops; `meshsync daemon` keeps it in sync from then on.
+func (c *joinCmd) Run(ctx context.Context, g *globals) error {
+	pass, err := g.passphrase(true)
+	if err != nil {
+		return err
+	}
+	n, err := node.Join(ctx, g.nodeConfig(pass, c.netFlags, nil), c.Code, c.Name)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	serr := n.WaitSynced(sctx)
+	cancel()
+	dev := n.Store().Device()
+	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}}
+	for _, d := range n.Devices() {
+		if !d.Removed {
+			out.Devices = append(out.Devices, d.Name)
+		}
+	}
+	return g.print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "Joined the mesh as %s (%s) in %s.\n", out.Name, out.DeviceID, out.Dir)
+		fmt.Fprintf(w, "Devices: %v\n", out.Devices)
+		if serr != nil {
+			fmt.Fprintf(w, "The first sync did not finish (%v); the daemon will go on.\n", serr)
+		}
+		fmt.Fprintln(w, "Keep it in sync: meshsync daemon")
+	})
+}

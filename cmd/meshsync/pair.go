@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/skip2/go-qrcode"
+)
+
+type pairCmd struct {
+	netFlags
+	Expires time.Duration `help:"How long the invite stays valid." default:"10m"`
+}
+
+type pairOutput struct {
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+	Joined  []string  `json:"joined,omitempty"`
+}
+
+// Run prints an invite. With a daemon running, the daemon answers the new device and this
+// returns at once; otherwise this command keeps a node online until the invite is used or
+// expires.
+func (c *pairCmd) Run(ctx context.Context, g *globals) error {
+	if c.Expires <= 0 {
+		return usagef("--expires must be positive")
+	}
+	if d := g.daemon(ctx); d != nil {
+		defer d.Close()
+		inv, err := d.Invite(c.Expires)
+		if err != nil {
+			return err
+		}
+		return g.printInvite(pairOutput{Code: inv.Code, Expires: inv.Expires}, true)
+	}
+	n, err := g.openNode(ctx, c.netFlags, true)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	code, until, err := n.Invite(c.Expires)
+	if err != nil {
+		return err
+	}
+	out := pairOutput{Code: code, Expires: until}
+	if err := g.printInvite(out, false); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, d := range n.Devices() {
+		known[d.ID] = true
+	}
+	wait, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-wait.Done():
+			if ctx.Err() != nil {
+				return fmt.Errorf("pairing stopped before a device joined")
+			}
+			return fmt.Errorf("the invite expired before a device joined: run `meshsync pair` again")
+		case <-tick.C:
+		}
+		for _, d := range n.Devices() {
+			if !known[d.ID] {
+				out.Joined = append(out.Joined, d.Name)
+				// Give the new device a moment to take the first sync.
+				sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+				n.WaitSynced(sctx)
+				scancel()
+				if g.JSON {
+					return g.print(out, nil)
+				}
+				fmt.Fprintf(g.stdout, "%s joined the mesh.\n", d.Name)
+				return nil
+			}
+		}
+	}
+}
+
+// printInvite shows the code on a line of its own (and a QR code on a terminal).
+func (g *globals) printInvite(out pairOutput, daemon bool) error {
+	if g.JSON {
+		if daemon {
+			return g.print(out, nil)
+		}
+		return nil // printed once the device joined, with its name
+	}
+	return g.print(out, func(w io.Writer) {
+		if g.stdoutTerminal() {
+			if q, err := qrcode.New(out.Code, qrcode.Low); err == nil {
+				fmt.Fprint(w, q.ToSmallString(false))
+			}
+		}
+		fmt.Fprintln(w, out.Code)
+		fmt.Fprintf(w, "On the new device run:  meshsync join %s\n", out.Code)
+		fmt.Fprintf(w, "The invite works once and expires at %s.\n", out.Expires.Local().Format("15:04:05"))
+		if !daemon {
+			fmt.Fprintln(w, "Waiting for the new device to join (Ctrl-C to stop)...")
+		}
+	})
+}
