@@ -270,7 +270,8 @@ func (s *Store) pruneHistory() error {
 // SetPolicy sets the conflict policy of a collection. The policy is a synced record, so every
 // device resolves the collection alike.
 func (s *Store) SetPolicy(collection string, p resolve.Policy) error {
-	if err := checkNames(collection, "x"); err != nil {
+	collection, _, err := canonicalNames(collection, "x", false)
+	if err != nil {
 		return err
 	}
 	if strings.HasPrefix(collection, "_") {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/resolve"
@@ -205,26 +204,13 @@ func checkApp(collection string) error {
 	return nil
 }
 
-func checkNames(collection, key string) error {
-	switch {
-	case collection == "":
-		return fmt.Errorf("%w: empty collection name", ErrInvalid)
-	case key == "":
-		return fmt.Errorf("%w: empty key", ErrInvalid)
-	case len(collection) > MaxNameSize || len(key) > MaxNameSize:
-		return fmt.Errorf("%w: collection and key are limited to %d bytes", ErrInvalid, MaxNameSize)
-	case !utf8.ValidString(collection) || !utf8.ValidString(key):
-		return fmt.Errorf("%w: collection and key must be valid UTF-8", ErrInvalid)
-	}
-	return nil
-}
-
 // write makes a new local version that dominates every version the record has.
 func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) error {
 	if !t.tx.Writable() {
 		return fmt.Errorf("write %s/%s: read-only transaction", collection, key)
 	}
-	if err := checkNames(collection, key); err != nil {
+	collection, key, err := canonicalNames(collection, key, false)
+	if err != nil {
 		return err
 	}
 	if len(value) > MaxValueSize {
@@ -288,7 +274,8 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 // Get returns the resolved record, or ErrNotFound when it does not exist or reads as
 // deleted.
 func (t *Tx) Get(collection, key string) (*Record, error) {
-	if err := checkNames(collection, key); err != nil {
+	collection, key, err := canonicalNames(collection, key, false)
+	if err != nil {
 		return nil, err
 	}
 	id := t.s.keys.recordID(collection, key)
@@ -387,6 +374,12 @@ func (t *Tx) policy(collection string) (resolve.Policy, error) {
 // List returns the live records of collection whose keys start with prefix, in key order.
 // An empty collection lists every application collection.
 func (t *Tx) List(collection, prefix string) ([]Record, error) {
+	if collection != "" {
+		var err error
+		if collection, prefix, err = canonicalNames(collection, prefix, true); err != nil {
+			return nil, err
+		}
+	}
 	if err := t.flushIndexes(); err != nil { // scans below read the buckets directly
 		return nil, err
 	}
