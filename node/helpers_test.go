@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -14,13 +15,17 @@ import (
 
 var testPass = []byte("correct horse battery staple")
 
+// Stores made by the tests use a cheap KDF: they open in a millisecond instead of
+// seconds under -race.
+func init() { store.UseTestKDF() }
+
 // testConfig is a loopback node configuration in a fresh directory.
 func testConfig(t testing.TB, name string) Config {
 	t.Helper()
 	return Config{
 		Dir:         filepath.Join(t.TempDir(), name),
 		Passphrase:  testPass,
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		ListenAddrs: testListen(),
 		RetryMin:    200 * time.Millisecond,
 		RetryMax:    2 * time.Second,
 	}
@@ -125,4 +130,16 @@ func checkGoroutines(t testing.TB, base int) {
 func waitSynced(t testing.TB, n *Node) {
 	t.Helper()
 	eventually(t, "wait synced", func() error { return n.WaitSynced(ctxT(t, 30*time.Second)) })
+}
+
+// testListen is the loopback listen addresses of test nodes: TCP and QUIC, or only one
+// of them with MESHSYNC_TEST_TRANSPORT=tcp or quic (to compare them in benchmarks).
+func testListen() []string {
+	switch os.Getenv("MESHSYNC_TEST_TRANSPORT") {
+	case "tcp":
+		return []string{"/ip4/127.0.0.1/tcp/0"}
+	case "quic":
+		return []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	return []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 }

@@ -34,15 +34,19 @@ func TestThreeDevicesConverge(t *testing.T) {
 	}
 	for _, n := range nodes {
 		waitSynced(t, n)
-		st := n.States()
-		if len(st.Devices) != 2 {
-			t.Fatalf("states list %d devices, want 2", len(st.Devices))
-		}
-		for _, d := range st.Devices {
-			if d.Status != StatusUpToDate || d.LastSync.IsZero() || !d.Connected {
-				t.Errorf("%s sees %s as %+v", n.self.Name, d.Name, d)
+		// A session the other device started may still run: wait for it to end.
+		eventually(t, "up to date", func() error {
+			st := n.States()
+			if len(st.Devices) != 2 {
+				return fmt.Errorf("states list %d devices, want 2", len(st.Devices))
 			}
-		}
+			for _, d := range st.Devices {
+				if d.Status != StatusUpToDate || d.LastSync.IsZero() || !d.Connected {
+					return fmt.Errorf("%s sees %s as %+v", n.self.Name, d.Name, d)
+				}
+			}
+			return nil
+		})
 	}
 	// Push smoke: a write on one device reaches the others without a sync call.
 	start := time.Now()

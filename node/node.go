@@ -37,6 +37,9 @@ type Node struct {
 	progress *progressTable
 	track    *tracker
 
+	mdnsFound atomic.Uint64 // devices of the mesh reported by mDNS
+	liveHost  atomic.Value  // host.Host once started: read without n.mu (the tracker must not take it)
+
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts, and running handlers
@@ -141,6 +144,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node: %w", err)
 	}
 	n.host = h
+	n.liveHost.Store(h)
 	n.started = true
 	n.registerHandlers(h)
 	n.wg.Add(1)
@@ -199,6 +203,17 @@ func (n *Node) enter() bool {
 	}
 	n.wg.Add(1)
 	return true
+}
+
+// Host is the node's libp2p host, for protocols layered on the node (sharing, for
+// example): register stream handlers on it and open streams to devices with it. Its
+// connection gater admits only current devices of the mesh (and, while an invite is
+// open, strangers for pairing); a handler must still check the remote peer itself. Do
+// not close it; Close the node. It is nil before Start.
+func (n *Node) Host() host.Host {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.host
 }
 
 // PeerID is this device's libp2p identity.

@@ -16,7 +16,17 @@ type peerLoop struct {
 	p      peer.ID
 	kick   chan struct{} // sync now
 	push   chan uint64   // make sure a push stream runs, starting after this sequence
+	gone   chan struct{} // the last connection to the device closed
 	cancel context.CancelFunc
+}
+
+// disconnected tells the loop that its device's last connection closed: the push stream
+// is stopped and the device redialled, then retried with backoff.
+func (pl *peerLoop) disconnected() {
+	select {
+	case pl.gone <- struct{}{}:
+	default:
+	}
 }
 
 func (pl *peerLoop) kickNow() {
@@ -44,7 +54,7 @@ func (n *Node) reconcilePeersLocked() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(n.ctx)
-		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), cancel: cancel}
+		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), cancel: cancel}
 		n.peers[p] = pl
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.runPeer(ctx, pl) }()
@@ -92,6 +102,11 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 			return
 		case <-pl.kick:
 		case <-timer.C:
+		case <-pl.gone:
+			stopPush()
+			if n.host.Network().Connectedness(pl.p) == network.Connected {
+				continue // another connection is up
+			}
 		case from := <-pl.push:
 			startPush(from)
 			continue
@@ -105,13 +120,21 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
 			continue
 		}
-		next, err := n.attempt(ctx, pl.p, startPush)
+		next, res, err := n.attempt(ctx, pl.p, startPush)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			backoff = min(max(2*backoff, n.cfg.RetryMin), n.cfg.RetryMax)
 			next = jitter(backoff, 0.5)
+			at := n.cfg.Now().Add(next)
+			var de *dialError
+			if errors.As(err, &de) {
+				n.track.offline(pl.p, de.err, at)
+			} else {
+				n.track.sessionEnd(pl.p, res, err, at)
+				n.log.Info("sync failed", "with", shortID(pl.p), "err", err, "retry", next)
+			}
 		} else {
 			backoff = 0
 		}
@@ -119,35 +142,34 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 	}
 }
 
+// dialError is a failed dial: the device is offline rather than in error.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
 // attempt dials p if needed and runs one session. It returns the delay before the next
-// planned attempt on success.
-func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (time.Duration, error) {
+// planned attempt on success; on failure the caller reports the state with the time of
+// the retry it plans.
+func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (time.Duration, *sessionResult, error) {
 	next := jitter(n.cfg.AntiEntropy, 0.25)
-	retry := func() time.Time { return n.cfg.Now().Add(n.cfg.RetryMin) }
 	if n.host.Network().Connectedness(p) != network.Connected {
 		dctx, cancel := context.WithTimeout(ctx, min(n.cfg.StepTimeout, 15*time.Second))
 		err := n.host.Connect(dctx, peer.AddrInfo{ID: p})
 		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
-				n.track.offline(p, err, retry())
-			}
-			return 0, err
+			return 0, nil, &dialError{err}
 		}
 	}
 	n.track.sessionStart(p)
 	res, err := n.syncWith(ctx, p)
 	if err != nil {
-		if ctx.Err() == nil {
-			n.track.sessionEnd(p, res, err, retry())
-			n.log.Info("sync failed", "with", shortID(p), "err", err)
-		}
-		return 0, err
+		return 0, res, err
 	}
 	n.track.sessionEnd(p, res, nil, time.Time{})
 	n.log.Debug("synced", "with", shortID(p), "mode", res.Mode, "sent", res.Sent, "received", res.Received, "took", res.Duration)
 	startPush(res.MyLastSeq)
-	return next, nil
+	return next, res, nil
 }
 
 // feedLoop watches the store's change feed: a changed device list reloads the gate and
@@ -192,6 +214,9 @@ func (n *Node) feedLoop(ctx context.Context) {
 		}
 		if len(closed) > 0 {
 			n.track.conflictsClosed(closed)
+		}
+		if devs {
+			n.track.reloadConflicts() // changes were missed, or the device list changed
 		}
 	}
 }

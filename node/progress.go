@@ -2,7 +2,6 @@ package node
 
 import (
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -16,23 +15,23 @@ type progress struct {
 	Seq   uint64   `json:"seq"`
 }
 
-// progressTable owns the per-peer progress. Updates only move forward within an epoch; a
-// new epoch replaces the old one. It is persisted in the store's local state after every
-// sync batch and at most once a second for pushes, so an interrupted transfer resumes
-// where it stopped (a crash costs at most a second of re-sent, idempotent envelopes).
+// progressTable owns the per-peer progress. It only moves forward within an epoch; a new
+// epoch replaces the old one. Progress earned by applying envelopes is written in the
+// same store transaction as the envelopes (applyFrom), so an interrupted transfer resumes
+// exactly where it stopped at the cost of no extra fsync. Progress earned without applying
+// anything (a pushed range whose envelopes were all echoes) is kept in memory and written
+// with the next transaction or at Close.
 type progressTable struct {
 	st *store.Store
 
 	mu    sync.Mutex
 	m     map[peer.ID]progress
-	echo  map[peer.ID][]seqRange  // ranges of our sequence space received from the peer
-	apply map[peer.ID]*sync.Mutex // held while envelopes from the peer are applied
-	dirty map[peer.ID]bool
-	last  time.Time // last lazy flush
+	echo  map[peer.ID][]seqRange // ranges of our sequence space received from the peer
+	dirty map[peer.ID]bool       // memory is ahead of the store
 }
 
 func newProgressTable(st *store.Store) *progressTable {
-	return &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}, apply: map[peer.ID]*sync.Mutex{}}
+	return &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}}
 }
 
 func progressName(p peer.ID) string { return "progress/" + p.String() }
@@ -50,81 +49,85 @@ func (t *progressTable) get(p peer.ID) progress {
 	return pr
 }
 
-// advance records that the range (from, to] of the peer's epoch has been applied. It
-// moves the progress only when the range starts at or below what is already held (no
-// gap), and reports whether it did.
-func (t *progressTable) advance(p peer.ID, epoch [16]byte, from, to uint64) bool {
+// planRange returns p's progress once the range (from, to] of the peer's epoch is applied.
+// ok is false when the range leaves a gap (it starts above what is held); the progress
+// then stays as it is.
+func (t *progressTable) planRange(p peer.ID, epoch [16]byte, from, to uint64) (pr progress, ok bool) {
 	cur := t.get(p)
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if cur.Epoch != epoch {
 		if from != 0 {
-			return false
+			return cur, false
 		}
 		cur = progress{Epoch: epoch}
 	}
 	if from > cur.Seq {
+		return cur, false
+	}
+	cur.Seq = max(cur.Seq, to)
+	return cur, true
+}
+
+// planAtLeast returns p's progress once everything up to seq of the peer's epoch is held
+// (after a reconciliation or a complete fast path).
+func (t *progressTable) planAtLeast(p peer.ID, epoch [16]byte, seq uint64) progress {
+	cur := t.get(p)
+	if cur.Epoch != epoch {
+		return progress{Epoch: epoch, Seq: seq}
+	}
+	cur.Seq = max(cur.Seq, seq)
+	return cur
+}
+
+// set makes pr p's progress in memory if it is ahead of what is held (same epoch, higher
+// sequence) or of a new epoch. saved says pr is already in the store; otherwise the entry
+// is dirty until the next write. It reports whether the progress changed.
+func (t *progressTable) set(p peer.ID, pr progress, saved bool) bool {
+	t.get(p) // loads the stored value the first time
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur, held := t.m[p]
+	if held && cur.Epoch == pr.Epoch && pr.Seq <= cur.Seq {
+		if saved && pr == cur {
+			delete(t.dirty, p)
+		}
 		return false
 	}
-	if to > cur.Seq {
-		cur.Seq = to
-		t.m[p] = cur
+	t.m[p] = pr
+	if saved {
+		delete(t.dirty, p)
+	} else {
 		t.dirty[p] = true
 	}
 	return true
 }
 
-// atLeast records that everything up to seq of the peer's epoch is held (after a
-// reconciliation or a complete fast path).
-func (t *progressTable) atLeast(p peer.ID, epoch [16]byte, seq uint64) {
-	cur := t.get(p)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if cur.Epoch != epoch {
-		cur = progress{Epoch: epoch}
-	}
-	if seq > cur.Seq || cur.Seq == 0 {
-		cur.Seq = max(cur.Seq, seq)
-		t.m[p] = cur
-		t.dirty[p] = true
-	}
-}
-
-// save persists p's progress now.
-func (t *progressTable) save(p peer.ID) error {
-	t.mu.Lock()
-	pr, dirty := t.m[p], t.dirty[p]
-	delete(t.dirty, p)
-	t.mu.Unlock()
-	if !dirty {
+// save persists pr as p's progress now (its own transaction) and holds it in memory.
+func (t *progressTable) save(p peer.ID, pr progress) error {
+	if !t.set(p, pr, false) {
 		return nil
 	}
-	return t.st.PutLocal(progressName(p), pr)
-}
-
-// saveLazy persists p's progress if the last lazy save is more than a second old.
-func (t *progressTable) saveLazy(p peer.ID, now time.Time) {
 	t.mu.Lock()
-	due := now.Sub(t.last) > time.Second
-	if due {
-		t.last = now
-	}
+	pr = t.m[p]
 	t.mu.Unlock()
-	if due {
-		t.flush()
+	if err := t.st.PutLocal(progressName(p), pr); err != nil {
+		return err
 	}
+	t.set(p, pr, true)
+	return nil
 }
 
-// flush persists every dirty entry.
+// flush persists every dirty entry (at Close).
 func (t *progressTable) flush() {
 	t.mu.Lock()
-	var ps []peer.ID
+	m := map[peer.ID]progress{}
 	for p := range t.dirty {
-		ps = append(ps, p)
+		m[p] = t.m[p]
 	}
 	t.mu.Unlock()
-	for _, p := range ps {
-		t.save(p)
+	for p, pr := range m {
+		if t.st.PutLocal(progressName(p), pr) == nil {
+			t.set(p, pr, true)
+		}
 	}
 }
 
@@ -154,14 +157,29 @@ func (t *progressTable) received(p peer.ID, from, to uint64) {
 	t.echo[p] = rs
 }
 
+// forget undoes received(p, from, to) after the transaction that would have used those
+// sequence numbers rolled back (they will be given to other envelopes).
+func (t *progressTable) forget(p peer.ID, from, to uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rs := t.echo[p]
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := &rs[i]
+		if r.to == to && r.from <= from {
+			r.to = from
+			if r.to == r.from {
+				rs = append(rs[:i], rs[i+1:]...)
+			}
+			break
+		}
+	}
+	t.echo[p] = rs
+}
+
 // echoFilter returns a function reporting whether p already has our envelope seq because
-// it sent it. The function is only valid for ranges recorded before the call.
+// it sent it. It is valid for every sequence number committed before the call: a range
+// is recorded inside the transaction that applies it, before the commit.
 func (t *progressTable) echoFilter(p peer.ID) func(seq uint64) bool {
-	// Wait for an apply from p in flight: its envelopes are committed (and announced)
-	// before their range is recorded.
-	am := t.applyLock(p)
-	am.Lock()
-	am.Unlock()
 	t.mu.Lock()
 	rs := append([]seqRange(nil), t.echo[p]...)
 	t.mu.Unlock()
@@ -175,34 +193,32 @@ func (t *progressTable) echoFilter(p peer.ID) func(seq uint64) bool {
 	}
 }
 
-// applyFrom applies envelopes received from p and records the sequence numbers they got
-// as echo of p. The range is known exactly only when no other write committed in between
-// (the store numbers one new envelope per Added in one transaction).
-func (n *Node) applyFrom(p peer.ID, envs [][]byte) (store.ApplyResult, error) {
-	am := n.progress.applyLock(p)
-	am.Lock()
-	defer am.Unlock()
-	before, err := n.st.LastSeq()
+// applyFrom applies envelopes received from p in one store transaction. It records the
+// sequence numbers they got as echo of p (ApplyResult.FirstSeq..LastSeq: nothing else
+// writes in between), and, when pr is not nil and the store refused none of them, writes
+// pr as p's progress in the same transaction.
+func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyResult, error) {
+	var echoFrom, echoTo uint64
+	wrote := false
+	ar, err := n.st.ApplyWith(envs, func(tx *store.Tx, ar store.ApplyResult) error {
+		if ar.LastSeq > 0 {
+			echoFrom, echoTo = ar.FirstSeq-1, ar.LastSeq
+			n.progress.received(p, echoFrom, echoTo)
+		}
+		if pr != nil && len(ar.Rejected) == 0 {
+			wrote = true
+			return tx.PutLocal(progressName(p), *pr)
+		}
+		return nil
+	})
 	if err != nil {
-		return store.ApplyResult{}, err
-	}
-	ar, err := n.st.Apply(envs)
-	if err != nil {
+		if echoTo > 0 {
+			n.progress.forget(p, echoFrom, echoTo)
+		}
 		return ar, err
 	}
-	if after, err := n.st.LastSeq(); err == nil && ar.Added > 0 && after-before == uint64(ar.Added) {
-		n.progress.received(p, before, after)
+	if wrote {
+		n.progress.set(p, *pr, true)
 	}
 	return ar, nil
-}
-
-func (t *progressTable) applyLock(p peer.ID) *sync.Mutex {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m := t.apply[p]
-	if m == nil {
-		m = &sync.Mutex{}
-		t.apply[p] = m
-	}
-	return m
 }

@@ -18,13 +18,18 @@ import (
 //	S → R  Batch{From, To, envelopes}     R → S  Ack{To, applied}     (repeated)
 //
 // Batches are in the sender's sequence order, so the receiver advances its progress for
-// the sender as it applies them; a batch that does not start where its progress stands
-// (a gap) is still applied, and the receiver schedules a sync session to fill the gap.
-// An idle sender sends an empty batch every PushIdle/2 to keep the stream alive.
+// the sender as it applies them (in the same store transaction); a batch that does not
+// start where its progress stands (a gap) is still applied, and the receiver schedules a
+// sync session to fill the gap. An idle sender sends a batch without envelopes every
+// PushIdle/2 to keep the stream alive; it also carries the ranges that held only
+// envelopes the receiver sent (echoes, never sent back).
 const PushProtocol = "/meshsync/push/1.0.0"
 
 // pushTo sends this store's new envelopes to p, starting after sequence from, until ctx
 // ends or the stream fails.
+//
+// A range whose envelopes all came from p (echoes) is not sent on its own: the next
+// batch covers it (its From stays at what p acknowledged), or the keepalive does.
 func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 	sub := n.st.Subscribe(1024)
 	defer sub.Close()
@@ -47,6 +52,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 	}
 	keepalive := time.NewTimer(n.cfg.PushIdle / 2)
 	defer keepalive.Stop()
+	acked, scanned := from, from // what p acknowledged; what this loop has looked at
 	send := func(b *wire.Batch) error {
 		if err := rw.write(wire.TypeBatch, b.Marshal()); err != nil {
 			return fmt.Errorf("push: %w", err)
@@ -59,6 +65,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 		if err != nil || ack.To != b.To {
 			return fmt.Errorf("%w: bad push ack", ErrProtocol)
 		}
+		acked = b.To
 		keepalive.Reset(n.cfg.PushIdle / 2)
 		return nil
 	}
@@ -67,7 +74,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 		if err != nil {
 			return err
 		}
-		if upto <= from {
+		if upto <= scanned {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -76,7 +83,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 					return ErrClosed
 				}
 			case <-keepalive.C:
-				if err := send(&wire.Batch{From: from, To: from}); err != nil {
+				if err := send(&wire.Batch{From: acked, To: scanned}); err != nil {
 					return err
 				}
 				continue
@@ -93,18 +100,20 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 			}
 			continue
 		}
-		envs, last, err := n.collectSince(from, upto, n.progress.echoFilter(p))
+		envs, last, err := n.collectSince(scanned, upto, n.progress.echoFilter(p))
 		if err != nil {
 			return err
 		}
-		if last == from {
+		if last == scanned {
 			last = upto // everything in between was superseded by later envelopes
 		}
-		if err := send(&wire.Batch{From: from, To: last, Envelopes: envs}); err != nil {
-			return err
-		}
-		from = last
-		n.track.pushed(p, from, upto)
+		scanned = last
+		if len(envs) > 0 {
+			if err := send(&wire.Batch{From: acked, To: last, Envelopes: envs}); err != nil {
+				return err
+			}
+		} // else echoes only: p has them
+		n.track.pushed(p, scanned)
 	}
 }
 
@@ -154,8 +163,17 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 		}
 		applied := 0
 		var conflicts []string
+		var pr *progress
+		if batch.To > batch.From {
+			next, ok := n.progress.planRange(p, open.Epoch, batch.From, batch.To)
+			if ok {
+				pr = &next
+			} else {
+				n.kick(p) // a gap: a session fills it
+			}
+		}
 		if len(batch.Envelopes) > 0 {
-			ar, err := n.applyFrom(p, batch.Envelopes)
+			ar, err := n.applyFrom(p, batch.Envelopes, pr)
 			if err != nil {
 				return err
 			}
@@ -168,17 +186,22 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 					conflicts = append(conflicts, c.ID.String())
 				}
 			}
-		}
-		if batch.To > batch.From || len(batch.Envelopes) > 0 {
-			if !n.progress.advance(p, open.Epoch, batch.From, batch.To) {
-				n.kick(p) // a gap: a session fills it
-			}
-			n.progress.saveLazy(p, time.Now())
-			n.track.received(p, applied, conflicts)
+			n.track.received(p, batch.To, conflicts)
+		} else if pr != nil {
+			n.progress.set(p, *pr, false) // echoes only: written with the next transaction
 		}
 		if err := rw.write(wire.TypeAck, (&wire.Ack{To: batch.To, Applied: uint64(applied)}).Marshal()); err != nil {
 			return err
 		}
+	}
+}
+
+// peerDisconnected tells p's device loop that its last connection closed.
+func (n *Node) peerDisconnected(p peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if pl := n.peers[p]; pl != nil {
+		pl.disconnected()
 	}
 }
 

@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -46,22 +48,58 @@ type DeviceState struct {
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	LastSync time.Time `json:"last_sync,omitzero"`
 	// PendingIn and PendingOut estimate the envelopes still to receive from and send to the
-	// device, counted in store sequence numbers (an upper bound); -1 when unknown.
+	// device, counted in store sequence numbers (an upper bound: a record written twice
+	// counts twice); -1 when unknown (no session with the device since this node started).
 	PendingIn  int64 `json:"pending_in"`
 	PendingOut int64 `json:"pending_out"`
-	// Conflicts counts open conflicts on records received from the device.
+	// Conflicts counts the open conflicts (store.Conflicts) that involve the device: it
+	// wrote one of the concurrent versions or sent one of them.
 	Conflicts int `json:"conflicts"`
 	// Changed is when Status last changed.
 	Changed time.Time `json:"changed,omitzero"`
 }
 
-// States is the node's view of every other device.
+// States is the node's status snapshot: this device, where it stands with every other
+// device, and health warnings. It is what `meshsync status` shows; its JSON field names
+// are a stable schema (fields may be added, none renamed).
 type States struct {
-	Overall   Status        `json:"overall"`
-	Devices   []DeviceState `json:"devices"`
-	Conflicts int           `json:"conflicts"` // open conflicts seen by this node since it started
-	Refused   uint64        `json:"refused"`   // connections refused by the gate since start
+	// DeviceID, Name and PeerID identify this device.
+	DeviceID string  `json:"device_id"`
+	Name     string  `json:"name"`
+	PeerID   peer.ID `json:"peer_id"`
+	// Overall sums up the devices: Syncing while any session runs, then Conflict while
+	// conflicts are open, Error when a device's last session failed, UpToDate when at
+	// least one device is in sync (or this is the only device), Offline otherwise.
+	Overall Status `json:"overall"`
+	// Devices lists every other current device, sorted by name.
+	Devices []DeviceState `json:"devices"`
+	// Conflicts counts the records with concurrent versions (store.Conflicts).
+	Conflicts int `json:"conflicts"`
+	// ClockSkew is how far ahead of this device's clock a remote clock was seen, beyond
+	// the store's bound (0 when none; see store.Store.ClockSkew).
+	ClockSkew time.Duration `json:"clock_skew_ns,omitempty"`
+	// Refused counts connections refused by the gate since the node started.
+	Refused uint64 `json:"refused"`
+	// Warnings are the health problems a person should know about, worst first.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
+
+// Warning is one health problem of a node.
+type Warning struct {
+	Kind    string `json:"kind"` // one of the Warn… constants
+	Message string `json:"message"`
+}
+
+// Kinds of Warning.
+const (
+	// WarnConflicts: records have open conflicts (list them with store.Conflicts, or
+	// `meshsync conflicts`).
+	WarnConflicts = "conflicts"
+	// WarnClockSkew: another device's clock runs ahead of this one beyond the bound.
+	WarnClockSkew = "clock_skew"
+	// WarnSyncError: the last session with a device failed.
+	WarnSyncError = "sync_error"
+)
 
 // StateEvent is one change of a device's state.
 type StateEvent struct {
@@ -109,7 +147,8 @@ type tracker struct {
 	// owned by the run goroutine
 	states    map[peer.ID]*DeviceState
 	attempts  map[peer.ID]attempt
-	conflicts map[string]peer.ID
+	conflicts map[string][]peer.ID // open conflicts → the other devices involved
+	seqs      map[peer.ID]*seqInfo
 	dirty     map[peer.ID]bool
 
 	subMu sync.Mutex
@@ -121,16 +160,24 @@ type attempt struct {
 	err error
 }
 
+// seqInfo is what the tracker knows of the sequence numbers exchanged with a device since
+// the node started, for the pending estimates.
+type seqInfo struct {
+	sent, theirs           uint64 // our sequence the device holds; the device's last sequence
+	sentKnown, theirsKnown bool
+}
+
 func newTracker(n *Node) *tracker {
 	return &tracker{
 		n: n, ops: make(chan func(), 256), done: make(chan struct{}),
 		states: map[peer.ID]*DeviceState{}, attempts: map[peer.ID]attempt{},
-		conflicts: map[string]peer.ID{}, dirty: map[peer.ID]bool{},
+		conflicts: map[string][]peer.ID{}, seqs: map[peer.ID]*seqInfo{}, dirty: map[peer.ID]bool{},
 		subs: map[*StateSubscription]struct{}{},
 	}
 }
 
 func (t *tracker) run(ctx context.Context) {
+	t.loadConflicts("", nil)
 	defer func() {
 		close(t.done)
 		t.persist()
@@ -185,6 +232,9 @@ func (t *tracker) state(p peer.ID) *DeviceState {
 		if ok, err := t.n.st.GetLocal(stateName(d.ID), &saved); err == nil && ok && saved.PeerID == p {
 			*s = saved
 			s.Connected = false
+			if s.Status == StatusSyncing { // the session ended with the process
+				s.Status = StatusOffline
+			}
 		}
 	}
 	s.Name = d.Name
@@ -203,6 +253,9 @@ func (t *tracker) update(p peer.ID, fn func(s *DeviceState)) {
 	}
 	if t.dirty[p] {
 		t.persistOne(p)
+	}
+	if last, err := t.n.st.LastSeq(); err == nil {
+		t.fillPending(s, last)
 	}
 	ev := StateEvent{Device: *s, Overall: t.overall()}
 	t.subMu.Lock()
@@ -261,12 +314,88 @@ func (t *tracker) overall() Status {
 
 func (t *tracker) conflictCount(p peer.ID) int {
 	c := 0
-	for _, q := range t.conflicts {
-		if q == p {
+	for _, ps := range t.conflicts {
+		if slices.Contains(ps, p) {
 			c++
 		}
 	}
 	return c
+}
+
+// loadConflicts rebuilds the open conflicts from the store (store.Conflicts): each is
+// attributed to the other devices that wrote one of its versions and, for the ids in
+// ids, to from (the device that sent them). Devices whose count changed are settled
+// again. It runs on the tracker goroutine.
+func (t *tracker) loadConflicts(from peer.ID, ids []string) {
+	cs, err := t.n.st.Conflicts()
+	if err != nil {
+		t.n.log.Warn("list conflicts", "err", err)
+		return
+	}
+	byDevice := map[string]peer.ID{}
+	for _, d := range t.n.devices.Load().list {
+		if d.PeerID != t.n.id {
+			byDevice[d.ID] = d.PeerID
+		}
+	}
+	next := make(map[string][]peer.ID, len(cs))
+	for _, c := range cs {
+		id := c.ID.String()
+		ps := slices.Clone(t.conflicts[id])
+		add := func(p peer.ID) {
+			if p != "" && !slices.Contains(ps, p) {
+				ps = append(ps, p)
+			}
+		}
+		if slices.Contains(ids, id) {
+			add(from)
+		}
+		for _, v := range c.Versions {
+			add(byDevice[string(v.Version.Device)])
+		}
+		next[id] = ps
+	}
+	t.conflicts = next
+	for p := range t.n.devices.Load().byPeer {
+		if _, ok := t.n.isMember(p); !ok {
+			continue
+		}
+		if s := t.state(p); s.Conflicts != t.conflictCount(p) || s.Status == StatusConflict && s.Conflicts == 0 {
+			t.update(p, func(s *DeviceState) {
+				if s.Status == StatusConflict || s.Status == StatusUpToDate {
+					t.settled(s)
+				} else {
+					s.Conflicts = t.conflictCount(p)
+				}
+			})
+		}
+	}
+}
+
+func (t *tracker) seq(p peer.ID) *seqInfo {
+	si := t.seqs[p]
+	if si == nil {
+		si = &seqInfo{}
+		t.seqs[p] = si
+	}
+	return si
+}
+
+// fillPending sets s's pending estimates from what is known of the sequence numbers;
+// ourLast is this store's last sequence number.
+func (t *tracker) fillPending(s *DeviceState, ourLast uint64) {
+	s.PendingIn, s.PendingOut = -1, -1
+	si := t.seqs[s.PeerID]
+	if si == nil {
+		return
+	}
+	if si.sentKnown {
+		s.PendingOut = int64(ourLast - min(si.sent, ourLast))
+	}
+	if si.theirsKnown {
+		held := t.n.progress.get(s.PeerID).Seq
+		s.PendingIn = int64(si.theirs - min(held, si.theirs))
+	}
 }
 
 func (t *tracker) settled(s *DeviceState) {
@@ -295,6 +424,9 @@ func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr,
 func (t *tracker) disconnected(p peer.ID) {
 	now := t.n.cfg.Now().UTC()
 	t.do(func() {
+		if t.n.liveConnected(p) {
+			return // a newer connection is up: this notice arrived late
+		}
 		t.update(p, func(s *DeviceState) {
 			s.Connected, s.LastSeen = false, now
 			if s.Status != StatusError {
@@ -304,6 +436,8 @@ func (t *tracker) disconnected(p peer.ID) {
 	})
 }
 
+// offline records a failed dial: the device is Offline, with the reason and the time of
+// the next attempt.
 func (t *tracker) offline(p peer.ID, err error, next time.Time) {
 	now := t.n.cfg.Now()
 	t.do(func() {
@@ -324,10 +458,17 @@ func (t *tracker) sessionEnd(p peer.ID, res *sessionResult, err error, next time
 	now := t.n.cfg.Now()
 	t.do(func() {
 		t.attempts[p] = attempt{at: now, err: err}
-		if res != nil {
-			for _, id := range res.Conflicts {
-				t.conflicts[id.String()] = p
+		if res != nil && len(res.Conflicts) > 0 {
+			ids := make([]string, len(res.Conflicts))
+			for i, id := range res.Conflicts {
+				ids[i] = id.String()
 			}
+			t.loadConflicts(p, ids)
+		}
+		if err == nil && res != nil {
+			si := t.seq(p)
+			si.sent, si.sentKnown = max(si.sent, res.MyLastSeq), true
+			si.theirs, si.theirsKnown = max(si.theirs, res.PeerLastSeq), true
 		}
 		t.update(p, func(s *DeviceState) {
 			s.LastSeen = now.UTC()
@@ -336,27 +477,30 @@ func (t *tracker) sessionEnd(p peer.ID, res *sessionResult, err error, next time
 				return
 			}
 			s.LastSync = now.UTC()
-			s.PendingIn, s.PendingOut = 0, 0
 			t.settled(s)
 			t.dirty[p] = true
 		})
 	})
 }
 
-func (t *tracker) pushed(p peer.ID, acked, upto uint64) {
+// pushed records that p holds (or sent) our envelopes up to sequence done.
+func (t *tracker) pushed(p peer.ID, done uint64) {
+	now := t.n.cfg.Now().UTC()
 	t.do(func() {
-		t.update(p, func(s *DeviceState) {
-			s.PendingOut = int64(upto - min(acked, upto))
-			s.LastSeen = t.n.cfg.Now().UTC()
-		})
+		si := t.seq(p)
+		si.sent, si.sentKnown = max(si.sent, done), true
+		t.update(p, func(s *DeviceState) { s.LastSeen = now })
 	})
 }
 
-func (t *tracker) received(p peer.ID, applied int, conflicts []string) {
+// received records a pushed batch from p that ends at p's sequence to.
+func (t *tracker) received(p peer.ID, to uint64, conflicts []string) {
 	now := t.n.cfg.Now().UTC()
 	t.do(func() {
-		for _, id := range conflicts {
-			t.conflicts[id] = p
+		si := t.seq(p)
+		si.theirs, si.theirsKnown = max(si.theirs, to), true
+		if len(conflicts) > 0 {
+			t.loadConflicts(p, conflicts)
 		}
 		t.update(p, func(s *DeviceState) {
 			s.LastSeen, s.LastSync = now, now
@@ -371,10 +515,10 @@ func (t *tracker) conflictsClosed(ids []string) {
 	t.do(func() {
 		touched := map[peer.ID]bool{}
 		for _, id := range ids {
-			if p, ok := t.conflicts[id]; ok {
-				delete(t.conflicts, id)
+			for _, p := range t.conflicts[id] {
 				touched[p] = true
 			}
+			delete(t.conflicts, id)
 		}
 		for p := range touched {
 			t.update(p, func(s *DeviceState) {
@@ -386,10 +530,22 @@ func (t *tracker) conflictsClosed(ids []string) {
 	})
 }
 
+// liveConnected reports whether the host has a connection to p now.
+// It takes no lock of the node: the tracker goroutine calls it, and holders of n.mu wait
+// for the tracker.
+func (n *Node) liveConnected(p peer.ID) bool {
+	h, ok := n.liveHost.Load().(host.Host)
+	return ok && h.Network().Connectedness(p) == network.Connected
+}
+
+// reloadConflicts rebuilds the open conflicts from the store.
+func (t *tracker) reloadConflicts() { t.do(func() { t.loadConflicts("", nil) }) }
+
 func (t *tracker) removed(p peer.ID) {
 	t.do(func() {
 		delete(t.states, p)
 		delete(t.attempts, p)
+		delete(t.seqs, p)
 	})
 }
 
@@ -436,11 +592,17 @@ func (t *tracker) attemptsSince(t0 time.Time) (done bool, failed []string) {
 }
 
 func (t *tracker) snapshot() States {
-	var out States
+	out := States{DeviceID: string(t.n.self.ID), Name: t.n.self.Name, PeerID: t.n.id}
+	last, lastErr := t.n.st.LastSeq()
 	ok := t.call(func() {
 		for p := range t.n.devices.Load().byPeer {
 			if _, ok := t.n.isMember(p); ok {
-				out.Devices = append(out.Devices, *t.state(p))
+				s := t.state(p)
+				if lastErr == nil {
+					t.fillPending(s, last)
+				}
+				s.Connected = t.n.liveConnected(p)
+				out.Devices = append(out.Devices, *s)
 			}
 		}
 		out.Overall = t.overall()
@@ -449,7 +611,11 @@ func (t *tracker) snapshot() States {
 	if !ok {
 		out.Overall = StatusOffline
 	}
+	if d, ok := t.n.devices.Load().byPeer[t.n.id]; ok {
+		out.Name = d.Name
+	}
 	out.Refused = t.refusal.Load()
+	out.ClockSkew = t.n.st.ClockSkew()
 	slices.SortFunc(out.Devices, func(a, b DeviceState) int {
 		if a.Name != b.Name {
 			if a.Name < b.Name {
@@ -462,7 +628,29 @@ func (t *tracker) snapshot() States {
 		}
 		return 1
 	})
+	out.Warnings = warnings(out)
 	return out
+}
+
+// warnings derives the health warnings of a snapshot, worst first.
+func warnings(st States) []Warning {
+	var ws []Warning
+	if st.Conflicts > 0 {
+		ws = append(ws, Warning{WarnConflicts, fmt.Sprintf("%d records have open conflicts: list them with `meshsync conflicts`", st.Conflicts)})
+	}
+	if st.ClockSkew > 0 {
+		ws = append(ws, Warning{WarnClockSkew, fmt.Sprintf("another device's clock runs %v ahead of this one beyond the allowed bound: check its date and time", st.ClockSkew.Round(time.Second))})
+	}
+	for _, d := range st.Devices {
+		if d.Status == StatusError {
+			msg := fmt.Sprintf("sync with %s failed: %s", d.Name, d.Reason)
+			if !d.NextRetry.IsZero() {
+				msg += fmt.Sprintf(" (retry at %s)", d.NextRetry.Format(time.RFC3339))
+			}
+			ws = append(ws, Warning{WarnSyncError, msg})
+		}
+	}
+	return ws
 }
 
 func (t *tracker) subscribe(buffer int) *StateSubscription {

@@ -420,8 +420,8 @@ func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have [
 func (n *Node) collectSince(from, upto uint64, skip func(uint64) bool) ([][]byte, uint64, error) {
 	var envs [][]byte
 	size, last := 0, from
-	_, err := n.st.Since(from, batchMaxEnvs, func(seq uint64, raw []byte) error {
-		if seq > upto || (len(envs) > 0 && size+len(raw) > batchBytes) {
+	_, err := n.st.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
+		if len(envs) > 0 && size+len(raw) > batchBytes {
 			return errBatchFull
 		}
 		last = seq
@@ -439,16 +439,39 @@ func (n *Node) collectSince(from, upto uint64, skip func(uint64) bool) ([][]byte
 }
 
 // receiveEnvelopes reads Batch frames until End and applies them in groups of
-// cfg.ApplyBatch envelopes, recording progress after each group.
+// cfg.ApplyBatch envelopes. Each group's transaction also records the progress it earns;
+// the last one records that everything the peer held at its hello is here.
 func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hello, res *sessionResult) error {
 	var pending [][]byte
 	var from, to uint64
 	ranged := false
-	flush := func() error {
+	// flush applies pending; final is true at End.
+	flush := func(final bool) error {
+		var pr *progress
+		if ranged {
+			if next, ok := n.progress.planRange(p, theirs.Epoch, from, to); ok {
+				pr = &next
+			}
+		}
+		if final && res.Rejected == 0 {
+			next := n.progress.planAtLeast(p, theirs.Epoch, theirs.LastSeq)
+			if pr != nil && pr.Epoch == next.Epoch {
+				next.Seq = max(next.Seq, pr.Seq)
+			}
+			pr = &next
+		}
 		if len(pending) == 0 {
+			if pr != nil && final {
+				if err := n.progress.save(p, *pr); err != nil {
+					return fmt.Errorf("save progress: %w", err)
+				}
+			}
 			return nil
 		}
-		ar, err := n.applyFrom(p, pending)
+		if res.Rejected > 0 {
+			pr = nil // an earlier group had a refused envelope: the range is not whole
+		}
+		ar, err := n.applyFrom(p, pending, pr)
 		if err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
@@ -458,10 +481,6 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 			if c.Conflict {
 				res.Conflicts = append(res.Conflicts, c.ID)
 			}
-		}
-		if ranged && len(ar.Rejected) == 0 {
-			n.progress.advance(p, theirs.Epoch, from, to)
-			n.progress.save(p)
 		}
 		pending, ranged = nil, false
 		return nil
@@ -492,7 +511,7 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 			res.Received += len(batch.Envelopes)
 			pending = append(pending, batch.Envelopes...)
 			if len(pending) >= n.cfg.ApplyBatch {
-				if err := flush(); err != nil {
+				if err := flush(false); err != nil {
 					return err
 				}
 			}
@@ -504,15 +523,7 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 			if end.Sent != uint64(res.Received) {
 				return fmt.Errorf("%w: peer claims %d envelopes, sent %d", ErrProtocol, end.Sent, res.Received)
 			}
-			if err := flush(); err != nil {
-				return err
-			}
-			if res.Rejected == 0 {
-				// Everything the peer held up to its hello is now here.
-				n.progress.atLeast(p, theirs.Epoch, theirs.LastSeq)
-				n.progress.save(p)
-			}
-			return nil
+			return flush(true)
 		default:
 			return fmt.Errorf("%w: unexpected frame %q", ErrProtocol, byte(t))
 		}

@@ -11,6 +11,7 @@ import (
 )
 
 type benchCmd struct {
+	Sync      benchSyncCmd      `cmd:"" default:"withargs" help:"Run real nodes on loopback and print every figure beside the limit measured in the same run (the default)."`
 	Reconcile benchReconcileCmd `cmd:"" help:"Reconcile two in-memory sets and print bytes, round trips and CPU time."`
 }
 

@@ -37,6 +37,7 @@ func (c *daemonCmd) Run(ctx context.Context, g *globals) error {
 	}
 	srv := localapi.NewServer(n.Store(), log)
 	srv.AttachNode(n)
+	srv.AttachConsent(n)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, g.dir()) }()
 	addrs := make([]string, 0)

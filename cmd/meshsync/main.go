@@ -44,6 +44,10 @@ type cli struct {
 	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
 	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
 	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`
+	Consent   consentCmd   `cmd:"" help:"Grant, list and revoke what may leave your devices, to whom and why."`
+	Share     shareCmd     `cmd:"" help:"Send a collection to a destination, as a grant allows it (anonymized, audited)."`
+	Receive   receiveCmd   `cmd:"" help:"Run a share destination: print its peer id, accept shares, write them as JSON lines."`
+	Audit     auditCmd     `cmd:"" help:"Show every share and every refused attempt."`
 	Bench     benchCmd     `cmd:"" help:"Measure meshsync on this machine."`
 	Version   versionCmd   `cmd:"" help:"Print the version."`
 	Demo      demoCmd      `cmd:"" help:"Run a short demo in a temporary directory."`

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+)
+
+// Targets of issue 9, printed beside the figures that have no physical limit.
+const (
+	targetMerkleBytes = 8 << 10
+	targetUnlockSec   = 0.25
+	targetRSSBytes    = 256 << 20
+	targetIdleCPU     = 0.01
+)
+
+// writeBenchTable prints the rows as a table: each figure, the limit measured in the same
+// run (or the issue's target where there is no limit to measure), and their ratio.
+func writeBenchTable(w io.Writer, rows []any, valueSize int) {
+	for _, row := range rows {
+		if m, ok := row.(benchMachine); ok {
+			fmt.Fprintf(w, "machine: %s, %d cores, %s, %s", m.CPU, m.Cores, m.OS, m.Go)
+			if m.LoadAvg != "" {
+				fmt.Fprintf(w, ", load %s at start", m.LoadAvg)
+			}
+			fmt.Fprintln(w, "\n(a shared machine is noisy: compare ratios, each limit was measured in this run)")
+			fmt.Fprintln(w)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROW\tMEASURED\tLIMIT OR TARGET\tRATIO\tNOTES")
+	for _, row := range rows {
+		switch r := row.(type) {
+		case benchInitial:
+			fmt.Fprintf(tw, "initial sync\t%s rec/s (%d in %.2f s)\t%s rec/s (%s)\t%.2f\tlimits/s: stream %s, bbolt %s, AEAD %s; %.0f wire B/rec\n",
+				thousands(r.RecordsPerS), r.Records, r.Seconds, thousands(r.LimitRecordsPerS), r.LimitBy, r.OfLimit,
+				thousands(r.StreamPerS), thousands(r.BoltPerS), thousands(r.AEADPerS), float64(r.WireBytes)/float64(max(1, r.Records)))
+		case benchIncremental:
+			if r.Row == "incremental_merkle" {
+				total := r.BytesSent + r.BytesReceived
+				fmt.Fprintf(tw, "incremental merkle\t%s B (%s out, %s in), %d RT, %.1f ms CPU\ttarget 8 KiB, 3 RT\t%.2f\tn=%d d=%d, found %d; in memory (+ %d RT × RTT = %.2f ms)\n",
+					thousands(float64(total)), thousands(float64(r.BytesSent)), thousands(float64(r.BytesReceived)), r.RoundTrips,
+					r.Seconds*1e3, float64(total)/targetMerkleBytes, r.N, r.D, r.Found, r.RoundTrips, r.FloorSeconds*1e3)
+			} else {
+				fmt.Fprintf(tw, "incremental fast\t%.1f ms, %s B out, %s B in\t%.2f ms (RTT + commit)\t%.1f\tn=%d d=%d; reconnect alone: %.1f ms, %s B out, %s B in\n",
+					r.Seconds*1e3, thousands(float64(r.BytesSent)), thousands(float64(r.BytesReceived)), r.FloorSeconds*1e3,
+					r.Seconds/r.FloorSeconds, r.N, r.D, r.ConnectSeconds*1e3, thousands(float64(r.ConnectBytesSent)), thousands(float64(r.ConnectBytesReceived)))
+			}
+		case benchPush:
+			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
+				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)
+		case benchUnlock:
+			fmt.Fprintf(tw, "unlock\t%.0f ms\t%.0f ms (Argon2id alone)\t%.2f\t%s%s; target 250 ms\n", r.Seconds*1e3, r.KDFSeconds*1e3, r.Seconds/r.KDFSeconds, r.KDF, map[bool]string{true: " (test KDF)"}[r.TestKDF])
+		case benchRest:
+			fmt.Fprintf(tw, "rest: memory\t%.0f MiB RSS (anon %.0f, file %.0f)\ttarget 256 MiB\t%.2f\tone node holding %d records, after GC; restarted: %.0f MiB (file %.0f)\n",
+				mib(r.RSSBytes), mib(r.RSSAnonBytes), mib(r.RSSFileBytes), float64(r.RSSBytes)/targetRSSBytes, r.Records, mib(r.RSSRestartedBytes), mib(r.RSSRestartedFileBytes))
+			fmt.Fprintf(tw, "rest: disk\t%.0f B/record\t%d B value\t%.2f\t%.0f MiB file\n",
+				r.DiskBytesPerRec, valueSize, r.DiskBytesPerRec/float64(valueSize), mib(r.DiskBytes))
+			fmt.Fprintf(tw, "rest: idle\t%.2f %% of a core, %.0f wake-ups/min\ttarget 1 %%\t%.2f\t%d nodes, %.0f s; wake-ups = voluntary context switches; no node open: %.2f %%, %.0f/min\n",
+				100*r.IdleCPUFraction, r.IdleWakeupsPerMin, r.IdleCPUFraction/targetIdleCPU, r.IdleNodes, r.IdleSeconds, 100*r.BaselineCPUFraction, r.BaselineWakeupsPerMin)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nRATIO: rates are measured ÷ limit (1 = at the limit); times, bytes and memory are measured ÷ floor or target (1 = at it).")
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// thousands formats v rounded to an integer with thin groups: 12,345.
+func thousands(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	neg := s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	out := make([]byte, 0, len(s)+len(s)/3)
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
