@@ -254,8 +254,14 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 		return true, false, err
 	}
 	rw.step = n.cfg.StepTimeout
-	if conf.DeviceID == "" {
-		return true, false, fmt.Errorf("%w: no device id", ErrProtocol)
+	if !validDeviceID(conf.DeviceID) {
+		return true, false, fmt.Errorf("%w: device id %q is not 16 hex digits", ErrProtocol, conf.DeviceID)
+	}
+	// A joiner must not take over another device's record (and with it its peer id).
+	for _, d := range n.Devices() {
+		if d.ID == conf.DeviceID {
+			return true, false, fmt.Errorf("%w: device id %s is already in the mesh", ErrProtocol, conf.DeviceID)
+		}
 	}
 	name := req.Name
 	if name == "" {
@@ -404,4 +410,18 @@ func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, s
 	}
 	s.Close()
 	return nil
+}
+
+// validDeviceID reports whether id has the form store.Init gives device ids: 16 lower-case
+// hex digits.
+func validDeviceID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/meshsync/meshsync/node"
@@ -36,7 +35,8 @@ type DeviceStatus struct {
 	Removed bool   `json:"removed,omitempty"`
 }
 
-// NodeStatus builds the status of a node (running or not).
+// NodeStatus builds the status of a node (running or not) from its States, adding the
+// device list (removed devices included) and whether a daemon serves it.
 func NodeStatus(n *node.Node, daemon bool) (Status, error) {
 	st := n.Store()
 	out := Status{Device: st.Device(), PeerID: n.PeerID().String(), Daemon: daemon, Addrs: []string{}, Devices: []DeviceStatus{}, Warnings: []string{}}
@@ -62,17 +62,10 @@ func NodeStatus(n *node.Node, daemon bool) (Status, error) {
 		}
 		out.Devices = append(out.Devices, DeviceStatus{DeviceState: ds, Role: d.Role, Removed: d.Removed})
 	}
-	cs, err := st.Conflicts()
-	if err != nil {
-		return out, err
-	}
-	out.Conflicts = len(cs)
-	out.ClockSkew = st.ClockSkew().Seconds()
-	if out.Conflicts > 0 {
-		out.Warnings = append(out.Warnings, strconv.Itoa(out.Conflicts)+" records have conflicting versions: see `meshsync conflicts`")
-	}
-	if out.ClockSkew > 0 {
-		out.Warnings = append(out.Warnings, "a device's clock runs "+(time.Duration(out.ClockSkew)*time.Second).String()+" ahead of this one beyond the allowed bound: check its time settings")
+	out.Conflicts = states.Conflicts
+	out.ClockSkew = states.ClockSkew.Seconds()
+	for _, w := range states.Warnings {
+		out.Warnings = append(out.Warnings, w.Message)
 	}
 	if !daemon {
 		out.Warnings = append(out.Warnings, "daemon not running: start it with `meshsync daemon` (states shown are the last known)")
