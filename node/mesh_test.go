@@ -71,6 +71,21 @@ func TestRestartKeepsStateAndProgress(t *testing.T) {
 	waitSynced(t, b)
 	cfg := b.cfg
 	before := b.progress.get(a.id)
+	// The envelopes b got from a are not sent back to a, before or after a restart.
+	lastSeq, _ := b.st.LastSeq()
+	echoes := func(n *Node) (k int) {
+		f := n.progress.echoFilter(a.id)
+		for seq := uint64(1); seq <= lastSeq; seq++ {
+			if f(seq) {
+				k++
+			}
+		}
+		return k
+	}
+	echoBefore := echoes(b)
+	if echoBefore == 0 {
+		t.Fatal("b recorded no echo ranges for what a sent")
+	}
 	b.Close()
 	// Partition: a writes while b is down.
 	for i := range 50 {
@@ -83,6 +98,9 @@ func TestRestartKeepsStateAndProgress(t *testing.T) {
 	defer b2.Close()
 	if got := b2.progress.get(a.id); got.Seq < before.Seq || got.Seq == 0 {
 		t.Fatalf("progress after restart %+v, before %+v", got, before)
+	}
+	if got := echoes(b2); got != echoBefore {
+		t.Fatalf("echo ranges after restart cover %d envelopes, before %d", got, echoBefore)
 	}
 	st := b2.States()
 	if len(st.Devices) != 1 || st.Devices[0].LastSync.IsZero() || st.Devices[0].Addr == "" {

@@ -31,7 +31,37 @@ type progressTable struct {
 }
 
 func newProgressTable(st *store.Store) *progressTable {
-	return &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}}
+	t := &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}}
+	var saved map[string][][2]uint64
+	if ok, err := st.GetLocal(localEcho, &saved); err == nil && ok {
+		for ps, rs := range saved {
+			p, err := peer.Decode(ps)
+			if err != nil {
+				continue
+			}
+			for _, r := range rs {
+				t.echo[p] = append(t.echo[p], seqRange{r[0], r[1]})
+			}
+		}
+	}
+	return t
+}
+
+// localEcho holds every peer's echo ranges, so that a restart does not send a peer back
+// the envelopes it sent.
+const localEcho = "echo-ranges"
+
+// echoSnapshot returns the echo ranges of every peer in their stored form.
+func (t *progressTable) echoSnapshot() map[string][][2]uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string][][2]uint64, len(t.echo))
+	for p, rs := range t.echo {
+		for _, r := range rs {
+			out[p.String()] = append(out[p.String()], [2]uint64{r.from, r.to})
+		}
+	}
+	return out
 }
 
 func progressName(p peer.ID) string { return "progress/" + p.String() }
@@ -138,7 +168,7 @@ type seqRange struct{ from, to uint64 }
 const maxEchoRanges = 256
 
 // received records that the envelopes this store numbered (from, to] came from p, so that
-// they are not sent back to it. Only memory: after a restart they may be echoed once.
+// they are not sent back to it. applyFrom stores the ranges in the same transaction.
 func (t *progressTable) received(p peer.ID, from, to uint64) {
 	if to <= from {
 		return
@@ -204,6 +234,9 @@ func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyRes
 		if ar.LastSeq > 0 {
 			echoFrom, echoTo = ar.FirstSeq-1, ar.LastSeq
 			n.progress.received(p, echoFrom, echoTo)
+			if err := tx.PutLocal(localEcho, n.progress.echoSnapshot()); err != nil {
+				return err
+			}
 		}
 		if pr != nil && len(ar.Rejected) == 0 {
 			wrote = true
