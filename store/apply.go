@@ -27,6 +27,10 @@ type ApplyResult struct {
 	// FirstSeq and LastSeq are the local sequence numbers given to the envelopes this batch
 	// added (both 0 when it added none). Nothing else wrote between them.
 	FirstSeq, LastSeq uint64
+	// RolledBack counts envelopes carrying a counter of this device beyond anything the
+	// store holds for that record: proof that the store was restored from an older copy.
+	// The store then starts a new epoch (see Store.RolledBack).
+	RolledBack int
 }
 
 // Rejected is one envelope Apply refused.
@@ -95,6 +99,13 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		if err != nil {
 			return err
 		}
+		stale, err := t.observeOwn(env.Version, set)
+		if err != nil {
+			return err
+		}
+		if stale {
+			res.RolledBack++
+		}
 		next, ok := mergeAntichain(set, h)
 		if !ok {
 			res.Stale++
@@ -121,6 +132,9 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		}
 	}
 	t.changes = append(t.changes, res.Changes...)
+	if res.RolledBack > 0 {
+		return t.noteRollback(res.RolledBack)
+	}
 	return nil
 }
 

@@ -35,5 +35,14 @@
 //   - Writes are durable when Put or Update returns (one fsync per transaction): group many
 //     writes in one Update.
 //   - Key epochs are in the envelope format, but only epoch 0 exists yet (no rotation).
-//   - Record keys are compared byte for byte: "é" in NFC and NFD are two keys.
+//   - Record keys are compared in Unicode NFC; invisible characters are refused.
+//   - A store put back from an old copy of its file cannot know it until it hears from a
+//     peer: then [Store.RolledBack] reports it, the store starts a new epoch, and local
+//     writes count above every counter of this device the mesh has shown it. A write made
+//     on the restored copy before that may reuse a (device, counter) pair the mesh holds
+//     and lose to the forgotten version. [Store.NoteRollback] lets the sync layer report a
+//     stale incarnation it noticed itself.
+//   - A transaction that deletes more than half of a collection of at least
+//     [MassDeleteMin] records fails with [ErrMassDelete] unless it calls
+//     [Tx.ConfirmMassDelete]; deletes spread over many transactions are not counted.
 package store

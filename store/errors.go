@@ -50,3 +50,10 @@ var (
 	// ErrOtherMesh means a backup (or envelope set) belongs to a different mesh.
 	ErrOtherMesh = errors.New("backup belongs to a different mesh")
 )
+
+// Errors returned by the guards against sync disasters.
+var (
+	// ErrMassDelete means a transaction would delete more than half of the live records of
+	// a collection (of at least MassDeleteMin records) without Tx.ConfirmMassDelete.
+	ErrMassDelete = errors.New("bulk delete of more than half of a collection needs confirmation")
+)

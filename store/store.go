@@ -41,6 +41,8 @@ var (
 	metaEpoch  = []byte("epoch")
 	metaSeq    = []byte("seq")
 	metaClock  = []byte("clock")
+	// metaOwnFloor is the highest counter of this device seen from elsewhere (guard.go).
+	metaOwnFloor = []byte("ownfloor")
 )
 
 // Options configure Open and Init. A nil *Options, and every zero field, means the default.
@@ -107,9 +109,11 @@ type Store struct {
 	epoch  [16]byte
 	device DeviceInfo
 
-	mu    sync.Mutex // guards clock and skew
+	mu    sync.Mutex // guards clock, skew, epoch (after Open) and newEpochDone
 	clock resolve.Clock
 	skew  time.Duration
+	// newEpochDone is set once a rollback started a new epoch in this session.
+	newEpochDone bool
 
 	feed   feed
 	closed atomic.Bool
@@ -290,7 +294,13 @@ func (s *Store) Device() DeviceInfo { return s.device }
 
 // Epoch is the store's random epoch: it changes when a store is created anew or restored,
 // so that peers know their remembered sequence numbers no longer apply.
-func (s *Store) Epoch() [16]byte { return s.epoch }
+// A store that finds it was restored from an older copy of its file starts a new one (see
+// RolledBack).
+func (s *Store) Epoch() [16]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
 
 // MeshID is a public identifier of the mesh, derived from the mesh key.
 func (s *Store) MeshID() [16]byte { return s.keys.meshID }

@@ -57,6 +57,13 @@ type Tx struct {
 	seq      uint64
 	seqDirty bool
 	policies map[string]resolve.Policy
+
+	// guards (guard.go)
+	deleted       map[string]map[string]struct{} // collection -> keys deleted by this transaction
+	massConfirmed bool
+	floor         uint64
+	floorLoaded   bool
+	newEpoch      *[16]byte // set when this transaction started a new store epoch
 }
 
 // View runs fn in a read-only transaction.
@@ -67,7 +74,8 @@ func (s *Store) View(fn func(*Tx) error) error {
 }
 
 // Update runs fn in a read-write transaction: it commits if fn returns nil and rolls back
-// otherwise. Subscribers see the changes after the commit.
+// otherwise. Subscribers see the changes after the commit. A transaction that deletes more
+// than half of a collection fails with ErrMassDelete unless it calls ConfirmMassDelete.
 func (s *Store) Update(fn func(*Tx) error) error {
 	var t *Tx
 	err := s.db.Update(func(btx *bolt.Tx) error {
@@ -75,10 +83,18 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		if err := fn(t); err != nil {
 			return err
 		}
+		if err := t.checkMassDelete(); err != nil {
+			return err
+		}
 		return t.flush()
 	})
 	if err != nil {
 		return err
+	}
+	if t.newEpoch != nil {
+		s.mu.Lock()
+		s.epoch, s.newEpochDone = *t.newEpoch, true
+		s.mu.Unlock()
 	}
 	s.feed.publish(t.changes)
 	return nil
@@ -174,6 +190,9 @@ func (t *Tx) Delete(collection, key string) error {
 	if _, err := t.Get(collection, key); err != nil {
 		return err
 	}
+	if c, k, err := canonicalNames(collection, key, false); err == nil {
+		t.noteDelete(c, k)
+	}
 	return t.write(collection, key, resolve.KindDeleted, nil)
 }
 
@@ -243,7 +262,9 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 		}
 	}
 	dev := t.s.device.ID
-	vv[dev]++
+	// Count above every counter of this device seen from elsewhere: a store restored from
+	// an old copy must not reuse a (device, counter) pair the mesh already holds.
+	vv[dev] = max(vv[dev], t.ownFloor()) + 1
 	t.s.mu.Lock()
 	ts := t.s.clock.Now(t.now)
 	t.s.mu.Unlock()

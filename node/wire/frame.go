@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Type tags a frame.
@@ -55,6 +56,9 @@ func WriteFrame(w io.Writer, t Type, body []byte) error {
 	return err
 }
 
+// initialFrameBuf is the first allocation for a frame body; it doubles as bytes arrive.
+const initialFrameBuf = 64 << 10
+
 // ReadFrame reads one frame whose length is at most max (and never more than MaxFrame).
 // A larger length prefix is refused before its body is read or allocated.
 func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
@@ -70,12 +74,21 @@ func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
 	if uint64(n) > uint64(max) {
 		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, max, ErrTooLarge)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	// Memory grows with the bytes that actually arrive, not with the length announced: a
+	// peer that announces 4 MiB and sends a byte now and then pins only what it sent.
+	buf := make([]byte, 0, min(int(n), initialFrameBuf))
+	for len(buf) < int(n) {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), int(n)-len(buf)))
 		}
-		return 0, nil, fmt.Errorf("read frame body: %w", err)
+		m, err := r.Read(buf[len(buf):min(cap(buf), int(n))])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < int(n) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, fmt.Errorf("read frame body: %w", err)
+		}
 	}
 	return Type(buf[0]), buf[1:], nil
 }

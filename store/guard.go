@@ -1,0 +1,158 @@
+package store
+
+import (
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/meshsync/meshsync/resolve"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Guards against the classic sync disasters that no single write can see: a store put back
+// from an old copy of its file (a rollback), and a delete of most of a collection at once.
+
+// MassDeleteMin is the smallest collection the mass-delete guard protects: a transaction
+// that deletes more than half of the live records of a collection holding at least this
+// many fails with ErrMassDelete unless it called Tx.ConfirmMassDelete.
+const MassDeleteMin = 10
+
+// ConfirmMassDelete allows this transaction to delete more than half of a collection. Call
+// it only after the user confirmed the bulk delete; envelopes applied from other devices are
+// never held back (their writer confirmed on its side).
+func (t *Tx) ConfirmMassDelete() { t.massConfirmed = true }
+
+// noteDelete remembers a delete for the mass-delete check at commit.
+func (t *Tx) noteDelete(collection, key string) {
+	if t.deleted == nil {
+		t.deleted = map[string]map[string]struct{}{}
+	}
+	if t.deleted[collection] == nil {
+		t.deleted[collection] = map[string]struct{}{}
+	}
+	t.deleted[collection][key] = struct{}{}
+}
+
+// checkMassDelete fails when the transaction deletes more than half of the live records of
+// a collection of at least MassDeleteMin records and was not confirmed. Only transactions
+// with enough deletes to trip the guard pay for counting the collection.
+func (t *Tx) checkMassDelete() error {
+	if t.massConfirmed {
+		return nil
+	}
+	for coll, keys := range t.deleted {
+		if 2*len(keys) <= MassDeleteMin {
+			continue // cannot be more than half of MassDeleteMin or more records
+		}
+		gone := 0
+		for k := range keys {
+			if _, err := t.Get(coll, k); err != nil {
+				gone++ // still deleted at commit (a delete then re-put does not count)
+			}
+		}
+		live, err := t.List(coll, "")
+		if err != nil {
+			return err
+		}
+		before := len(live) + gone
+		if before >= MassDeleteMin && 2*gone > before {
+			return fmt.Errorf("delete %d of %d records of %s: %w", gone, before, coll, ErrMassDelete)
+		}
+	}
+	return nil
+}
+
+// Rollback is the evidence that this store was put back from an older copy of its file (a
+// restored backup of the disk, a copied file, a virtual-machine snapshot): envelopes from
+// other devices carried this device's own version counters beyond anything the store holds.
+type Rollback struct {
+	// Detected is when the store first noticed.
+	Detected time.Time `json:"detected"`
+	// Records counts the envelopes that showed it (cumulative).
+	Records int `json:"records"`
+	// Epoch is the store epoch started when it was noticed, so that peers stop trusting
+	// sequence numbers they remember from the old incarnation.
+	Epoch [16]byte `json:"epoch"`
+}
+
+const localRollback = "rollback"
+
+// RolledBack reports whether this store was ever found to have been restored from an older
+// copy, and the evidence. The store keeps working: Apply brings the newer versions back
+// from the other devices, and new local writes take counters above any the mesh has shown
+// it (see Caveats in the package documentation).
+func (s *Store) RolledBack() (Rollback, bool) {
+	var rb Rollback
+	err := s.db.View(func(tx *bolt.Tx) error { return s.getLocalJSON(tx, localRollback, &rb) })
+	return rb, err == nil && !rb.Detected.IsZero()
+}
+
+// NoteRollback records that the store is a stale incarnation (for example a peer remembers
+// a higher sequence number of this epoch than LastSeq) and starts a new store epoch, so
+// that every peer falls back to Merkle reconciliation instead of the fast path.
+func (s *Store) NoteRollback() error {
+	return s.Update(func(t *Tx) error { return t.noteRollback(1) })
+}
+
+// noteRollback records n pieces of rollback evidence. The first in an open store starts a
+// new epoch; later ones in the same session only count.
+func (t *Tx) noteRollback(n int) error {
+	var rb Rollback
+	if err := t.s.getLocalJSON(t.tx, localRollback, &rb); err != nil {
+		return err
+	}
+	if rb.Detected.IsZero() {
+		rb.Detected = t.now.UTC()
+	}
+	rb.Records += n
+	t.s.mu.Lock()
+	done := t.s.newEpochDone
+	t.s.mu.Unlock()
+	if !done {
+		var e [16]byte
+		if _, err := rand.Read(e[:]); err != nil {
+			return err
+		}
+		if err := t.tx.Bucket(bucketMeta).Put(metaEpoch, e[:]); err != nil {
+			return err
+		}
+		rb.Epoch = e
+		t.newEpoch = &e
+	}
+	return t.s.putLocalJSON(t.tx, localRollback, &rb)
+}
+
+// ownFloor is the highest counter of this device seen in an envelope from elsewhere; local
+// writes count above it, so that a store restored from an old copy never reuses a
+// (device, counter) pair the mesh already holds once it has heard of it.
+func (t *Tx) ownFloor() uint64 {
+	if !t.floorLoaded {
+		if v := t.tx.Bucket(bucketMeta).Get(metaOwnFloor); len(v) == 8 {
+			t.floor = be64(v)
+		}
+		t.floorLoaded = true
+	}
+	return t.floor
+}
+
+// observeOwn checks an incoming version against the versions held for the same record:
+// a counter of this device that the store never reached means the store was rolled back.
+// It raises the floor of local counters and reports whether the version is such evidence.
+func (t *Tx) observeOwn(v resolve.Version, held []hashed) (bool, error) {
+	self := t.s.device.ID
+	c := v.VV[self]
+	if c == 0 {
+		return false, nil
+	}
+	if c > t.ownFloor() {
+		t.floor = c
+		if err := t.tx.Bucket(bucketMeta).Put(metaOwnFloor, u64be(c)); err != nil {
+			return false, err
+		}
+	}
+	var most uint64
+	for _, h := range held {
+		most = max(most, h.env.Version.VV[self])
+	}
+	return c > most, nil
+}
