@@ -2,7 +2,10 @@ package node
 
 import (
 	"log/slog"
+	"testing"
 	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 
 	"github.com/meshsync/meshsync/store"
 )
@@ -25,6 +28,29 @@ type Config struct {
 	ListenAddrs []string
 	// EnableMDNS announces the node on the LAN and finds the mesh's other devices there.
 	EnableMDNS bool
+
+	// LANOnly keeps the node off the wider network: no DHT rendezvous, no relays, no hole
+	// punching. Devices then meet through mDNS and the addresses in the device list.
+	LANOnly bool
+	// Bootstrap are the multiaddrs (ending in /p2p/<id>) of the DHT peers the node joins the
+	// DHT through. Default: the public libp2p bootstrap list (DefaultBootstrap), except in a
+	// test binary, where the default is empty so that no test dials the public network.
+	Bootstrap []string
+	// Relays are circuit relay v2 relays (multiaddrs ending in /p2p/<id>) on which the node
+	// keeps a reservation, so that devices behind NATs reach it through them; `meshsync
+	// relay` runs one. Setting any marks the node as privately reachable: it advertises
+	// its relay addresses and hole-punches (DCUtR) to upgrade relayed connections.
+	Relays []string
+	// DHTMode is how the node takes part in the DHT: DHTAuto (the default: a server once
+	// AutoNAT finds it publicly reachable), DHTClient (phones, laptops on battery) or
+	// DHTServer.
+	DHTMode DHTMode
+	// NATPortMap asks the home router for a port mapping (UPnP, NAT-PMP). Default off.
+	NATPortMap bool
+	// Rendezvous is the interval between two DHT rendezvous rounds (announce this device,
+	// look for the others). Default 5 minutes; a round that finds nothing is retried
+	// sooner, from 2 seconds up.
+	Rendezvous time.Duration
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the wall clock. Default time.Now.
@@ -85,6 +111,12 @@ func (c Config) withDefaults() Config {
 	if c.ApplyBatch <= 0 {
 		c.ApplyBatch = 4096
 	}
+	if c.Bootstrap == nil && !testing.Testing() {
+		c.Bootstrap = DefaultBootstrap()
+	}
+	if c.Rendezvous <= 0 {
+		c.Rendezvous = 5 * time.Minute
+	}
 	return c
 }
 
@@ -95,4 +127,37 @@ func (c Config) storeOptions(deviceName string) *store.Options {
 		o.DeviceName = deviceName
 	}
 	return &o
+}
+
+// DHTMode is how a node takes part in the DHT.
+type DHTMode int
+
+// The DHT modes.
+const (
+	// DHTAuto serves DHT queries once AutoNAT finds the node publicly reachable.
+	DHTAuto DHTMode = iota
+	// DHTClient only asks: for phones and devices behind NATs.
+	DHTClient
+	// DHTServer always serves.
+	DHTServer
+)
+
+func (m DHTMode) opt() dht.ModeOpt {
+	switch m {
+	case DHTClient:
+		return dht.ModeClient
+	case DHTServer:
+		return dht.ModeServer
+	}
+	return dht.ModeAuto
+}
+
+// DefaultBootstrap is the public libp2p DHT bootstrap list (go-libp2p-kad-dht's
+// DefaultBootstrapPeers), the default of Config.Bootstrap.
+func DefaultBootstrap() []string {
+	out := make([]string, 0, len(dht.DefaultBootstrapPeers))
+	for _, a := range dht.DefaultBootstrapPeers {
+		out = append(out, a.String())
+	}
+	return out
 }

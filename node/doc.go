@@ -36,8 +36,15 @@
 //     anti-entropy, its push stream), the state tracker, the change-feed watcher. Close
 //     waits for all of them.
 //   - A node has one open invite at a time.
-//   - Relays, hole punching and DHT rendezvous are not wired yet: devices must reach each
-//     other directly (LAN with mDNS, remembered or recorded addresses).
+//   - Beyond the LAN (unless Config.LANOnly) a node announces itself in the DHT under a
+//     key only the mesh can compute, which changes every UTC day, and looks its devices
+//     up there; what the DHT returns is a hint (only current devices are dialled, and
+//     they must pass the gater and the hello's mesh proof). Devices behind NATs keep a
+//     reservation on the configured relays (Config.Relays, `meshsync relay`) and
+//     hole-punch (DCUtR). Sync and push never run over a relayed connection whose relay
+//     grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
+//     relayed and waits for a direct path. In a test binary the default bootstrap list
+//     is empty.
 //   - Envelopes received from a device are not sent back to it (echo suppression), but
 //     that knowledge lives in memory: after a restart a few may travel back once.
 //   - Progress per device is written in the same store transaction as the envelopes it

@@ -22,6 +22,7 @@ func Example() {
 			Dir:         filepath.Join(dir, name),
 			Passphrase:  []byte("example passphrase"),
 			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+			LANOnly:     true,
 		}
 	}
 

@@ -26,6 +26,7 @@ func testConfig(t testing.TB, name string) Config {
 		Dir:         filepath.Join(t.TempDir(), name),
 		Passphrase:  testPass,
 		ListenAddrs: testListen(),
+		LANOnly:     true, // never the DHT's public bootstrap peers
 		RetryMin:    200 * time.Millisecond,
 		RetryMax:    2 * time.Second,
 	}

@@ -42,8 +42,8 @@ func defaultListenAddrs(port int) []string {
 }
 
 // baseOptions are the options every meshsync host uses: the device key, TCP and QUIC,
-// Noise and TLS, the resource manager, no relay (yet), no ping service, no connection
-// trimming, and TCP dialled before QUIC.
+// Noise and TLS, the resource manager, no relay (reachOptions turns the client on beyond
+// the LAN), no ping service, no connection trimming, and TCP dialled before QUIC.
 func baseOptions(key crypto.PrivKey, rm network.ResourceManager) []libp2p.Option {
 	return []libp2p.Option{
 		libp2p.Identity(key),
@@ -95,7 +95,12 @@ func (n *Node) newHost() (host.Host, error) {
 			return nil, fmt.Errorf("resource manager: %w", err)
 		}
 		opts := append(baseOptions(n.key, rm), libp2p.ListenAddrStrings(addrs...), libp2p.ConnectionGater(&gater{n: n}))
-		h, err := libp2p.New(opts...)
+		reach, err := n.reachOptions()
+		if err != nil {
+			rm.Close()
+			return nil, err
+		}
+		h, err := libp2p.New(append(opts, reach...)...)
 		if err != nil {
 			rm.Close()
 			return nil, err
@@ -127,11 +132,13 @@ func (n *Node) registerHandlers(h host.Host) {
 	// Pairing never runs on a connection this node dialled to a share destination.
 	h.SetStreamHandler(PairProtocol, n.refuseOnShareConns(n.handlePair))
 	h.Network().Notify(&network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) {
+		ConnectedF: func(nw network.Network, c network.Conn) {
 			if _, ok := n.isMember(c.RemotePeer()); !ok {
 				return
 			}
-			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), c.Stat().Limited)
+			// Relayed: no direct connection to the device (a hole punch that succeeded
+			// adds one, and this notice then clears the flag).
+			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), !hasDirect(nw, c.RemotePeer()))
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if _, ok := n.isMember(c.RemotePeer()); !ok {
@@ -172,6 +179,11 @@ type gater struct{ n *Node }
 var _ connmgr.ConnectionGater = (*gater)(nil)
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool {
+	if !g.n.cfg.LANOnly {
+		// DHT peers and relays are dialled too; they get no meshsync stream (the handlers
+		// check membership) and their answers are only hints (rendezvous.go).
+		return true
+	}
 	_, ok := g.n.isMember(p)
 	// Consent shares (share_hooks.go): this node may dial the destination of an active
 	// grant, which is not a device of the mesh.
@@ -190,6 +202,11 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.Con
 	// the share protocol only (sync and push check membership, pairing is refused on it by
 	// refuseOnShareConns). A destination can never dial in.
 	if dir == network.DirOutbound && g.n.isShareDestination(p) {
+		return true
+	}
+	// Beyond the LAN: outbound connections to DHT peers and relays; inbound ones from
+	// strangers only while this node serves the DHT.
+	if !g.n.cfg.LANOnly && (dir == network.DirOutbound || g.n.dhtServing()) {
 		return true
 	}
 	g.n.track.refused()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -37,8 +38,9 @@ type Node struct {
 	progress *progressTable
 	track    *tracker
 
-	mdnsFound atomic.Uint64 // devices of the mesh reported by mDNS
-	liveHost  atomic.Value  // host.Host once started: read without n.mu (the tracker must not take it)
+	mdnsFound atomic.Uint64               // devices of the mesh reported by mDNS
+	dht       atomic.Pointer[dht.IpfsDHT] // nil in LAN-only mode or before Start
+	liveHost  atomic.Value                // host.Host once started: read without n.mu (the tracker must not take it)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -149,9 +151,15 @@ func (n *Node) Start(ctx context.Context) error {
 	n.registerHandlers(h)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.feedLoop(n.ctx) }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchAddrs(n.ctx, h) }()
 	n.reconcilePeersLocked()
 	if n.cfg.EnableMDNS {
 		n.startMDNSLocked()
+	}
+	if err := n.startReachLocked(h); err != nil {
+		// The node still works on the LAN; say why it does not reach further.
+		n.log.Warn("DHT rendezvous disabled", "err", err)
 	}
 	n.log.Info("node started", "addrs", h.Addrs())
 	return nil
@@ -171,6 +179,9 @@ func (n *Node) Close() error {
 	n.cancel()
 	if md != nil {
 		md.Close()
+	}
+	if d := n.dht.Load(); d != nil {
+		d.Close()
 	}
 	var errs []error
 	if h != nil {

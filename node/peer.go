@@ -85,7 +85,7 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 	}
 	defer stopPush()
 	startPush := func(from uint64) {
-		if pushDone != nil || n.host.Network().Connectedness(pl.p) != network.Connected {
+		if ok, _ := n.canBulk(pl.p); pushDone != nil || !ok {
 			return
 		}
 		pctx, cancel := context.WithCancel(ctx)
@@ -160,6 +160,10 @@ func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (
 		if err != nil {
 			return 0, nil, &dialError{err}
 		}
+	}
+	// No data over a public relay's limited connection: wait for hole punching.
+	if err := n.awaitDataPath(ctx, p); err != nil {
+		return 0, nil, err
 	}
 	n.track.sessionStart(p)
 	res, err := n.syncWith(ctx, p)

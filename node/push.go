@@ -39,7 +39,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 	if h == nil {
 		return ErrNotStarted
 	}
-	s, err := h.NewStream(ctx, p, PushProtocol)
+	s, err := h.NewStream(n.dataCtx(ctx, p), p, PushProtocol)
 	if err != nil {
 		return fmt.Errorf("open push stream: %w", err)
 	}
@@ -122,6 +122,9 @@ func (n *Node) handlePush(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	if _, ok := n.isMember(p); !ok {
 		s.Reset()
+		return
+	}
+	if refuseStingy(s) {
 		return
 	}
 	if !n.enter() {

@@ -535,7 +535,11 @@ func (t *tracker) conflictsClosed(ids []string) {
 // for the tracker.
 func (n *Node) liveConnected(p peer.ID) bool {
 	h, ok := n.liveHost.Load().(host.Host)
-	return ok && h.Network().Connectedness(p) == network.Connected
+	if !ok {
+		return false
+	}
+	c := h.Network().Connectedness(p)
+	return c == network.Connected || c == network.Limited
 }
 
 // reloadConflicts rebuilds the open conflicts from the store.

@@ -161,7 +161,7 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) 
 	if h == nil {
 		return nil, ErrNotStarted
 	}
-	s, err := h.NewStream(ctx, p, SyncProtocol)
+	s, err := h.NewStream(n.dataCtx(ctx, p), p, SyncProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("open sync stream: %w", err)
 	}
@@ -180,6 +180,9 @@ func (n *Node) handleSync(s network.Stream) {
 	if _, ok := n.isMember(p); !ok {
 		n.log.Debug("sync refused: not a device", "from", shortID(p))
 		s.Reset()
+		return
+	}
+	if refuseStingy(s) {
 		return
 	}
 	if !n.enter() {

@@ -218,6 +218,7 @@ func (r *benchRun) config(name string) node.Config {
 		Dir:         filepath.Join(r.dir, name),
 		Passphrase:  []byte("bench passphrase " + name),
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		LANOnly:     true,
 		Store:       store.Options{KDF: r.kdf},
 	}
 	if r.c.Verbose {

@@ -58,7 +58,7 @@ func (c *demoCmd) Run(ctx context.Context, g *globals) error {
 	}
 	cfg := func(name string) node.Config {
 		return node.Config{Dir: filepath.Join(dir, name), Passphrase: []byte("demo passphrase " + name),
-			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
+			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, LANOnly: true, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
 	}
 	var nodes []*node.Node
 	defer func() {

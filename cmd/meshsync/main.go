@@ -47,6 +47,7 @@ type cli struct {
 	Consent   consentCmd   `cmd:"" help:"Grant, list and revoke what may leave your devices, to whom and why."`
 	Share     shareCmd     `cmd:"" help:"Send a collection to a destination, as a grant allows it (anonymized, audited)."`
 	Receive   receiveCmd   `cmd:"" help:"Run a share destination: print its peer id, accept shares, write them as JSON lines."`
+	Relay     relayCmd     `cmd:"" help:"Run a relay (and DHT bootstrap node) for devices behind NATs; prints its addresses."`
 	Audit     auditCmd     `cmd:"" help:"Show every share and every refused attempt."`
 	Bench     benchCmd     `cmd:"" help:"Measure meshsync on this machine."`
 	Version   versionCmd   `cmd:"" help:"Print the version."`

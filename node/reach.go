@@ -1,0 +1,326 @@
+package node
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multihash"
+)
+
+// Reaching devices beyond the LAN: DHT rendezvous, circuit relay v2 with autorelay, DCUtR
+// hole punching, and the rule that bulk data never crosses a stingy relay.
+
+// A relayed connection may carry sync sessions and pushes only when its relay grants at
+// least this much (a relay of the person's own: `meshsync relay`); public relays grant
+// 2 minutes and 128 KiB, which a bulk transfer would hit mid-way.
+const (
+	roomyRelayData     = 64 << 20
+	roomyRelayDuration = 10 * time.Minute
+)
+
+// directWait is how long a sync attempt over a stingy relayed connection waits for hole
+// punching to bring a direct one.
+const directWait = 20 * time.Second
+
+// ErrRelayLimited is returned for a device reached only through a relay whose limits are
+// too small for data (a public relay): the node waits for a direct path (hole punching)
+// and retries.
+var ErrRelayLimited = errors.New("device reached only through a limited relay")
+
+// parseAddrInfos parses multiaddrs ending in /p2p/<id>, merging addresses of one peer.
+func parseAddrInfos(what string, addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, s := range addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s address %q: %w", what, s, err)
+		}
+		mas = append(mas, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("%s addresses: %w", what, err)
+	}
+	return infos, nil
+}
+
+// reachOptions are the host options beyond the LAN: relay client, autorelay on the
+// configured relays, hole punching, port mapping when asked. LAN-only: none.
+func (n *Node) reachOptions() ([]libp2p.Option, error) {
+	if n.cfg.LANOnly {
+		return nil, nil
+	}
+	opts := []libp2p.Option{libp2p.EnableRelay(), libp2p.EnableHolePunching()}
+	relays, err := parseAddrInfos("relay", n.cfg.Relays)
+	if err != nil {
+		return nil, err
+	}
+	if len(relays) > 0 {
+		// A node told to use relays keeps its reservations whatever AutoNAT says: the
+		// devices it serves are behind NATs, and AutoNAT needs public peers to decide.
+		opts = append(opts,
+			libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithBootDelay(0), autorelay.WithBackoff(10*time.Second)),
+			libp2p.ForceReachabilityPrivate())
+	}
+	if n.cfg.NATPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	return opts, nil
+}
+
+// startReachLocked starts the DHT and the rendezvous loop (not in LAN-only mode). n.mu is
+// held.
+func (n *Node) startReachLocked(h host.Host) error {
+	if n.cfg.LANOnly {
+		return nil
+	}
+	boot, err := parseAddrInfos("bootstrap", n.cfg.Bootstrap)
+	if err != nil {
+		return err
+	}
+	d, err := dht.New(h, dht.Mode(n.cfg.DHTMode.opt()), dht.BootstrapPeers(boot...))
+	if err != nil {
+		return fmt.Errorf("dht: %w", err)
+	}
+	n.dht.Store(d)
+	key, err := n.st.Subkey("rendezvous")
+	if err != nil {
+		return fmt.Errorf("rendezvous key: %w", err)
+	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.rendezvousLoop(n.ctx, h, d, boot, key) }()
+	return nil
+}
+
+// dhtServing reports whether this node answers DHT queries now (and so admits strangers'
+// inbound connections).
+func (n *Node) dhtServing() bool {
+	d := n.dht.Load()
+	return d != nil && d.Mode() == dht.ModeServer
+}
+
+// rendezvousCID is the DHT key a mesh's devices announce themselves under on day (UTC):
+// a keyed hash of the day under the rendezvous subkey, so that only members can compute
+// it and two days' keys cannot be linked.
+func rendezvousCID(key []byte, day time.Time) cid.Cid {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("meshsync/v1/dht-rendezvous/"))
+	m.Write([]byte(day.UTC().Format(time.DateOnly)))
+	mh, _ := multihash.Encode(m.Sum(nil), multihash.SHA2_256) // a 32-byte digest always encodes
+	return cid.NewCidV1(cid.Raw, mh)
+}
+
+// rendezvousLoop announces this device under today's key and looks for the others under
+// today's and yesterday's (clocks near midnight disagree), every cfg.Rendezvous; a round
+// that fails or misses a device is retried sooner.
+func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo, key []byte) {
+	retry := 2 * time.Second
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		ok := n.rendezvousRound(ctx, h, d, boot, key)
+		if ctx.Err() != nil {
+			return
+		}
+		next := n.cfg.Rendezvous
+		if !ok {
+			next, retry = min(retry, n.cfg.Rendezvous), min(2*retry, time.Minute, n.cfg.Rendezvous)
+		} else {
+			retry = 2 * time.Second
+		}
+		timer.Reset(jitter(next, 0.1))
+	}
+}
+
+// rendezvousRound runs one round; it reports whether the announce worked and every
+// device of the mesh is connected.
+func (n *Node) rendezvousRound(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo, key []byte) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, b := range boot {
+		if h.Network().Connectedness(b.ID) != network.Connected {
+			bctx, bcancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := h.Connect(bctx, b); err != nil {
+				n.log.Debug("bootstrap peer unreachable", "peer", b.ID, "err", err)
+			}
+			bcancel()
+		}
+	}
+	if len(d.RoutingTable().ListPeers()) == 0 {
+		n.log.Debug("rendezvous: no DHT peers yet")
+		return false
+	}
+	now := n.cfg.Now()
+	ok := true
+	if err := d.Provide(ctx, rendezvousCID(key, now), true); err != nil {
+		n.log.Info("rendezvous: announce failed", "err", err)
+		ok = false
+	}
+	found := 0
+	for _, day := range []time.Time{now, now.Add(-24 * time.Hour)} {
+		for pi := range d.FindProvidersAsync(ctx, rendezvousCID(key, day), 32) {
+			// Only a hint: anyone who learnt the key could announce under it, so only
+			// current devices are used, and they still prove membership (the gater, the
+			// hello's mesh proof).
+			if pi.ID == n.id {
+				continue
+			}
+			if _, member := n.isMember(pi.ID); !member || len(pi.Addrs) == 0 {
+				continue
+			}
+			found++
+			n.hintAddrs(pi.ID, pi.Addrs, 30*time.Minute)
+		}
+	}
+	n.log.Debug("rendezvous round", "announced", ok, "found", found)
+	for _, dv := range n.devices.Load().byPeer {
+		if _, member := n.isMember(dv.PeerID); member && h.Network().Connectedness(dv.PeerID) == network.NotConnected {
+			ok = false
+		}
+	}
+	return ok
+}
+
+// hintAddrs adds addresses learnt for a device and, when it is not connected, asks its
+// loop to dial now.
+func (n *Node) hintAddrs(p peer.ID, addrs []ma.Multiaddr, ttl time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.host == nil || n.closed {
+		return
+	}
+	n.host.Peerstore().AddAddrs(p, addrs, ttl)
+	if pl := n.peers[p]; pl != nil && n.host.Network().Connectedness(p) != network.Connected {
+		pl.kickNow()
+	}
+}
+
+// hasDirect reports whether nw has a connection to p that does not go through a relay.
+func hasDirect(nw network.Network, p peer.ID) bool {
+	for _, c := range nw.ConnsToPeer(p) {
+		if !c.Stat().Limited && !isRelayed(c.RemoteMultiaddr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// roomy reports whether c may carry data: a connection that is not limited, or a relayed
+// one whose relay grants at least roomyRelayData and roomyRelayDuration.
+func roomy(c network.Conn) bool {
+	st := c.Stat()
+	if !st.Limited {
+		return true
+	}
+	data, _ := st.Extra[client.StatLimitData].(uint64)
+	dur, _ := st.Extra[client.StatLimitDuration].(time.Duration)
+	return data >= roomyRelayData && dur >= roomyRelayDuration
+}
+
+// canBulk reports whether p is connected over a path that may carry data, and whether
+// that path is a limited relayed connection (streams must then allow it).
+func (n *Node) canBulk(p peer.ID) (ok, limited bool) {
+	h, _ := n.liveHost.Load().(host.Host)
+	if h == nil {
+		return false, false
+	}
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if !c.Stat().Limited {
+			return true, false
+		}
+		if roomy(c) {
+			ok, limited = true, true
+		}
+	}
+	return ok, limited
+}
+
+// dataCtx is ctx for opening a sync or push stream to p: it allows a limited connection
+// when the only usable path is a roomy relay.
+func (n *Node) dataCtx(ctx context.Context, p peer.ID) context.Context {
+	if ok, limited := n.canBulk(p); ok && limited {
+		return network.WithAllowLimitedConn(ctx, "meshsync: own relay")
+	}
+	return ctx
+}
+
+// refuseStingy reports (and resets the stream) when s runs over a relayed connection
+// too limited for data; handlers call it first.
+func refuseStingy(s network.Stream) bool {
+	if roomy(s.Conn()) {
+		return false
+	}
+	s.Reset()
+	return true
+}
+
+// awaitDataPath waits, when p is connected only through a stingy relay, for hole
+// punching to bring a direct connection; it returns ErrRelayLimited when none comes.
+func (n *Node) awaitDataPath(ctx context.Context, p peer.ID) error {
+	if ok, _ := n.canBulk(p); ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, directWait)
+	defer cancel()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sync with %s: %w (waiting for hole punching)", shortID(p), ErrRelayLimited)
+		case <-t.C:
+			if ok, _ := n.canBulk(p); ok {
+				return nil
+			}
+		}
+	}
+}
+
+// watchAddrs keeps this device's record in the device list current with the host's
+// addresses (relay addresses included, once reserved), so that other devices can dial it
+// without having met it, and hands the addresses of devices in the list to the peerstore.
+func (n *Node) watchAddrs(ctx context.Context, h host.Host) {
+	sub, err := h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		n.log.Warn("address updates", "err", err)
+		return
+	}
+	defer sub.Close()
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			// Addresses come in bursts (listeners, observed addresses, reservations).
+			if settle == nil {
+				settle = time.After(2 * time.Second)
+			}
+		case <-settle:
+			settle = nil
+			n.updateOwnAddrs(h.Addrs())
+		}
+	}
+}
