@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"github.com/meshsync/meshsync/node/view"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func TestDataAPI(t *testing.T) {
 	must(t, n.Put("notes", "a2", `{"t":2}`))
 	must(t, n.Put("notes", "b1", `{"t":3}`))
 	must(t, n.Delete("notes", "a2"))
-	var recs []recordDoc
+	var recs []view.Record
 	must(t, json.Unmarshal([]byte(ok(t)(n.List("notes", "a"))), &recs))
 	if len(recs) != 1 || recs[0].Key != "a1" || string(recs[0].Value) != `{"t":1}` {
 		t.Fatalf("List: %+v", recs)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"time"
 
 	"github.com/meshsync/meshsync/consent"
@@ -153,9 +154,9 @@ func (m *Node) List(collection, prefix string) (string, error) {
 		if err != nil {
 			return fmt.Errorf("list %s: %w", collection, err)
 		}
-		docs := make([]recordDoc, 0, len(recs))
+		docs := make([]view.Record, 0, len(recs))
 		for i := range recs {
-			docs = append(docs, toRecordDoc(&recs[i]))
+			docs = append(docs, view.FromRecord(&recs[i]))
 		}
 		out, err = marshal(docs)
 		return err
@@ -174,9 +175,9 @@ func (m *Node) Conflicts() (string, error) {
 		if err != nil {
 			return fmt.Errorf("conflicts: %w", err)
 		}
-		docs := make([]conflictDoc, 0, len(cs))
+		docs := make([]view.Conflict, 0, len(cs))
 		for i := range cs {
-			docs = append(docs, toConflictDoc(&cs[i]))
+			docs = append(docs, view.FromConflict(&cs[i]))
 		}
 		out, err = marshal(docs)
 		return err

@@ -3,6 +3,7 @@ package mobile
 import (
 	"encoding/json"
 	"errors"
+	"github.com/meshsync/meshsync/node/view"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -168,14 +169,14 @@ func (l *recListener) hasChange(name string) bool {
 }
 
 // waitConflict waits for an OnConflict of collection/key and returns its document.
-func (l *recListener) waitConflict(t testing.TB, collection, key string) conflictDoc {
+func (l *recListener) waitConflict(t testing.TB, collection, key string) view.Conflict {
 	t.Helper()
-	var found conflictDoc
+	var found view.Conflict
 	eventually(t, "OnConflict "+collection+"/"+key, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, js := range l.conflicts {
-			var d conflictDoc
+			var d view.Conflict
 			if json.Unmarshal([]byte(js), &d) == nil && d.Collection == collection && d.Key == key && len(d.Versions) > 1 {
 				found = d
 				return nil

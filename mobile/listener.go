@@ -2,6 +2,7 @@ package mobile
 
 import (
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -123,7 +124,7 @@ func (f *forwarder) run() {
 			f.l.OnChange(c.Collection, c.Key, c.Deleted, c.Local)
 			if c.Conflict {
 				if ci, err := f.inner.Store().Conflict(c.Collection + "/" + c.Key); err == nil {
-					if js, err := marshal(toConflictDoc(ci)); err == nil {
+					if js, err := marshal(view.FromConflict(ci)); err == nil {
 						f.l.OnConflict(js)
 					}
 				}

@@ -3,6 +3,7 @@ package mobile
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"net"
 	"path/filepath"
 	"testing"
@@ -104,7 +105,7 @@ func TestAppFlow(t *testing.T) {
 	if !c.Open || len(c.Versions) != 2 {
 		t.Fatalf("conflict on B: %+v", c)
 	}
-	var listed []conflictDoc
+	var listed []view.Conflict
 	must(t, json.Unmarshal([]byte(ok(t)(b.Conflicts())), &listed))
 	if len(listed) != 1 || listed[0].ID != c.ID {
 		t.Fatalf("B's Conflicts: %+v", listed)

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -16,61 +15,6 @@ type conflictsCmd struct {
 	Show    conflictsShowCmd    `cmd:"" help:"Show every version of one conflict."`
 	Resolve conflictsResolveCmd `cmd:"" help:"Close a conflict: keep one version, or write a new value."`
 	History conflictsHistoryCmd `cmd:"" help:"Show the losing values of resolved conflicts (kept 30 days)."`
-}
-
-type conflictJSONFull struct {
-	ID         string          `json:"id"`
-	Collection string          `json:"collection"`
-	Key        string          `json:"key"`
-	Type       string          `json:"type"`
-	Open       bool            `json:"open"`
-	Deadline   time.Time       `json:"deadline,omitzero"`
-	Strategy   string          `json:"strategy"`
-	Value      json.RawMessage `json:"value,omitempty"`
-	Deleted    bool            `json:"deleted,omitempty"`
-	Versions   []versionValue  `json:"versions"`
-}
-
-type versionValue struct {
-	N       int             `json:"n"`
-	Version versionJSON     `json:"version"`
-	Deleted bool            `json:"deleted,omitempty"`
-	Value   json.RawMessage `json:"value,omitempty"`
-	Raw     []byte          `json:"raw,omitempty"`
-}
-
-func toConflictJSON(c *store.ConflictInfo) conflictJSONFull {
-	out := conflictJSONFull{ID: c.ShortID(), Collection: c.Collection, Key: c.Key, Type: string(c.Conflict.Type),
-		Open: c.Conflict.Open, Deadline: c.Conflict.Deadline, Strategy: string(c.Conflict.Strategy)}
-	switch c.Resolved.Kind {
-	case resolve.KindDeleted:
-		out.Deleted = true
-	case resolve.KindJSON:
-		out.Value = c.Resolved.Data
-	}
-	for i, v := range c.Versions {
-		vv := versionValue{N: i + 1, Version: toVersionJSON(v.Version)}
-		switch v.Kind {
-		case resolve.KindDeleted:
-			vv.Deleted = true
-		case resolve.KindJSON:
-			vv.Value = v.Value
-		default:
-			vv.Raw = v.Value
-		}
-		out.Versions = append(out.Versions, vv)
-	}
-	return out
-}
-
-func (v versionValue) text() string {
-	switch {
-	case v.Deleted:
-		return "(deleted)"
-	case v.Raw != nil:
-		return fmt.Sprintf("(%d raw bytes)", len(v.Raw))
-	}
-	return string(v.Value)
 }
 
 type conflictsLsCmd struct{}
@@ -86,10 +30,10 @@ func (c *conflictsLsCmd) Run(g *globals) error {
 		return err
 	}
 	out := struct {
-		Conflicts []conflictJSONFull `json:"conflicts"`
-	}{Conflicts: []conflictJSONFull{}}
+		Conflicts []view.Conflict `json:"conflicts"`
+	}{Conflicts: []view.Conflict{}}
 	for i := range cs {
-		out.Conflicts = append(out.Conflicts, toConflictJSON(&cs[i]))
+		out.Conflicts = append(out.Conflicts, view.FromConflict(&cs[i]))
 	}
 	return g.print(out, func(w io.Writer) {
 		if len(cs) == 0 {
@@ -124,11 +68,11 @@ func (c *conflictsShowCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	out := toConflictJSON(ci)
+	out := view.FromConflict(ci)
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s/%s: %s conflict, %d versions\n", out.Collection, out.Key, out.Type, len(out.Versions))
 		for _, v := range out.Versions {
-			fmt.Fprintf(w, "  [%d] device %s at %s: %s\n", v.N, v.Version.Device, v.Version.Time.Local().Format(time.RFC3339), v.text())
+			fmt.Fprintf(w, "  [%d] device %s at %s: %s\n", v.N, v.Version.Device, v.Version.Time.Local().Format(time.RFC3339), v.Text())
 		}
 		shown := string(out.Value)
 		if out.Deleted {
@@ -170,11 +114,11 @@ func (c *conflictsResolveCmd) Run(g *globals) error {
 		return err
 	}
 	rec, err := s.Get(ci.Collection, ci.Key)
-	var out recordJSON
+	var out view.Record
 	if err == nil {
-		out = toRecordJSON(rec)
+		out = view.FromRecord(rec)
 	} else {
-		out = recordJSON{Collection: ci.Collection, Key: ci.Key}
+		out = view.Record{Collection: ci.Collection, Key: ci.Key}
 	}
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s/%s resolved; the other versions are in `meshsync conflicts history`.\n", ci.Collection, ci.Key)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"io"
 )
 
@@ -20,7 +21,7 @@ func (c *getCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	out := toRecordJSON(rec)
+	out := view.FromRecord(rec)
 	return g.print(out, func(w io.Writer) {
 		if out.Raw != nil {
 			w.Write(out.Raw)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"io"
 	"text/tabwriter"
 )
@@ -22,10 +23,10 @@ func (c *lsCmd) Run(g *globals) error {
 		return err
 	}
 	out := struct {
-		Records []recordJSON `json:"records"`
-	}{Records: make([]recordJSON, 0, len(recs))}
+		Records []view.Record `json:"records"`
+	}{Records: make([]view.Record, 0, len(recs))}
 	for i := range recs {
-		out.Records = append(out.Records, toRecordJSON(&recs[i]))
+		out.Records = append(out.Records, view.FromRecord(&recs[i]))
 	}
 	return g.print(out, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

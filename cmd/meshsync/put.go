@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/meshsync/meshsync/node/view"
 	"io"
 
 	"github.com/meshsync/meshsync/store"
@@ -40,8 +41,8 @@ func (c *putCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	out := toRecordJSON(rec)
+	out := view.FromRecord(rec)
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s/%s written (version %s)\n", c.Collection, c.Key, out.Version.short())
+		fmt.Fprintf(w, "%s/%s written (version %s)\n", c.Collection, c.Key, out.Version.Short())
 	})
 }
