@@ -119,16 +119,8 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 
 // handlePush receives a push stream from another device.
 func (n *Node) handlePush(s network.Stream) {
-	p := s.Conn().RemotePeer()
-	if _, ok := n.isMember(p); !ok {
-		s.Reset()
-		return
-	}
-	if refuseStingy(s) {
-		return
-	}
-	if !n.enter() {
-		s.Reset()
+	p, ok := n.admit(s, "push")
+	if !ok {
 		return
 	}
 	defer n.wg.Done()

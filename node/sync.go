@@ -174,19 +174,30 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) 
 	return res, nil
 }
 
-// handleSync serves a session opened by another device.
-func (n *Node) handleSync(s network.Stream) {
+// admit runs the checks every data handler starts with: the peer is a current device, the
+// connection is not a relay too stingy for bulk data, and the node is open. When it
+// reports false the stream is already reset; when true the caller must call n.wg.Done.
+func (n *Node) admit(s network.Stream, what string) (peer.ID, bool) {
 	p := s.Conn().RemotePeer()
 	if _, ok := n.isMember(p); !ok {
-		n.log.Debug("sync refused: not a device", "from", shortID(p))
+		n.log.Debug(what+" refused: not a device", "from", shortID(p))
 		s.Reset()
-		return
+		return p, false
 	}
 	if refuseStingy(s) {
-		return
+		return p, false
 	}
 	if !n.enter() {
 		s.Reset()
+		return p, false
+	}
+	return p, true
+}
+
+// handleSync serves a session opened by another device.
+func (n *Node) handleSync(s network.Stream) {
+	p, ok := n.admit(s, "sync")
+	if !ok {
 		return
 	}
 	defer n.wg.Done()
