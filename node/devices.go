@@ -59,6 +59,9 @@ func (s *deviceSet) member(p peer.ID) (Device, bool) {
 }
 
 func loadDevices(st *store.Store) ([]Device, error) {
+	if st.Blind() {
+		return loadReplicaMembers(st)
+	}
 	recs, err := st.List(DevicesCollection, "")
 	if err != nil {
 		return nil, err
@@ -151,6 +154,9 @@ func (n *Node) isMember(p peer.ID) (Device, bool) {
 // RemoveDevice marks a device removed. Every device refuses it from the moment it learns
 // of the removal (this one at once); its connections are closed.
 func (n *Node) RemoveDevice(id string) error {
+	if n.blind {
+		return fmt.Errorf("remove device %s: %w", id, store.ErrBlind)
+	}
 	var dev Device
 	found := false
 	for _, d := range n.devices.Load().list {
@@ -205,7 +211,7 @@ func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
 			self, ok = d, true
 		}
 	}
-	if !ok || self.Removed {
+	if !ok || self.Removed || n.blind {
 		return
 	}
 	var as []string

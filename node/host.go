@@ -129,6 +129,9 @@ func (n *Node) newHost() (host.Host, error) {
 func (n *Node) registerHandlers(h host.Host) {
 	h.SetStreamHandler(SyncProtocol, n.handleSync)
 	h.SetStreamHandler(PushProtocol, n.handlePush)
+	if n.blind {
+		h.SetStreamHandler(MembersProtocol, n.handleMembers)
+	}
 	// Pairing never runs on a connection this node dialled to a share destination.
 	h.SetStreamHandler(PairProtocol, n.refuseOnShareConns(n.handlePair))
 	h.Network().Notify(&network.NotifyBundle{

@@ -62,6 +62,9 @@ func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.Blind() {
+		return sk, nil // a replica is recorded by the device that paired it
+	}
 	dev := Device{ID: string(st.Device().ID), PeerID: id, Name: st.Device().Name, Role: RoleDevice, Added: now.UTC()}
 	if err := putDevice(st, dev); err != nil {
 		return nil, fmt.Errorf("record this device: %w", err)

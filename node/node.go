@@ -31,7 +31,9 @@ type Node struct {
 	id   peer.ID
 	self store.DeviceInfo
 
-	pairKey []byte // the mesh's pairing subkey: mesh proofs in sync hellos
+	pairKey    []byte // the mesh's pairing subkey: mesh proofs in sync hellos between devices
+	replicaKey []byte // the proof key between devices and blind replicas
+	blind      bool   // this node is a blind replica (no mesh key)
 
 	devices  atomic.Pointer[deviceSet] // immutable snapshot, replaced on change
 	invites  inviteBox
@@ -111,13 +113,19 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	pk, err := st.Subkey("pairing")
+	rk, err := st.Subkey("replica")
 	if err != nil {
 		return nil, err
 	}
+	pk := rk // a blind replica proves with the replica key only
+	if !st.Blind() {
+		if pk, err = st.Subkey("pairing"); err != nil {
+			return nil, err
+		}
+	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("peer", shortID(id)), st: st, key: sk, id: id, self: st.Device(),
-		pairKey: pk, peers: map[peer.ID]*peerLoop{},
+		pairKey: pk, replicaKey: rk, blind: st.Blind(), peers: map[peer.ID]*peerLoop{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.progress = newProgressTable(st)

@@ -30,7 +30,7 @@ import (
 // is not a device of the mesh may open, and only while an invite is open.
 //
 //	J → I  {proof, name}          proof = HMAC-SHA256(secret, label ‖ inviter id ‖ joiner id)
-//	I → J  {mesh_key, devices}    or {error}
+//	I → J  {mesh_key, devices}    or {replica_token, devices} for a replica invite, or {error}
 //	J → I  {device_id}            after the joiner created its store
 //	I → J  {ok}                   the joiner's device record is written
 //
@@ -47,19 +47,24 @@ const DefaultInviteExpiry = 10 * time.Minute
 // pairMsg is every pairing message; each step uses some of the fields. It travels as
 // JSON in one TypePair frame of at most wire.MaxPairFrame bytes.
 type pairMsg struct {
-	Proof    []byte   `json:"proof,omitempty"`
-	Name     string   `json:"name,omitempty"`
-	MeshKey  []byte   `json:"mesh_key,omitempty"`
-	Devices  []Device `json:"devices,omitempty"`
-	DeviceID string   `json:"device_id,omitempty"`
-	OK       bool     `json:"ok,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	Proof   []byte `json:"proof,omitempty"`
+	Name    string `json:"name,omitempty"`
+	MeshKey []byte `json:"mesh_key,omitempty"`
+	// Token replaces MeshKey when the invite makes a blind replica.
+	Token    *store.ReplicaToken `json:"replica_token,omitempty"`
+	Devices  []Device            `json:"devices,omitempty"`
+	DeviceID string              `json:"device_id,omitempty"`
+	OK       bool                `json:"ok,omitempty"`
+	Error    string              `json:"error,omitempty"`
 }
 
 func decodePairMsg(b []byte) (*pairMsg, error) {
 	var m pairMsg
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: pairing message: %v", ErrProtocol, err)
+	}
+	if m.Token != nil && m.Token.Valid() != nil {
+		return nil, fmt.Errorf("%w: pairing message carries a malformed replica token", ErrProtocol)
 	}
 	if len(m.Proof) > 64 || len(m.Name) > 256 || len(m.MeshKey) > 64 || len(m.DeviceID) > store.MaxDeviceIDSize || len(m.Devices) > 1024 || len(m.Error) > 512 {
 		return nil, fmt.Errorf("%w: pairing message field too large", ErrProtocol)
@@ -109,6 +114,7 @@ type openInvite struct {
 	failures int
 	used     bool
 	busy     bool // a joiner is being served
+	replica  bool // the joiner becomes a blind replica
 }
 
 func (b *inviteBox) open(now time.Time) bool {
@@ -152,6 +158,20 @@ func (b *inviteBox) release(c *openInvite, ok, wrongSecret bool) {
 // code. A node has one open invite at a time: a new one replaces the previous. The code
 // works once and dies after MaxInviteFailures wrong secrets.
 func (n *Node) Invite(expires time.Duration) (code string, until time.Time, err error) {
+	return n.invite(expires, false)
+}
+
+// InviteReplica is Invite for a blind replica: the machine that joins with the code
+// receives a replica token and the device list (peer ids, roles, addresses), never the
+// mesh key, and is recorded with RoleReplica.
+func (n *Node) InviteReplica(expires time.Duration) (code string, until time.Time, err error) {
+	return n.invite(expires, true)
+}
+
+func (n *Node) invite(expires time.Duration, replica bool) (code string, until time.Time, err error) {
+	if n.blind {
+		return "", time.Time{}, fmt.Errorf("invite: %w", store.ErrBlind)
+	}
 	if expires <= 0 {
 		expires = DefaultInviteExpiry
 	}
@@ -168,7 +188,7 @@ func (n *Node) Invite(expires time.Duration) (code string, until time.Time, err 
 		return "", time.Time{}, fmt.Errorf("invite: %w", err)
 	}
 	n.invites.mu.Lock()
-	n.invites.cur = &openInvite{secret: inv.Secret, expires: inv.Expires}
+	n.invites.cur = &openInvite{secret: inv.Secret, expires: inv.Expires, replica: replica}
 	n.invites.mu.Unlock()
 	return code, inv.Expires, nil
 }
@@ -245,7 +265,19 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 		return false, true, fmt.Errorf("%w: wrong secret", ErrInviteRefused)
 	}
 	// From here on the invite is spent, whatever happens (the claim keeps others out).
-	if err := writePair(rw, &pairMsg{MeshKey: n.st.MeshKeyForPairing(), Devices: n.Devices()}); err != nil {
+	offer := &pairMsg{MeshKey: n.st.MeshKeyForPairing(), Devices: n.Devices()}
+	role := RoleDevice
+	if inv.replica {
+		tok, err := n.st.ReplicaToken()
+		if err != nil {
+			return true, false, err
+		}
+		role, offer.MeshKey, offer.Token, offer.Devices = RoleReplica, nil, &tok, nil
+		for _, d := range n.Devices() {
+			offer.Devices = append(offer.Devices, memberView(d))
+		}
+	}
+	if err := writePair(rw, offer); err != nil {
 		return true, false, err
 	}
 	rw.step = n.cfg.StepTimeout + storeInitAllowance
@@ -267,7 +299,7 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 	if name == "" {
 		name = "device-" + shortID(p)
 	}
-	dev := Device{ID: conf.DeviceID, PeerID: p, Name: name, Role: RoleDevice, Added: n.cfg.Now().UTC()}
+	dev := Device{ID: conf.DeviceID, PeerID: p, Name: name, Role: role, Added: n.cfg.Now().UTC()}
 	if err := putDevice(n.st, dev); err != nil {
 		return true, false, err
 	}
@@ -292,7 +324,8 @@ func (n *Node) dropStranger(p peer.ID) {
 
 // Join joins the mesh of an invite: it connects to the inviting device, proves the code,
 // receives the mesh key and the device list, creates the store in cfg.Dir (which must hold
-// none yet) and returns the node, not started. Errors: ErrBadInvite (a typo),
+// none yet) and returns the node, not started. With an invite made by InviteReplica the
+// store is a blind replica's (store.InitReplica) and the node's Blind reports true. Errors: ErrBadInvite (a typo),
 // ErrInviteExpired, ErrInviteRefused (used, revoked, wrong), store.ErrExists.
 func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, error) {
 	cfg = cfg.withDefaults()
@@ -317,12 +350,16 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 	defer h.Close()
 	var st *store.Store
 	err = pairWith(ctx, h, inv, deviceName, cfg.StepTimeout, func(m *pairMsg) (string, error) {
-		if len(m.MeshKey) != 32 {
-			return "", fmt.Errorf("%w: mesh key of %d bytes", ErrProtocol, len(m.MeshKey))
-		}
 		o := cfg.storeOptions(deviceName)
-		o.MeshKey = m.MeshKey
-		st, err = store.Init(cfg.Dir, cfg.Passphrase, o)
+		switch {
+		case m.Token != nil:
+			st, err = store.InitReplica(cfg.Dir, cfg.Passphrase, *m.Token, o)
+		case len(m.MeshKey) != 32:
+			return "", fmt.Errorf("%w: mesh key of %d bytes", ErrProtocol, len(m.MeshKey))
+		default:
+			o.MeshKey = m.MeshKey
+			st, err = store.Init(cfg.Dir, cfg.Passphrase, o)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -337,7 +374,11 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 				}
 			}
 		}
-		if err := st.PutLocal(localBootstrap, devs); err != nil {
+		name := localBootstrap
+		if st.Blind() {
+			name = localReplicaMembers
+		}
+		if err := st.PutLocal(name, devs); err != nil {
 			return "", err
 		}
 		return string(st.Device().ID), nil

@@ -173,6 +173,7 @@ func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (
 	n.track.sessionEnd(p, res, nil, time.Time{})
 	n.log.Debug("synced", "with", shortID(p), "mode", res.Mode, "sent", res.Sent, "received", res.Received, "took", res.Duration)
 	startPush(res.MyLastSeq)
+	n.afterSession(ctx, p)
 	return next, res, nil
 }
 

@@ -327,6 +327,9 @@ func (t *tracker) conflictCount(p peer.ID) int {
 // ids, to from (the device that sent them). Devices whose count changed are settled
 // again. It runs on the tracker goroutine.
 func (t *tracker) loadConflicts(from peer.ID, ids []string) {
+	if t.n.blind {
+		return // a replica cannot tell a conflict from concurrent versions it cannot open
+	}
 	cs, err := t.n.st.Conflicts()
 	if err != nil {
 		t.n.log.Warn("list conflicts", "err", err)

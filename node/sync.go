@@ -128,7 +128,7 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 	pr := n.progress.get(p)
 	return &wire.Hello{
 		Version:    wire.Version,
-		Proof:      helloProof(n.pairKey, roleByte(initiator), n.id, p),
+		Proof:      helloProof(n.proofKey(p), roleByte(initiator), n.id, p),
 		Epoch:      n.st.Epoch(),
 		KnownEpoch: pr.Epoch,
 		KnownSeq:   pr.Seq,
@@ -215,6 +215,7 @@ func (n *Node) handleSync(s network.Stream) {
 		pl.ensurePush(res.MyLastSeq)
 	}
 	n.mu.Unlock()
+	n.afterSession(n.ctx, p)
 }
 
 // syncSession runs one session on s. A malformed or hostile message ends it with an
@@ -246,7 +247,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		if h.Version != wire.Version {
 			return nil, fmt.Errorf("%w: peer speaks sync version %d, this node %d", ErrProtocol, h.Version, wire.Version)
 		}
-		want := helloProof(n.pairKey, roleByte(!initiator), p, n.id)
+		want := helloProof(n.proofKey(p), roleByte(!initiator), p, n.id)
 		if !hmac.Equal(h.Proof[:], want[:]) {
 			return nil, fmt.Errorf("%w: hello does not prove the mesh key", ErrNotMember)
 		}

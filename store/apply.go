@@ -85,7 +85,7 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
 			continue
 		}
-		p, err := t.s.keys.open(env)
+		p, err := t.openForApply(env) // nil on a blind replica, which cannot open it
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
 			continue
@@ -114,14 +114,19 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		if err := t.replace(env.ID, set, next); err != nil {
 			return err
 		}
-		t.indexCollection(p.Collection, env.ID)
+		if p != nil {
+			t.indexCollection(p.Collection, env.ID)
+		}
 		t.s.mu.Lock()
 		skew, _ := t.s.clock.Observe(env.Version.Clock, t.now)
 		t.s.mu.Unlock()
 		res.Skew = max(res.Skew, skew)
 		res.Added++
-		c := Change{Collection: p.Collection, Key: p.Key, ID: env.ID, Conflict: len(next) > 1}
-		if len(next) == 1 {
+		c := Change{ID: env.ID, Conflict: len(next) > 1}
+		if p != nil {
+			c.Collection, c.Key = p.Collection, p.Key
+		}
+		if p != nil && len(next) == 1 {
 			c.Deleted = p.Value.Kind == resolve.KindDeleted && next[0].hash == h.hash
 		}
 		if j, ok := changed[env.ID]; ok {

@@ -87,6 +87,9 @@ type BackupInfo struct {
 // into one age file encrypted under pass. It reads a consistent snapshot; the live
 // database file is never copied.
 func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInfo, error) {
+	if err := s.needKey("export"); err != nil {
+		return BackupInfo{}, err
+	}
 	if len(pass) == 0 {
 		return BackupInfo{}, fmt.Errorf("export: empty backup passphrase")
 	}
@@ -341,6 +344,9 @@ func (st *ImportStats) count(kind string) {
 // dryRun nothing is written and the stats say what would change. A damaged file, a wrong
 // passphrase or a backup of another mesh changes nothing.
 func (s *Store) Import(r io.Reader, pass []byte, dryRun bool) (ImportStats, error) {
+	if err := s.needKey("import"); err != nil {
+		return ImportStats{}, err
+	}
 	b, err := openBackup(r, pass)
 	if err != nil {
 		return ImportStats{}, err

@@ -49,6 +49,9 @@ func (c *ConflictInfo) ShortID() string { return hex.EncodeToString(c.ID[:8]) }
 // Conflicts lists every record whose concurrent versions conflict (open user-choice
 // conflicts, and those a strategy resolved automatically but no write has closed yet).
 func (s *Store) Conflicts() ([]ConflictInfo, error) {
+	if err := s.needKey("conflicts"); err != nil {
+		return nil, err
+	}
 	var out []ConflictInfo
 	err := s.View(func(t *Tx) error {
 		c := t.tx.Bucket(bucketIDs).Cursor() // a read transaction has nothing buffered

@@ -165,6 +165,8 @@ func subkey(meshKey []byte, label string) []byte {
 
 // keyring holds the keys derived from the mesh key for one open store.
 type keyring struct {
+	root   []byte // the secret the header wraps: the mesh key, or a replica's own secret
+	blind  bool   // a blind replica: no mesh key, no data, id or index key
 	mesh   []byte
 	id     []byte // HMAC key for record ids; never rotates
 	index  []byte // HMAC key for the collection index
@@ -175,6 +177,7 @@ type keyring struct {
 
 func newKeyring(meshKey []byte) *keyring {
 	k := &keyring{
+		root:  meshKey,
 		mesh:  meshKey,
 		id:    subkey(meshKey, labelID),
 		index: subkey(meshKey, labelIndex),
@@ -186,10 +189,23 @@ func newKeyring(meshKey []byte) *keyring {
 	return k
 }
 
-// Subkey returns the key for a named purpose ("rendezvous", "pairing" or "consent"),
-// derived from the mesh key. Other layers (discovery, pairing) use it; the data keys never leave the store.
+// Subkey returns the key for a named purpose ("rendezvous", "pairing", "consent" or
+// "replica": the proof key between devices and blind replicas), derived from the mesh key.
+// Other layers (discovery, pairing) use it; the data keys never leave the store. A blind
+// replica has only "rendezvous" and "replica" (from its token).
 func (s *Store) Subkey(purpose string) ([]byte, error) {
+	if s.keys.blind {
+		switch purpose {
+		case "rendezvous":
+			return append([]byte(nil), s.token.Rendezvous...), nil
+		case "replica":
+			return append([]byte(nil), s.token.Proof...), nil
+		}
+		return nil, fmt.Errorf("subkey %q: %w", purpose, ErrBlind)
+	}
 	switch purpose {
+	case "replica":
+		return subkey(s.keys.mesh, labelReplica), nil
 	case "rendezvous":
 		return subkey(s.keys.mesh, labelRendezvous), nil
 	case "pairing":

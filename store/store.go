@@ -69,6 +69,8 @@ type Options struct {
 	// MeshKey makes Init join an existing mesh (restore or pairing) instead of creating a
 	// new one. It must be 32 bytes.
 	MeshKey []byte
+
+	replica *ReplicaToken // InitReplica: a blind replica holding this token
 }
 
 func (o *Options) withDefaults() Options {
@@ -108,6 +110,7 @@ type Store struct {
 	keys   *keyring
 	epoch  [16]byte
 	device DeviceInfo
+	token  ReplicaToken // a blind replica's token (zero on a device)
 
 	mu    sync.Mutex // guards clock, skew, epoch (after Open) and newEpochDone
 	clock resolve.Clock
@@ -142,7 +145,12 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("init store: %w", err)
 	}
 	meshKey := o.MeshKey
-	if meshKey == nil {
+	if o.replica != nil {
+		var err error
+		if meshKey, err = replicaSecret(); err != nil {
+			return nil, err
+		}
+	} else if meshKey == nil {
 		meshKey = make([]byte, meshKeySize)
 		if _, err := rand.Read(meshKey); err != nil {
 			return nil, err
@@ -158,7 +166,12 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, dir: dir, opts: o, keys: newKeyring(meshKey)}
+	s := &Store{db: db, dir: dir, opts: o}
+	if o.replica != nil {
+		s.keys = newBlindKeyring(meshKey)
+	} else {
+		s.keys = newKeyring(meshKey)
+	}
 	var devID [8]byte
 	if _, err := rand.Read(devID[:]); err != nil {
 		db.Close()
@@ -183,6 +196,11 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 		}
 		if err := meta.Put(metaEpoch, s.epoch[:]); err != nil {
 			return err
+		}
+		if o.replica != nil {
+			if err := s.initReplicaMeta(tx, o.replica); err != nil {
+				return err
+			}
 		}
 		return s.putLocalJSON(tx, "device", s.device)
 	})
@@ -226,7 +244,14 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		s.keys = newKeyring(meshKey)
+		if string(meta.Get(metaKind)) == kindReplica {
+			s.keys = newBlindKeyring(meshKey)
+			if err := s.openReplicaMeta(tx); err != nil {
+				return err
+			}
+		} else {
+			s.keys = newKeyring(meshKey)
+		}
 		if e := meta.Get(metaEpoch); len(e) == len(s.epoch) {
 			copy(s.epoch[:], e)
 		} else {
@@ -331,7 +356,7 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 		if kdf != nil {
 			p = *kdf
 		}
-		nh, err := wrapMeshKey(s.keys.mesh, newPass, p)
+		nh, err := wrapMeshKey(s.keys.root, newPass, p)
 		if err != nil {
 			return fmt.Errorf("change passphrase: %w", err)
 		}
@@ -341,7 +366,13 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 
 // MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new
 // device over an authenticated, encrypted channel. Nothing else may call it.
-func (s *Store) MeshKeyForPairing() []byte { return append([]byte(nil), s.keys.mesh...) }
+// It is nil on a blind replica.
+func (s *Store) MeshKeyForPairing() []byte {
+	if s.keys.blind {
+		return nil
+	}
+	return append([]byte(nil), s.keys.mesh...)
+}
 
 func be64(b []byte) uint64 {
 	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |

@@ -228,6 +228,9 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	if !t.tx.Writable() {
 		return fmt.Errorf("write %s/%s: read-only transaction", collection, key)
 	}
+	if err := t.s.needKey("write"); err != nil {
+		return err
+	}
 	collection, key, err := canonicalNames(collection, key, false)
 	if err != nil {
 		return err
@@ -295,6 +298,9 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 // Get returns the resolved record, or ErrNotFound when it does not exist or reads as
 // deleted.
 func (t *Tx) Get(collection, key string) (*Record, error) {
+	if err := t.s.needKey("get"); err != nil {
+		return nil, err
+	}
 	collection, key, err := canonicalNames(collection, key, false)
 	if err != nil {
 		return nil, err
@@ -395,6 +401,9 @@ func (t *Tx) policy(collection string) (resolve.Policy, error) {
 // List returns the live records of collection whose keys start with prefix, in key order.
 // An empty collection lists every application collection.
 func (t *Tx) List(collection, prefix string) ([]Record, error) {
+	if err := t.s.needKey("list"); err != nil {
+		return nil, err
+	}
 	if collection != "" {
 		var err error
 		if collection, prefix, err = canonicalNames(collection, prefix, true); err != nil {

@@ -74,6 +74,9 @@ func (s *Store) Verify() (*Report, error) {
 				if e.ID != id {
 					r.addf("envelope %d: holds id %x, indexed under %x", seq, e.ID[:6], id[:6])
 				}
+				if s.keys.blind {
+					continue // a replica checks structure only: it cannot open envelopes
+				}
 				p, err := s.keys.open(e)
 				if err != nil {
 					r.addf("envelope %d: %v", seq, err)

@@ -21,6 +21,7 @@ const (
 	TypePushOpen Type = 'O' // push: PushOpen, first frame of a push stream
 	TypeAck      Type = 'A' // push: Ack of one Batch
 	TypePair     Type = 'P' // pairing: a JSON pairing message
+	TypeMembers  Type = 'L' // members: the device list a device tells a blind replica (JSON)
 )
 
 // Hard caps.
