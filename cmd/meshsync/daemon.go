@@ -17,7 +17,10 @@ type daemonCmd struct {
 
 // Run runs the node in the foreground until SIGINT or SIGTERM, serving the control API on
 // a unix socket in the data directory.
-func (c *daemonCmd) Run(ctx context.Context, g *globals) error {
+func (c *daemonCmd) Run(ctx context.Context, g *globals) error { return c.run(ctx, g, false) }
+
+// run runs the daemon; replica says the directory must hold a blind replica.
+func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return usagef("--log-level: %v", err)
@@ -32,6 +35,9 @@ func (c *daemonCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	defer n.Close()
+	if replica && !n.Blind() {
+		return fmt.Errorf("%s holds a device of the mesh, not a blind replica: run `meshsync daemon` here", g.dir())
+	}
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
@@ -45,10 +51,14 @@ func (c *daemonCmd) Run(ctx context.Context, g *globals) error {
 		addrs = append(addrs, a.String())
 	}
 	dev := n.Store().Device()
-	log.Info("meshsync daemon running", "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
+	role := node.RoleDevice
+	if n.Blind() {
+		role = node.RoleReplica
+	}
+	log.Info("meshsync daemon running", "role", role, "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
 		"listen", strings.Join(addrs, " "), "socket", localapi.SocketPath(g.dir()))
 	if g.JSON {
-		g.print(map[string]any{"device": dev, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)
+		g.print(map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)
 	}
 	select {
 	case <-ctx.Done():

@@ -132,6 +132,7 @@ var hints = []struct {
 	{store.ErrStale, false, "new versions arrived; run `meshsync conflicts show` again"},
 	{store.ErrAmbiguous, true, ""},
 	{store.ErrNotFound, false, ""},
+	{store.ErrBlind, false, "this directory is a blind replica: read and write records on a device of the mesh"},
 	{store.ErrInvalid, true, ""},
 	{store.ErrReserved, true, ""},
 	{store.ErrTooLarge, true, ""},

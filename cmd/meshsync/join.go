@@ -22,6 +22,7 @@ type joinOutput struct {
 	PeerID   string   `json:"peer_id"`
 	Devices  []string `json:"devices"`
 	Synced   bool     `json:"synced"`
+	Replica  bool     `json:"replica"`
 }
 
 // Run joins the mesh of an invite into an empty data directory, takes a first sync, and
@@ -43,11 +44,23 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	serr := n.WaitSynced(sctx)
 	cancel()
 	dev := n.Store().Device()
-	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}}
+	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}, Replica: n.Blind()}
 	for _, d := range n.Devices() {
-		if !d.Removed {
+		if !d.Removed && d.Name != "" {
 			out.Devices = append(out.Devices, d.Name)
+		} else if !d.Removed {
+			out.Devices = append(out.Devices, d.Role+" "+d.ID) // a replica knows no names
 		}
+	}
+	if out.Replica {
+		return g.print(out, func(w io.Writer) {
+			fmt.Fprintf(w, "This machine is now a blind replica of the mesh (%s, in %s).\n", out.DeviceID, out.Dir)
+			fmt.Fprintln(w, "It holds a token, not the mesh key: it stores and forwards envelopes it cannot open.")
+			if serr != nil {
+				fmt.Fprintf(w, "The first sync did not finish (%v); the replica will go on.\n", serr)
+			}
+			fmt.Fprintln(w, "Keep it running: meshsync replica")
+		})
 	}
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "Joined the mesh as %s (%s) in %s.\n", out.Name, out.DeviceID, out.Dir)

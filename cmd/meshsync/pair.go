@@ -12,12 +12,14 @@ import (
 type pairCmd struct {
 	netFlags
 	Expires time.Duration `help:"How long the invite stays valid." default:"10m"`
+	Replica bool          `help:"Invite a blind replica: an always-on machine that stores and forwards envelopes but receives no key and can read nothing."`
 }
 
 type pairOutput struct {
 	Code    string    `json:"code"`
 	Expires time.Time `json:"expires"`
 	Joined  []string  `json:"joined,omitempty"`
+	Replica bool      `json:"replica,omitempty"`
 }
 
 // Run prints an invite. With a daemon running, the daemon answers the new device and this
@@ -29,22 +31,30 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 	}
 	if d := g.daemon(ctx); d != nil {
 		defer d.Close()
-		inv, err := d.Invite(c.Expires)
+		invite := d.Invite
+		if c.Replica {
+			invite = d.InviteReplica
+		}
+		inv, err := invite(c.Expires)
 		if err != nil {
 			return err
 		}
-		return g.printInvite(pairOutput{Code: inv.Code, Expires: inv.Expires}, true)
+		return g.printInvite(pairOutput{Code: inv.Code, Expires: inv.Expires, Replica: c.Replica}, true)
 	}
 	n, err := g.openNode(ctx, c.netFlags, true)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	code, until, err := n.Invite(c.Expires)
+	invite := n.Invite
+	if c.Replica {
+		invite = n.InviteReplica
+	}
+	code, until, err := invite(c.Expires)
 	if err != nil {
 		return err
 	}
-	out := pairOutput{Code: code, Expires: until}
+	out := pairOutput{Code: code, Expires: until, Replica: c.Replica}
 	if err := g.printInvite(out, false); err != nil {
 		return err
 	}
@@ -97,7 +107,12 @@ func (g *globals) printInvite(out pairOutput, daemon bool) error {
 			}
 		}
 		fmt.Fprintln(w, out.Code)
-		fmt.Fprintf(w, "On the new device run:  meshsync join %s\n", out.Code)
+		if out.Replica {
+			fmt.Fprintf(w, "On the replica machine run:  meshsync join %s --name NAME\n", out.Code)
+			fmt.Fprintln(w, "It will hold envelopes it cannot open: no key, no record, no name leaves this mesh for it.")
+		} else {
+			fmt.Fprintf(w, "On the new device run:  meshsync join %s\n", out.Code)
+		}
 		fmt.Fprintf(w, "The invite works once and expires at %s.\n", out.Expires.Local().Format("15:04:05"))
 		if !daemon {
 			fmt.Fprintln(w, "Waiting for the new device to join (Ctrl-C to stop)...")

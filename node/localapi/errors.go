@@ -26,6 +26,7 @@ var codes = []struct {
 	{"other_mesh", store.ErrOtherMesh},
 	{"corrupt", store.ErrCorrupt},
 	{"weak_kdf", store.ErrWeakKDF},
+	{"blind", store.ErrBlind},
 }
 
 func codeOf(err error) string {

@@ -105,7 +105,11 @@ func (s *Server) AttachNode(n *node.Node) {
 			WriteError(w, err)
 			return
 		}
-		code, until, err := n.Invite(req.Expires)
+		invite := n.Invite
+		if req.Replica {
+			invite = n.InviteReplica
+		}
+		code, until, err := invite(req.Expires)
 		reply(w, Invite{Code: code, Expires: until}, err)
 	})
 	m.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
@@ -195,6 +199,7 @@ func streamEvents(w http.ResponseWriter, r *http.Request, n *node.Node) {
 
 type inviteRequest struct {
 	Expires time.Duration `json:"expires"`
+	Replica bool          `json:"replica,omitempty"`
 }
 
 // Invite is a pairing invite.
@@ -226,7 +231,14 @@ func (c *Client) Sync(ctx context.Context, wait bool, timeout time.Duration) (St
 // Invite asks the daemon for a pairing invite.
 func (c *Client) Invite(expires time.Duration) (Invite, error) {
 	var out Invite
-	err := c.Do(bg, "POST", "/v1/invite", nil, inviteRequest{expires}, &out)
+	err := c.Do(bg, "POST", "/v1/invite", nil, inviteRequest{Expires: expires}, &out)
+	return out, err
+}
+
+// InviteReplica asks the daemon for an invite that makes a blind replica.
+func (c *Client) InviteReplica(expires time.Duration) (Invite, error) {
+	var out Invite
+	err := c.Do(bg, "POST", "/v1/invite", nil, inviteRequest{Expires: expires, Replica: true}, &out)
 	return out, err
 }
 
