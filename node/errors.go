@@ -29,4 +29,8 @@ var (
 	ErrNotMember = errors.New("peer is not a device of this mesh")
 	// ErrProtocol means a peer broke the sync or pairing protocol; the session ended.
 	ErrProtocol = errors.New("protocol violation")
+	// ErrRolledBack means a peer remembered more of this store than it holds: the store
+	// was put back from an older copy. It started a new epoch; the next session
+	// reconciles everything by Merkle summary and nothing the peer holds is lost.
+	ErrRolledBack = errors.New("this store is older than a copy a peer has seen (restored from an old file?): started a new epoch, the next sync reconciles in full")
 )

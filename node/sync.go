@@ -270,6 +270,17 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		}
 	}
 	res.PeerLastSeq, res.PeerEpoch = theirs.LastSeq, theirs.Epoch
+	// The peer remembers more of this store's epoch than the store holds: the file was put
+	// back from an older copy, and a fast path from the peer's number would skip what the
+	// store wrote since. Start a new epoch and end the session; the next one reconciles by
+	// Merkle summary.
+	if theirs.KnownEpoch == mine.Epoch && theirs.KnownSeq > mine.LastSeq {
+		if err := n.st.NoteRollback(); err != nil {
+			return res, fmt.Errorf("note rollback: %w", err)
+		}
+		n.log.Warn("store rolled back: new epoch", "peer", shortID(p), "peer_knows", theirs.KnownSeq, "store_has", mine.LastSeq)
+		return res, fmt.Errorf("%w (peer knows sequence %d, this store has %d)", ErrRolledBack, theirs.KnownSeq, mine.LastSeq)
+	}
 
 	sendMode, sendFrom := direction(mine, theirs)
 	recvMode, _ := direction(theirs, mine)
