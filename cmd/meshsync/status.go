@@ -95,7 +95,11 @@ func writeStatus(w io.Writer, st localapi.Status) {
 				path = "relayed"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", d.Name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)
+		name := d.Name
+		if name == "" { // a blind replica knows devices by id only
+			name = d.DeviceID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)
 	}
 	tw.Flush()
 }
