@@ -399,13 +399,15 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 }
 
 // joinHost is the short-lived host a joiner pairs from: the device's future identity, no
-// listening.
+// listening, and the relay transport, so that an invite whose addresses are relayed (an
+// inviter behind a NAT) can be reached: pairing moves a few kilobytes, well within a
+// public relay's limits.
 func joinHost(sk crypto.PrivKey) (host.Host, error) {
 	rm, err := newResourceManager()
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(append(baseOptions(sk, rm), libp2p.NoListenAddrs)...)
+	h, err := libp2p.New(append(baseOptions(sk, rm), libp2p.NoListenAddrs, libp2p.EnableRelay())...)
 	if err != nil {
 		rm.Close()
 		return nil, err
@@ -417,7 +419,7 @@ func joinHost(sk crypto.PrivKey) (host.Host, error) {
 // store and returns the new device id.
 func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, step time.Duration, create func(*pairMsg) (string, error)) error {
 	h.Peerstore().AddAddrs(inv.Peer, inv.Addrs, peerstore.TempAddrTTL)
-	s, err := h.NewStream(ctx, inv.Peer, PairProtocol)
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "meshsync: pairing is small"), inv.Peer, PairProtocol)
 	if err != nil {
 		return fmt.Errorf("%w: cannot reach the inviting device (%v)", ErrInviteRefused, err)
 	}
