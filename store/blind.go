@@ -17,7 +17,7 @@ import (
 // What a replica learns: record ids (keyed hashes), version vectors (device ids and
 // counters), hybrid-clock times of each version, key epochs, padded envelope sizes, and
 // when envelopes arrive. What it cannot learn: collections, keys, values, field names,
-// which record is deleted, conflict decisions, consent grants.
+// conflict decisions, consent grants (a delete's envelope is small: its size hints at one).
 
 // ErrBlind means an operation needs the mesh's data key and this store is a blind replica.
 var ErrBlind = errors.New("this store is a blind replica: it holds no data key and can read or write no record")

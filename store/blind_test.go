@@ -128,6 +128,23 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 	if cs, err := c.Conflicts(); err != nil || len(cs) != 1 {
 		t.Errorf("conflict through the replica: %v %d", err, len(cs))
 	}
+	// Row 24: the replica sees sizes only in Padmé buckets.
+	sizes := map[int]int{}
+	if _, err := r.Since(0, 0, func(_ uint64, raw []byte) error {
+		e, err := UnmarshalEnvelope(raw)
+		if err != nil {
+			return err
+		}
+		n := len(e.Ciphertext) - 16 // the Poly1305 tag
+		if padme(n) != n {
+			t.Errorf("envelope of %d plaintext bytes is not padded to a Padmé size (%d)", n, padme(n))
+		}
+		sizes[n]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("size buckets the replica sees (padded plaintext bytes: envelopes): %v", sizes)
 	r.Close()
 
 	// Row 24: nothing readable in the replica's file.
