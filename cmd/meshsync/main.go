@@ -40,6 +40,7 @@ type cli struct {
 	Status    statusCmd    `cmd:"" help:"Show every device: state, last seen, pending changes, direct or relayed."`
 	Sync      syncCmd      `cmd:"" help:"Sync with every reachable device now."`
 	Pair      pairCmd      `cmd:"" help:"Invite a new device into the mesh (prints a code and a QR code)."`
+	Service   serviceCmd   `cmd:"" help:"Install or remove the daemon as a background service started at login (systemd --user, launchd)."`
 	Replica   replicaCmd   `cmd:"" help:"Run a blind replica (joined with a code from meshsync pair --replica): stores and forwards envelopes it cannot open."`
 	Join      joinCmd      `cmd:"" help:"Join a mesh with an invite code, in an empty data directory."`
 	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
