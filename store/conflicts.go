@@ -181,7 +181,7 @@ type HistoryEntry struct {
 
 // recordHistory keeps the values that a conflict-closing write dropped.
 func (t *Tx) recordHistory(old, next []hashed) error {
-	if len(old) < 2 {
+	if len(old) < 2 || t.s.keys.blind { // a blind replica cannot read what it would keep
 		return nil
 	}
 	kept := map[[32]byte]bool{}
