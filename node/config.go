@@ -73,6 +73,9 @@ type Config struct {
 	// the same message. Default 0: writes that commit while a push is in flight travel
 	// together in the next one.
 	PushDelay time.Duration
+	// CollectEvery is the interval between two tombstone collections (the first runs at
+	// Start). Default 24 hours. How long tombstones live is Store.TombstoneTTL.
+	CollectEvery time.Duration
 	// ApplyBatch is how many envelopes a sync session applies per store transaction.
 	// Default 4096.
 	ApplyBatch int
@@ -107,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PushIdle <= 0 {
 		c.PushIdle = 10 * time.Minute
+	}
+	if c.CollectEvery <= 0 {
+		c.CollectEvery = 24 * time.Hour
 	}
 	if c.ApplyBatch <= 0 {
 		c.ApplyBatch = 4096

@@ -30,6 +30,12 @@ type Device struct {
 	Added     time.Time `json:"added"`
 	Removed   bool      `json:"removed,omitempty"`
 	RemovedAt time.Time `json:"removed_at,omitzero"`
+	// RemovalPoint is where the removed device's accepted writes end (set by the device
+	// that removed it; see store.RevokeDevice).
+	RemovalPoint *store.RemovalPoint `json:"removal_point,omitempty"`
+	// KeyAgreement is the device's public key-agreement key (age X25519), to which new key
+	// epochs are granted (rotation.go).
+	KeyAgreement string `json:"kx,omitempty"`
 }
 
 // localBootstrap holds the device list a joiner received at pairing, used until the first
@@ -173,9 +179,20 @@ func (n *Node) RemoveDevice(id string) error {
 	if dev.Removed {
 		return nil
 	}
-	dev.Removed, dev.RemovedAt = true, n.cfg.Now().UTC()
+	rp, err := n.removalPoint(id)
+	if err != nil {
+		return fmt.Errorf("remove device %s: %w", id, err)
+	}
+	dev.Removed, dev.RemovedAt, dev.RemovalPoint = true, n.cfg.Now().UTC(), rp
 	if err := putDevice(n.st, dev); err != nil {
 		return fmt.Errorf("remove device %s: %w", id, err)
+	}
+	if err := n.reloadDevices(); err != nil {
+		return fmt.Errorf("remove device %s: %w", id, err)
+	}
+	// Revoke it and start a new key epoch before anything else is written.
+	if err := n.keysChanged(); err != nil {
+		return fmt.Errorf("remove device %s: rotate the key: %w", id, err)
 	}
 	return n.devicesChanged()
 }
@@ -186,14 +203,23 @@ func (n *Node) devicesChanged() error {
 	if err := n.reloadDevices(); err != nil {
 		return err
 	}
+	if err := n.keysChanged(); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Warn("key rotation", "err", err) // retried at the next change of the list
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.started && !n.closed {
 		n.reconcilePeersLocked()
 		n.seedPeerstore(n.host)
 		n.updateOwnAddrs(n.host.Addrs())
+		// Close removed devices' connections. Strangers stay when the node reaches beyond
+		// the LAN: the relay (its reservation carries every relayed connection to a
+		// sibling behind a NAT) and DHT peers; the gate already keeps them from the data
+		// protocols. On a LAN-only node no stranger has a reason to stay.
+		set := n.devices.Load()
 		for _, p := range n.host.Network().Peers() {
-			if _, ok := n.isMember(p); !ok && !n.invites.open(n.cfg.Now()) {
+			d, known := set.byPeer[p]
+			if (known && d.Removed) || (n.cfg.LANOnly && !known && !n.invites.open(n.cfg.Now())) {
 				n.host.Network().ClosePeer(p)
 			}
 		}

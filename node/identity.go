@@ -47,9 +47,20 @@ var errNoIdentity = errors.New("the store holds no device identity")
 // or restored from a backup onto a new device) gets a new one, and the device's own record
 // joins the device list, so that it can pair and sync like one made by Init.
 func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
+	// The data keys of rotated epochs, and the key-agreement key they are granted to
+	// (rotation.go), come with the identity.
+	if err := st.LoadKeyEpochs(); err != nil {
+		return nil, err
+	}
 	sk, err := loadIdentity(st)
+	if err == nil {
+		if err := ensureKeyAgreement(st); err != nil {
+			return nil, fmt.Errorf("key-agreement key: %w", err)
+		}
+		return sk, nil
+	}
 	if !errors.Is(err, errNoIdentity) {
-		return sk, err
+		return nil, err
 	}
 	sk, _, err = crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -66,6 +77,9 @@ func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
 		return sk, nil // a replica is recorded by the device that paired it
 	}
 	dev := Device{ID: string(st.Device().ID), PeerID: id, Name: st.Device().Name, Role: RoleDevice, Added: now.UTC()}
+	if dev.KeyAgreement, err = st.KeyAgreementKey(); err != nil {
+		return nil, err
+	}
 	if err := putDevice(st, dev); err != nil {
 		return nil, fmt.Errorf("record this device: %w", err)
 	}

@@ -161,6 +161,8 @@ func (n *Node) Start(ctx context.Context) error {
 	go func() { defer n.wg.Done(); n.feedLoop(n.ctx) }()
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.watchAddrs(n.ctx, h) }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.collectLoop(n.ctx) }()
 	n.reconcilePeersLocked()
 	if n.cfg.EnableMDNS {
 		n.startMDNSLocked()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -238,7 +239,7 @@ func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyRes
 				return err
 			}
 		}
-		if pr != nil && len(ar.Rejected) == 0 {
+		if pr != nil && rejections(ar.Rejected).whole() {
 			wrote = true
 			return tx.PutLocal(progressName(p), *pr)
 		}
@@ -255,3 +256,28 @@ func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyRes
 	}
 	return ar, nil
 }
+
+// rejectionCount sorts what the store refused of a batch from a peer.
+type rejectionCount struct {
+	revoked int // written by a removed device after its removal: refused for good
+	later   int // sealed under a key epoch this device does not hold yet: fetched again later
+	bad     int // malformed, tampered: the peer misbehaves
+}
+
+func rejections(rs []store.Rejected) rejectionCount {
+	var c rejectionCount
+	for _, r := range rs {
+		switch {
+		case errors.Is(r.Err, store.ErrRevoked):
+			c.revoked++
+		case errors.Is(r.Err, store.ErrUnknownKeyEpoch):
+			c.later++
+		default:
+			c.bad++
+		}
+	}
+	return c
+}
+
+// whole reports whether progress may pass the batch: nothing in it needs fetching again.
+func (c rejectionCount) whole() bool { return c.later == 0 && c.bad == 0 }

@@ -172,8 +172,11 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 			if err != nil {
 				return err
 			}
-			if len(ar.Rejected) > 0 {
-				return fmt.Errorf("%w: %d pushed envelopes refused", ErrProtocol, len(ar.Rejected))
+			switch rc := rejections(ar.Rejected); {
+			case rc.bad > 0:
+				return fmt.Errorf("%w: %d pushed envelopes refused", ErrProtocol, rc.bad)
+			case rc.later > 0:
+				n.kick(p) // envelopes under a key this device does not hold yet: a session fetches them again
 			}
 			applied = ar.Added
 			for _, c := range ar.Changes {

@@ -36,9 +36,11 @@ type membersMsg struct {
 	Devices []Device `json:"devices"`
 }
 
-// memberView strips what a replica need not know (names, times) from a device record.
+// memberView strips what a replica need not know (names, times, keys) from a device
+// record; a removal keeps its point, so that the replica refuses what the removed device
+// writes after it.
 func memberView(d Device) Device {
-	return Device{ID: d.ID, PeerID: d.PeerID, Role: d.Role, Addrs: d.Addrs, Removed: d.Removed}
+	return Device{ID: d.ID, PeerID: d.PeerID, Role: d.Role, Addrs: d.Addrs, Removed: d.Removed, RemovalPoint: d.RemovalPoint}
 }
 
 // decodeMembers parses a members message from a device, with every size checked.
@@ -80,6 +82,9 @@ func mergeMembers(held, told []Device) []Device {
 			continue
 		}
 		removed := out[i].Removed || d.Removed
+		if out[i].RemovalPoint != nil { // the first point heard stands (as in RevokeDevice)
+			d.RemovalPoint = out[i].RemovalPoint
+		}
 		if len(d.Addrs) == 0 {
 			d.Addrs = out[i].Addrs
 		}
@@ -225,7 +230,8 @@ func (n *Node) applyMembers(b []byte) error {
 	}
 	next := mergeMembers(held, told)
 	if slices.EqualFunc(next, held, func(a, b Device) bool {
-		return a.ID == b.ID && a.PeerID == b.PeerID && a.Role == b.Role && a.Removed == b.Removed && slices.Equal(a.Addrs, b.Addrs)
+		return a.ID == b.ID && a.PeerID == b.PeerID && a.Role == b.Role && a.Removed == b.Removed && slices.Equal(a.Addrs, b.Addrs) &&
+			(a.RemovalPoint == nil) == (b.RemovalPoint == nil)
 	}) {
 		return nil
 	}

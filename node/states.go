@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/meshsync/meshsync/store"
 )
 
 // Status is the sync state of a device, or of the node overall.
@@ -82,6 +85,9 @@ type States struct {
 	Refused uint64 `json:"refused"`
 	// Warnings are the health problems a person should know about, worst first.
 	Warnings []Warning `json:"warnings,omitempty"`
+	// FullResync is the last full resync of this device (after an absence longer than
+	// the mesh keeps tombstones), while it is less than a week old.
+	FullResync *FullResync `json:"full_resync,omitempty"`
 }
 
 // Warning is one health problem of a node.
@@ -99,12 +105,18 @@ const (
 	WarnClockSkew = "clock_skew"
 	// WarnSyncError: the last session with a device failed.
 	WarnSyncError = "sync_error"
+	// WarnFullResync: this device was away longer than the mesh keeps tombstones and
+	// resynced fully from another device (see States.FullResync).
+	WarnFullResync = "full_resync"
 )
 
 // StateEvent is one change of a device's state.
 type StateEvent struct {
 	Device  DeviceState `json:"device"`
 	Overall Status      `json:"overall"`
+	// Note tells of something that happened with the device beyond a state change,
+	// such as "full resync after 91 days away".
+	Note string `json:"note,omitempty"`
 }
 
 // StateSubscription delivers StateEvents. A subscriber that falls more than its buffer
@@ -150,6 +162,7 @@ type tracker struct {
 	conflicts map[string][]peer.ID // open conflicts → the other devices involved
 	seqs      map[peer.ID]*seqInfo
 	dirty     map[peer.ID]bool
+	note      string // the Note of the events update sends (fullResync)
 
 	subMu sync.Mutex
 	subs  map[*StateSubscription]struct{}
@@ -257,7 +270,7 @@ func (t *tracker) update(p peer.ID, fn func(s *DeviceState)) {
 	if last, err := t.n.st.LastSeq(); err == nil {
 		t.fillPending(s, last)
 	}
-	ev := StateEvent{Device: *s, Overall: t.overall()}
+	ev := StateEvent{Device: *s, Overall: t.overall(), Note: t.note}
 	t.subMu.Lock()
 	for sub := range t.subs {
 		select {
@@ -476,7 +489,7 @@ func (t *tracker) sessionEnd(p peer.ID, res *sessionResult, err error, next time
 		t.update(p, func(s *DeviceState) {
 			s.LastSeen = now.UTC()
 			if err != nil {
-				s.Status, s.Reason, s.NextRetry = StatusError, err.Error(), next.UTC()
+				s.Status, s.Reason, s.NextRetry = StatusError, sessionReason(err), next.UTC()
 				return
 			}
 			s.LastSync = now.UTC()
@@ -635,6 +648,7 @@ func (t *tracker) snapshot() States {
 		}
 		return 1
 	})
+	out.FullResync = t.n.recentFullResync()
 	out.Warnings = warnings(out)
 	return out
 }
@@ -647,6 +661,9 @@ func warnings(st States) []Warning {
 	}
 	if st.ClockSkew > 0 {
 		ws = append(ws, Warning{WarnClockSkew, fmt.Sprintf("another device's clock runs %v ahead of this one beyond the allowed bound: check its date and time", st.ClockSkew.Round(time.Second))})
+	}
+	if f := st.FullResync; f != nil {
+		ws = append(ws, Warning{WarnFullResync, fmt.Sprintf("%s: took everything from %s and dropped %d records deleted elsewhere meanwhile (%s)", f, f.With, f.Forgotten, f.At.Format(time.RFC3339))})
 	}
 	for _, d := range st.Devices {
 		if d.Status == StatusError {
@@ -674,4 +691,13 @@ func (t *tracker) subscribe(buffer int) *StateSubscription {
 	}
 	t.subs[s] = struct{}{}
 	return s
+}
+
+// sessionReason is the Reason of a failed session: a full disk (the received records could
+// not be stored) is named as such, with what to do.
+func sessionReason(err error) string {
+	if errors.Is(err, store.ErrDiskFull) {
+		return "disk full: free space on this device's disk; sync resumes by itself"
+	}
+	return err.Error()
 }

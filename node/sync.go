@@ -20,7 +20,8 @@ import (
 //
 // A session, on one stream opened by the initiator:
 //
-//	I → R  Hello      R → I  Hello          (mesh proof, epoch, progress, Merkle root)
+//	I → R  Hello      R → I  Hello          (mesh proof, epoch, progress, Merkle root,
+//	                                         tombstone horizon, last contact)
 //	I ↔ R  Merkle …                          (only when a direction needs it)
 //	I ↔ R  Batch … End                       (both ways at once)
 //	I ↔ R  Done                              (what each side applied)
@@ -28,7 +29,8 @@ import (
 // Each direction uses the fast path ("every envelope after sequence S of my epoch E")
 // when the receiver remembers the sender's epoch or holds nothing yet, and nothing at all
 // when the roots are equal; otherwise both directions use the result of one Merkle
-// reconciliation over the stores' summaries.
+// reconciliation over the stores' summaries. A side whose last contact is older than the
+// other's tombstone horizon resyncs fully over that reconciliation (horizon.go).
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // Bounds of one session.
@@ -54,7 +56,9 @@ type sessionResult struct {
 	Sent          int // envelopes sent
 	Received      int // envelopes received
 	Applied       int // received envelopes that changed the store
-	Rejected      int // received envelopes refused by the store
+	Rejected      int // received envelopes refused by the store that may be fetched again
+	Bad           int // of those, malformed or tampered: the peer misbehaved
+	Revoked       int // received envelopes of a removed device, refused for good
 	Conflicts     []merkle.ID
 	PeerApplied   int    // what the peer reported applying of ours
 	MyLastSeq     uint64 // our last sequence at hello: the peer now holds everything up to it
@@ -62,6 +66,11 @@ type sessionResult struct {
 	PeerEpoch     [16]byte
 	Duration      time.Duration
 	BytesReceived int
+	BytesSent     int
+	// MerkleMessages counts the reconciliation messages sent and received.
+	MerkleMessages int
+	// FullResync is set when this side resynced fully (horizon.go).
+	FullResync *FullResync
 }
 
 // frameRW reads and writes frames with a deadline on each.
@@ -69,11 +78,13 @@ type frameRW struct {
 	s     network.Stream
 	step  time.Duration
 	read  int // bytes read
+	wrote int // bytes written
 	limit int
 }
 
 func (f *frameRW) write(t wire.Type, body []byte) error {
 	f.s.SetWriteDeadline(time.Now().Add(f.step))
+	f.wrote += len(body) + 5
 	return wire.WriteFrame(f.s, t, body)
 }
 
@@ -126,15 +137,18 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 		return nil, err
 	}
 	pr := n.progress.get(p)
+	hz := n.myHorizon()
 	return &wire.Hello{
-		Version:    wire.Version,
-		Proof:      helloProof(n.proofKey(p), roleByte(initiator), n.id, p),
-		Epoch:      n.st.Epoch(),
-		KnownEpoch: pr.Epoch,
-		KnownSeq:   pr.Seq,
-		LastSeq:    seq,
-		RootCount:  root.Count,
-		RootFP:     root.FP,
+		Version:     wire.Version,
+		Proof:       helloProof(n.proofKey(p), roleByte(initiator), n.id, p),
+		Epoch:       n.st.Epoch(),
+		KnownEpoch:  pr.Epoch,
+		KnownSeq:    pr.Seq,
+		LastSeq:     seq,
+		RootCount:   root.Count,
+		RootFP:      root.FP,
+		Horizon:     timeMs(hz.Horizon),
+		LastContact: timeMs(hz.LastContact),
 	}, nil
 }
 
@@ -221,7 +235,7 @@ func (n *Node) handleSync(s network.Stream) {
 // syncSession runs one session on s. A malformed or hostile message ends it with an
 // error; the caller resets the stream.
 func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool) (*sessionResult, error) {
-	start := time.Now()
+	start, started := time.Now(), n.cfg.Now()
 	p := s.Conn().RemotePeer()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.SessionTimeout)
 	defer cancel()
@@ -284,11 +298,19 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 
 	sendMode, sendFrom := direction(mine, theirs)
 	recvMode, _ := direction(theirs, mine)
-	var have []merkle.ID
-	if sendMode == modeMerkle || recvMode == modeMerkle {
+	// A side back from beyond the other's tombstone horizon resyncs fully (horizon.go):
+	// that needs the Merkle result, whatever the fast path could do.
+	plan := n.sessionPlan(mine, theirs, initiator)
+	var have, need []merkle.ID
+	var keep func([]byte) bool
+	if sendMode == modeMerkle || recvMode == modeMerkle || plan.Merkle && (sendMode != modeNone || recvMode != modeNone) {
 		res.Mode = "merkle"
-		if have, err = n.reconcile(rw, initiator); err != nil {
+		if need, have, err = n.reconcile(rw, initiator, res); err != nil {
 			return res, err
+		}
+		if plan.Self {
+			res.Mode = "full-resync"
+			keep = resyncFilter(need, msTime(mine.LastContact))
 		}
 		// The Merkle result covers both directions: every difference travels, none by
 		// sequence.
@@ -300,7 +322,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	// Send and receive at once; the sender ends with End.
 	sent := make(chan error, 1)
 	go func() {
-		c, err := n.sendEnvelopes(rw, p, sendMode, sendFrom, have)
+		c, err := n.sendEnvelopes(rw, p, sendMode, sendFrom, have, keep)
 		res.Sent = c
 		sent <- err
 	}()
@@ -328,23 +350,31 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	}
 	res.PeerApplied = int(pd.Applied)
 	res.Duration = time.Since(start)
-	res.BytesReceived = rw.read
-	if res.Rejected > 0 {
-		return res, fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, res.Rejected)
+	res.BytesReceived, res.BytesSent = rw.read, rw.wrote
+	if res.Bad > 0 {
+		return res, fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, res.Bad)
+	}
+	if plan.Self && res.Mode == "full-resync" {
+		if err := n.finishResync(p, plan, msTime(mine.LastContact), peerLacks(have, need), res); err != nil {
+			return res, err
+		}
+	}
+	if err := n.st.NoteContact(started); err != nil {
+		n.log.Warn("note the last contact", "err", err)
 	}
 	return res, nil
 }
 
-// reconcile runs a Merkle session over the stream and returns the ids this side must send.
-func (n *Node) reconcile(rw *frameRW, initiator bool) ([]merkle.ID, error) {
+// reconcile runs a Merkle session over the stream and returns the ids this side lacks or
+// holds differently (need) and those it must send (have), both sorted.
+func (n *Node) reconcile(rw *frameRW, initiator bool, res *sessionResult) (need, have []merkle.ID, err error) {
 	cfg := merkle.Config{}
 	var sess *merkle.Session
 	var msg []byte
-	var err error
 	if initiator {
 		sess = merkle.NewInitiator(n.st.Summary(), cfg)
 		if msg, err = sess.Start(); err != nil {
-			return nil, fmt.Errorf("reconcile: %w", err)
+			return nil, nil, fmt.Errorf("reconcile: %w", err)
 		}
 	} else {
 		sess = merkle.NewResponder(n.st.Summary(), cfg)
@@ -352,34 +382,37 @@ func (n *Node) reconcile(rw *frameRW, initiator bool) ([]merkle.ID, error) {
 	for {
 		if msg != nil {
 			if err := rw.write(wire.TypeMerkle, msg); err != nil {
-				return nil, fmt.Errorf("reconcile: %w", err)
+				return nil, nil, fmt.Errorf("reconcile: %w", err)
 			}
+			res.MerkleMessages++
 			if sess.Done() {
 				break
 			}
 		}
 		b, err := rw.expect(wire.TypeMerkle)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile: %w", err)
+			return nil, nil, fmt.Errorf("reconcile: %w", err)
 		}
+		res.MerkleMessages++
 		if msg, err = sess.Handle(b); err != nil {
-			return nil, fmt.Errorf("%w: reconcile: %v", ErrProtocol, err)
+			return nil, nil, fmt.Errorf("%w: reconcile: %v", ErrProtocol, err)
 		}
 		if msg == nil {
 			if !sess.Done() {
-				return nil, fmt.Errorf("%w: reconciliation stalled", ErrProtocol)
+				return nil, nil, fmt.Errorf("%w: reconciliation stalled", ErrProtocol)
 			}
 			break
 		}
 	}
-	_, have := sess.Result()
-	return have, nil
+	need, have = sess.Result()
+	return need, have, nil
 }
 
 var errBatchFull = errors.New("batch full")
 
-// sendEnvelopes streams what the peer lacks, then End.
-func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have []merkle.ID) (int, error) {
+// sendEnvelopes streams what the peer lacks, then End. After a Merkle reconciliation,
+// keep (when not nil) picks which envelopes of have go (a full resync, horizon.go).
+func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have []merkle.ID, keep func([]byte) bool) (int, error) {
 	sent := 0
 	switch m {
 	case modeFast:
@@ -417,6 +450,9 @@ func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have [
 		for i := 0; i < len(have); i += idsPerLookup {
 			var chunk [][]byte
 			err := n.st.Envelopes(have[i:min(i+idsPerLookup, len(have))], func(raw []byte) error {
+				if keep != nil && !keep(raw) {
+					return nil
+				}
 				chunk = append(chunk, bytes.Clone(raw))
 				return nil
 			})
@@ -502,7 +538,10 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 			return fmt.Errorf("apply: %w", err)
 		}
 		res.Applied += ar.Added
-		res.Rejected += len(ar.Rejected)
+		rc := rejections(ar.Rejected)
+		res.Rejected += rc.bad + rc.later // either leaves the range not whole
+		res.Bad += rc.bad
+		res.Revoked += rc.revoked
 		for _, c := range ar.Changes {
 			if c.Conflict {
 				res.Conflicts = append(res.Conflicts, c.ID)

@@ -51,8 +51,8 @@ func mergeAntichain(set []hashed, in hashed) ([]hashed, bool) {
 				return set, false
 			}
 			// in replaces e; nothing else in set can be dominated by in, since nothing
-			// in an antichain is dominated by e.
-			out = append(out, set[:i]...)
+			// in an antichain is dominated by e. (out already holds set[:i]: start over.)
+			out = append(out[:0], set[:i]...)
 			out = append(out, set[i+1:]...)
 			out = append(out, in)
 			sortByHash(out)

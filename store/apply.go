@@ -1,9 +1,9 @@
 package store
 
 import (
-	"time"
-
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/resolve"
@@ -79,13 +79,23 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			res.FirstSeq, res.LastSeq = before+1, t.seq
 		}
 	}()
-	for i, b := range raw {
-		env, err := UnmarshalEnvelope(b)
+	ak, err := t.applyPrep() // revocations and key epochs (rotate.go)
+	if err != nil {
+		return err
+	}
+	for _, i := range applyOrder(raw) {
+		env, err := UnmarshalEnvelope(raw[i])
+		if err == nil {
+			err = ak.refuse(env) // a removed device's write after its removal
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
 			continue
 		}
 		p, err := t.openForApply(env) // nil on a blind replica, which cannot open it
+		if err != nil {
+			p, err = ak.retry(t, env, err) // a key granted earlier in this batch
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
 			continue
@@ -98,6 +108,10 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		set, err := t.antichain(env.ID)
 		if err != nil {
 			return err
+		}
+		if len(set) == 0 && t.collected(env, p) {
+			res.Stale++ // a tombstone this store collected, or would have (gc.go)
+			continue
 		}
 		stale, err := t.observeOwn(env.Version, set)
 		if err != nil {
@@ -118,10 +132,13 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			t.indexCollection(p.Collection, env.ID)
 		}
 		t.s.mu.Lock()
-		skew, _ := t.s.clock.Observe(env.Version.Clock, t.now)
+		skew, clamped := t.s.clock.Observe(env.Version.Clock, t.now)
 		t.s.mu.Unlock()
-		res.Skew = max(res.Skew, skew)
+		if clamped { // ahead by up to MaxSkew is ordinary drift, not a clock to report
+			res.Skew = max(res.Skew, skew)
+		}
 		res.Added++
+		ak.note(p)
 		c := Change{ID: env.ID, Conflict: len(next) > 1}
 		if p != nil {
 			c.Collection, c.Key = p.Collection, p.Key
@@ -135,6 +152,10 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			changed[env.ID] = len(res.Changes)
 			res.Changes = append(res.Changes, c)
 		}
+	}
+	slices.SortFunc(res.Rejected, func(a, b Rejected) int { return a.Index - b.Index })
+	if err := ak.finish(t); err != nil {
+		return err
 	}
 	t.changes = append(t.changes, res.Changes...)
 	if res.RolledBack > 0 {

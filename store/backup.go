@@ -44,6 +44,10 @@ type backupHeader struct {
 	Device     string    `json:"device"`
 	DeviceName string    `json:"device_name"`
 	Created    time.Time `json:"created"`
+	// EpochKeys are the data keys of rotated key epochs (after a device removal): a store
+	// restored on a new device has no grant addressed to it, and opens the re-sealed
+	// envelopes with these.
+	EpochKeys []epochKey `json:"epoch_keys,omitempty"`
 }
 
 type backupLine struct {
@@ -72,9 +76,15 @@ var defaultBackupWorkFactor = 18
 
 // ExportOptions tune Export. A nil *ExportOptions means the defaults.
 type ExportOptions struct {
-	// WorkFactor is age's scrypt work factor (log2 N). Default 18, about a second.
+	// WorkFactor is age's scrypt work factor (log2 N), at most MaxBackupWorkFactor. Default
+	// 18, about a second.
 	WorkFactor int
 }
+
+// MaxBackupWorkFactor is the largest scrypt work factor a backup may ask for: 2^20 costs
+// 1 GiB of memory to open. A file that asks for more is refused before any work, so that
+// a hostile backup cannot exhaust a phone's memory.
+const MaxBackupWorkFactor = 20
 
 // BackupInfo describes a written backup.
 type BackupInfo struct {
@@ -101,6 +111,9 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if opts != nil && opts.WorkFactor > 0 {
 		wf = opts.WorkFactor
 	}
+	if wf > MaxBackupWorkFactor {
+		return BackupInfo{}, fmt.Errorf("export: %w: work factor %d, want at most %d", ErrInvalid, wf, MaxBackupWorkFactor)
+	}
 	rcpt.SetWorkFactor(wf)
 	aw, err := age.Encrypt(w, rcpt)
 	if err != nil {
@@ -121,8 +134,16 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 		return err
 	}
 	meshID := s.MeshID()
+	if err := s.LoadKeyEpochs(); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	var epochKeys []epochKey
+	if es := s.keys.epochs.Load(); es != nil {
+		epochKeys = es.all()
+	}
 	err = writeLine(backupHeader{Format: backupFormat, Version: backupVersion, MeshKey: s.keys.mesh,
-		MeshID: hex.EncodeToString(meshID[:]), Device: string(s.device.ID), DeviceName: s.device.Name, Created: info.Created})
+		MeshID: hex.EncodeToString(meshID[:]), Device: string(s.device.ID), DeviceName: s.device.Name, Created: info.Created,
+		EpochKeys: epochKeys})
 	if err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
@@ -224,10 +245,14 @@ type hashWriter interface {
 }
 
 func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
+	if len(pass) == 0 {
+		return nil, fmt.Errorf("read backup: %w: the backup passphrase is empty", ErrWrongPassphrase)
+	}
 	id, err := age.NewScryptIdentity(string(pass))
 	if err != nil {
 		return nil, fmt.Errorf("read backup: %w", err)
 	}
+	id.SetMaxWorkFactor(MaxBackupWorkFactor)
 	ar, err := age.Decrypt(r, id)
 	if err != nil {
 		var nm *age.NoIdentityMatchError
@@ -361,8 +386,18 @@ func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 	var st ImportStats
 	var changes []Change
 	errAbort := errors.New("dry run")
+	// The keys of rotated epochs open the envelopes re-sealed under them; they come from a
+	// backup of this very mesh (the mesh key matched), and are kept with the import.
+	if len(b.hdr.EpochKeys) > 0 {
+		s.keys.install(b.hdr.EpochKeys...)
+	}
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		t := s.newTx(btx)
+		if len(b.hdr.EpochKeys) > 0 && !dryRun {
+			if err := s.saveEpochKeys(btx, b.hdr.EpochKeys...); err != nil {
+				return err
+			}
+		}
 		for {
 			raw, err := b.next()
 			if err != nil {

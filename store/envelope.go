@@ -226,11 +226,22 @@ func (k *keyring) seal(id merkle.ID, v resolve.Version, p *payload) (*Envelope, 
 	if err != nil {
 		return nil, err
 	}
-	e := &Envelope{ID: id, KeyEpoch: 0, Version: v}
+	// New writes go under the newest key epoch held; the key records themselves stay
+	// under epoch 0, so that a device that holds only the mesh key can always read them
+	// (rotate.go).
+	epoch, key := k.sealKey()
+	if underMeshKey(p) {
+		epoch, key = 0, k.data[0]
+	}
+	return k.sealWith(id, v, plain, epoch, key)
+}
+
+// sealWith seals an encoded payload under the given epoch and key with a fresh nonce.
+func (k *keyring) sealWith(id merkle.ID, v resolve.Version, plain []byte, epoch uint32, key []byte) (*Envelope, error) {
+	e := &Envelope{ID: id, KeyEpoch: epoch, Version: v}
 	if _, err := rand.Read(e.Nonce[:]); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	key := k.data[e.KeyEpoch]
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
@@ -242,16 +253,30 @@ func (k *keyring) seal(id merkle.ID, v resolve.Version, p *payload) (*Envelope, 
 // open authenticates and decrypts an envelope, and checks that its id matches the
 // collection and key inside.
 func (k *keyring) open(e *Envelope) (*payload, error) {
-	key, ok := k.data[e.KeyEpoch]
-	if !ok {
+	keys := k.keysOf(e.KeyEpoch)
+	if len(keys) == 0 {
 		return nil, fmt.Errorf("open envelope %x: %w %d", e.ID[:6], ErrUnknownKeyEpoch, e.KeyEpoch)
 	}
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
+	// Two devices that removed devices at the same time each started the same epoch
+	// number with a key of their own: try each key of the epoch.
+	var plain []byte
+	opened := false
+	ad := e.appendHeader(nil)
+	for _, key := range keys {
+		aead, err := chacha20poly1305.NewX(key)
+		if err != nil {
+			return nil, err
+		}
+		if plain, err = aead.Open(nil, e.Nonce[:], e.Ciphertext, ad); err == nil {
+			opened = true
+			break
+		}
 	}
-	plain, err := aead.Open(nil, e.Nonce[:], e.Ciphertext, e.appendHeader(nil))
-	if err != nil {
+	if !opened {
+		if e.KeyEpoch != 0 {
+			// Or sealed under another key of the epoch, one this device does not hold (yet).
+			return nil, fmt.Errorf("open envelope %x: %w, or %w %d by a key this device does not hold", e.ID[:6], ErrTampered, ErrUnknownKeyEpoch, e.KeyEpoch)
+		}
 		return nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], ErrTampered)
 	}
 	p, err := unmarshalPayload(plain)

@@ -28,6 +28,10 @@ var (
 	ErrInvalid = errors.New("invalid record")
 	// ErrReserved means an application tried to write a reserved collection (names starting with "_").
 	ErrReserved = errors.New("reserved collection")
+	// ErrDiskFull means a write failed because the disk (or the user's quota) is full.
+	// Nothing of the write was kept, the store stays readable, and writes succeed again
+	// once space is freed, without reopening the store.
+	ErrDiskFull = errors.New("disk full")
 )
 
 // Errors returned when decoding or opening envelopes from elsewhere.
@@ -56,4 +60,14 @@ var (
 	// ErrMassDelete means a transaction would delete more than half of the live records of
 	// a collection (of at least MassDeleteMin records) without Tx.ConfirmMassDelete.
 	ErrMassDelete = errors.New("bulk delete of more than half of a collection needs confirmation")
+)
+
+// Errors returned by key rotation and device revocation (rotate.go).
+var (
+	// ErrRevoked means an envelope was written by a removed device after its removal point
+	// (Store.RevokeDevice); Apply refuses it on every store, blind replicas included.
+	ErrRevoked = errors.New("envelope written by a removed device after its removal")
+	// ErrNoKeyAgreementKey means a device named as a key recipient has published no
+	// key-agreement key, or its key does not parse.
+	ErrNoKeyAgreementKey = errors.New("device has no usable key-agreement key")
 )

@@ -37,6 +37,11 @@ func (t *Tx) noteDelete(collection, key string) {
 // a collection of at least MassDeleteMin records and was not confirmed. Only transactions
 // with enough deletes to trip the guard pay for counting the collection.
 func (t *Tx) checkMassDelete() error {
+	// A local write sealed before the rotated keys could be loaded (ownFloor) must not
+	// commit: it may be under an epoch a removed device can read.
+	if err := t.s.loadEpochKeys(t.tx); err != nil {
+		return err
+	}
 	if t.massConfirmed {
 		return nil
 	}
@@ -126,6 +131,9 @@ func (t *Tx) noteRollback(n int) error {
 // writes count above it, so that a store restored from an old copy never reuses a
 // (device, counter) pair the mesh already holds once it has heard of it.
 func (t *Tx) ownFloor() uint64 {
+	// Every local write asks for its floor just before it seals: load the rotated keys so
+	// that it seals under the newest (an error here fails the commit in checkMassDelete).
+	_ = t.s.loadEpochKeys(t.tx)
 	if !t.floorLoaded {
 		if v := t.tx.Bucket(bucketMeta).Get(metaOwnFloor); len(v) == 8 {
 			t.floor = be64(v)

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -172,7 +174,12 @@ type keyring struct {
 	index  []byte // HMAC key for the collection index
 	local  []byte // seals device-local state
 	meshID [16]byte
-	data   map[uint32][]byte // data key per key epoch
+	data   map[uint32][]byte // the data key of epoch 0, derived from the mesh key
+
+	// Keys of later epochs, received after a device removal (rotate.go): nil until the
+	// store loads them, then replaced whole (copy on write) under epochMu.
+	epochs  atomic.Pointer[epochSet]
+	epochMu sync.Mutex
 }
 
 func newKeyring(meshKey []byte) *keyring {

@@ -58,6 +58,9 @@ type Options struct {
 	// HistoryRetention is how long the losing values of resolved conflicts stay readable.
 	// Default DefaultHistoryRetention (30 days).
 	HistoryRetention time.Duration
+	// TombstoneTTL is how long a tombstone is kept before CollectTombstones may remove it.
+	// Default DefaultTombstoneTTL (90 days); every device of a mesh should use the same.
+	TombstoneTTL time.Duration
 	// NoSync skips fsync on commit: faster, and unsafe on power loss. Benchmarks only.
 	NoSync bool
 
@@ -89,6 +92,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.HistoryRetention == 0 {
 		out.HistoryRetention = DefaultHistoryRetention
+	}
+	if out.TombstoneTTL <= 0 {
+		out.TombstoneTTL = DefaultTombstoneTTL
 	}
 	if out.KDF == (KDFParams{}) {
 		out.KDF = defaultKDF
@@ -251,6 +257,9 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 			}
 		} else {
 			s.keys = newKeyring(meshKey)
+			if err := s.loadEpochKeys(tx); err != nil { // keys of rotated epochs
+				return err
+			}
 		}
 		if e := meta.Get(metaEpoch); len(e) == len(s.epoch) {
 			copy(s.epoch[:], e)

@@ -89,7 +89,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		return t.flush()
 	})
 	if err != nil {
-		return err
+		return s.commitFailed(err) // diskfull.go
 	}
 	if t.newEpoch != nil {
 		s.mu.Lock()
@@ -594,6 +594,17 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 }
 
 func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
+	return t.treeEdit(id, func(n *merkle.Node) {
+		if old != nil {
+			n.Remove(merkle.Item{ID: id, Digest: *old})
+		}
+		n.Add(merkle.Item{ID: id, Digest: next})
+	})
+}
+
+// treeEdit applies edit to every node on id's path, loading each from the tree bucket the
+// first time the transaction touches it (flush writes them back).
+func (t *Tx) treeEdit(id merkle.ID, edit func(*merkle.Node)) error {
 	if t.s.noIndex {
 		return nil
 	}
@@ -612,10 +623,7 @@ func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) er
 			}
 			t.nodes[p] = n
 		}
-		if old != nil {
-			n.Remove(merkle.Item{ID: id, Digest: *old})
-		}
-		n.Add(merkle.Item{ID: id, Digest: next})
+		edit(n)
 	}
 	return nil
 }

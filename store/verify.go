@@ -36,6 +36,9 @@ func (s *Store) Verify() (*Report, error) {
 	r := &Report{Problems: []string{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		t := s.newTx(tx)
+		if err := s.loadEpochKeys(tx); err != nil {
+			return err
+		}
 		var last uint64
 		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
 			last = be64(v)
@@ -106,6 +109,14 @@ func (s *Store) Verify() (*Report, error) {
 					rebuilt[p] = n
 				}
 				n.Add(merkle.Item{ID: id, Digest: entry.digest})
+			}
+		}
+		cc := coll.Cursor()
+		for k, _ := cc.First(); k != nil; k, _ = cc.Next() {
+			if len(k) != 16+len(merkle.ID{}) {
+				r.addf("collection index: key of %d bytes", len(k))
+			} else if tx.Bucket(bucketIDs).Get(k[16:]) == nil {
+				r.addf("collection index: entry for record %x, which the store does not hold", k[16:22])
 			}
 		}
 		envs := tx.Bucket(bucketEnv).Cursor()

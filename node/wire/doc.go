@@ -19,5 +19,8 @@
 //
 // Every length is checked against a hard cap before anything is allocated; a frame
 // larger than its cap is refused with ErrTooLarge without reading its body. The formats
-// are versioned by the protocol ids (/meshsync/sync/1.0.0 …), not by fields inside them.
+// are versioned by the protocol ids (/meshsync/sync/1.0.0 …), not by fields inside them,
+// with one exception: the sync Hello carries Version (2 since it gained the tombstone
+// horizon and last contact), and a version-1 Hello still decodes so that a node can tell
+// its peer which version it speaks.
 package wire

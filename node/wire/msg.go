@@ -5,8 +5,10 @@ import (
 	"fmt"
 )
 
-// Version is the sync protocol version carried in Hello.
-const Version = 1
+// Version is the sync protocol version carried in Hello. Version 2 added the tombstone
+// horizon and the last contact; a version-1 hello still decodes (as version 1), so that a
+// node can name the version an old peer speaks.
+const Version = 2
 
 // MaxEnvelope bounds one envelope inside a Batch (the store's own cap is lower).
 const MaxEnvelope = 2 << 20
@@ -30,12 +32,21 @@ type Hello struct {
 	// RootCount and RootFP are the sender's Merkle root.
 	RootCount uint64
 	RootFP    [32]byte
+	// Horizon is the sender's tombstone horizon in Unix milliseconds (0: never
+	// collected): it may have dropped any tombstone older. Version 2 on.
+	Horizon int64
+	// LastContact is when the sender last completed a session with another device, in
+	// Unix milliseconds (0: never). Version 2 on.
+	LastContact int64
 }
 
-// HelloSize is the length of an encoded Hello.
-const HelloSize = 1 + 32 + 16 + 16 + 8 + 8 + 8 + 32
+// HelloSize is the length of an encoded Hello of this Version.
+const HelloSize = helloSizeV1 + 8 + 8
 
-// Marshal encodes h in HelloSize bytes.
+// helloSizeV1 is the length of a version-1 Hello (no horizon, no last contact).
+const helloSizeV1 = 1 + 32 + 16 + 16 + 8 + 8 + 8 + 32
+
+// Marshal encodes h: HelloSize bytes, or the shorter version-1 form when h.Version is 1.
 func (h *Hello) Marshal() []byte {
 	b := make([]byte, 0, HelloSize)
 	b = append(b, h.Version)
@@ -45,13 +56,22 @@ func (h *Hello) Marshal() []byte {
 	b = binary.BigEndian.AppendUint64(b, h.KnownSeq)
 	b = binary.BigEndian.AppendUint64(b, h.LastSeq)
 	b = binary.BigEndian.AppendUint64(b, h.RootCount)
-	return append(b, h.RootFP[:]...)
+	b = append(b, h.RootFP[:]...)
+	if h.Version == 1 {
+		return b
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Horizon))
+	return binary.BigEndian.AppendUint64(b, uint64(h.LastContact))
 }
 
-// UnmarshalHello decodes a Hello.
+// UnmarshalHello decodes a Hello. Its length must be that of its version's form.
 func UnmarshalHello(b []byte) (*Hello, error) {
-	if len(b) != HelloSize {
-		return nil, fmt.Errorf("hello of %d bytes, want %d: %w", len(b), HelloSize, ErrMalformed)
+	want := HelloSize
+	if len(b) > 0 && b[0] == 1 {
+		want = helloSizeV1
+	}
+	if len(b) != want {
+		return nil, fmt.Errorf("hello of %d bytes, want %d: %w", len(b), want, ErrMalformed)
 	}
 	h := &Hello{Version: b[0]}
 	p := b[1:]
@@ -61,7 +81,11 @@ func UnmarshalHello(b []byte) (*Hello, error) {
 	h.KnownSeq = binary.BigEndian.Uint64(p)
 	h.LastSeq = binary.BigEndian.Uint64(p[8:])
 	h.RootCount = binary.BigEndian.Uint64(p[16:])
-	copy(h.RootFP[:], p[24:])
+	p = p[24+copy(h.RootFP[:], p[24:]):]
+	if h.Version != 1 {
+		h.Horizon = int64(binary.BigEndian.Uint64(p))
+		h.LastContact = int64(binary.BigEndian.Uint64(p[8:]))
+	}
 	return h, nil
 }
 

@@ -115,10 +115,27 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 func TestHelloRoundTrip(t *testing.T) {
-	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3}
+	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3, Horizon: 1767225600000, LastContact: -5}
 	h.Epoch[0], h.Proof[31], h.RootFP[5] = 1, 2, 3
-	got, err := UnmarshalHello(h.Marshal())
+	b := h.Marshal()
+	if len(b) != HelloSize {
+		t.Fatalf("hello of %d bytes, want %d", len(b), HelloSize)
+	}
+	got, err := UnmarshalHello(b)
 	if err != nil || *got != *h {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+	// A version-1 hello still decodes, so that the node can name the old version.
+	old := &Hello{Version: 1, LastSeq: 4}
+	got, err = UnmarshalHello(old.Marshal())
+	if err != nil || *got != *old {
+		t.Fatalf("version 1: got %+v, %v", got, err)
+	}
+	// Each version has exactly one length.
+	if _, err := UnmarshalHello(append([]byte{1}, make([]byte, HelloSize-1)...)); err == nil {
+		t.Fatal("a version-1 hello of the version-2 length was accepted")
+	}
+	if _, err := UnmarshalHello(append([]byte{2}, make([]byte, helloSizeV1-1)...)); err == nil {
+		t.Fatal("a version-2 hello of the version-1 length was accepted")
 	}
 }

@@ -1,0 +1,245 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/resolve"
+	"github.com/meshsync/meshsync/store"
+)
+
+// Key rotation on device removal (see store/rotate.go for the store's half).
+//
+// Each device publishes a key-agreement key (age X25519) in its device record; its private
+// half stays sealed in its store. Removing a device records its removal point (the highest
+// counter and latest clock of it that the remover holds) in the device record, revokes it
+// in the store, and starts a new key epoch granted to the remaining devices' key-agreement
+// keys only. Every device that learns of a removal revokes the device the same way (and so
+// refuses its later writes), adopts the new key when the grant reaches it, starts another
+// epoch if the key it seals under ever reached a removed device (two removals at the same
+// time), grants the keys it holds to devices that lack them (paired after a rotation), and
+// re-seals old envelopes under the newest key in the background: at once on the device
+// that rotated, after resealDelay elsewhere (by then the rotator's re-sealed envelopes
+// have usually arrived and there is nothing left to do).
+
+// resealDelay is how long a device that did not start the newest epoch waits before it
+// re-seals old envelopes itself. Tests lower it.
+var resealDelay = 2 * time.Minute
+
+// resealPause separates two re-seal batches so that local writes and sync get the store.
+const resealPause = 5 * time.Millisecond
+
+// rotation is a node's key-rotation state.
+type rotation struct {
+	mu        sync.Mutex // serializes keysChanged
+	resealing bool       // guarded by mu: a re-seal loop runs
+	stats     ResealProgress
+}
+
+// ResealProgress reports the background re-seal of this device.
+type ResealProgress struct {
+	// Resealed counts the envelopes this device re-sealed since it opened.
+	Resealed int `json:"resealed"`
+	// Running is set while a re-seal pass runs.
+	Running bool `json:"running"`
+	// Started and Finished time the last pass (Finished is zero while it runs).
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// rotations holds each open node's rotation state (the Node type itself is not this
+// file's); an entry goes when its node closes.
+var rotations sync.Map // *Node -> *rotation
+
+func (n *Node) rotation() *rotation {
+	if r, ok := rotations.Load(n); ok {
+		return r.(*rotation)
+	}
+	r, loaded := rotations.LoadOrStore(n, &rotation{})
+	if !loaded {
+		context.AfterFunc(n.ctx, func() { rotations.Delete(n) })
+	}
+	return r.(*rotation)
+}
+
+// Reseal reports the progress of the background re-seal on this device.
+func (n *Node) Reseal() ResealProgress {
+	r := n.rotation()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.stats
+	p.Running = r.resealing
+	return p
+}
+
+// ensureKeyAgreement creates the device's key-agreement key and publishes it in the
+// device's own record when the record lacks it: a device made before key rotation existed,
+// or one that just joined (its inviter wrote its record without the key; such a record is
+// sealed under epoch 0, so that the joiner can read it before any key is granted to it).
+// A joiner that does not hold its record yet publishes at the next change of the list.
+func ensureKeyAgreement(st *store.Store) error {
+	if st.Blind() {
+		return nil
+	}
+	pub, err := st.KeyAgreementKey()
+	if err != nil {
+		return err
+	}
+	rec, err := st.Get(DevicesCollection, string(st.Device().ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var d Device
+	if err := json.Unmarshal(rec.Value, &d); err != nil || d.ID != rec.Key {
+		return nil // not a record this version reads: leave it
+	}
+	if d.KeyAgreement == pub || d.Removed {
+		return nil
+	}
+	d.KeyAgreement = pub
+	return putDevice(st, d)
+}
+
+// removalPoint is where dev's accepted writes end, as this device's store sees it.
+func (n *Node) removalPoint(dev string) (*store.RemovalPoint, error) {
+	rp, err := n.st.RemovalPoint(resolve.DeviceID(dev))
+	if err != nil {
+		return nil, err
+	}
+	return &rp, nil
+}
+
+// revocationOf is the removal point to enforce for a removed device record. A record
+// removed by an older version carries none: its later writes are then cut by the time of
+// the removal alone.
+func revocationOf(d Device) store.RemovalPoint {
+	if d.RemovalPoint != nil {
+		return *d.RemovalPoint
+	}
+	return store.RemovalPoint{Counter: math.MaxUint64, Clock: resolve.MakeTimestamp(d.RemovedAt.UnixMilli(), math.MaxUint16)}
+}
+
+// keysChanged brings the keys in line with the device list: it revokes removed devices,
+// starts a new epoch when the sealing key reached a removed device, grants held keys to
+// devices that lack them, and starts the re-seal. It runs after every change of the list.
+func (n *Node) keysChanged() error {
+	r := n.rotation()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	devs := n.devices.Load().list
+	for _, d := range devs {
+		if d.Removed && d.ID != string(n.self.ID) {
+			if err := n.st.RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
+				return err
+			}
+		}
+	}
+	if n.st.Blind() {
+		return nil
+	}
+	if slices.ContainsFunc(devs, func(d Device) bool { return d.ID == string(n.self.ID) && d.Removed }) {
+		return nil // this device was removed: it grants and rotates nothing
+	}
+	if err := ensureKeyAgreement(n.st); err != nil {
+		return fmt.Errorf("publish key-agreement key: %w", err)
+	}
+	removed := n.removedPeers()
+	members := map[resolve.DeviceID]string{}
+	for _, d := range devs {
+		if !d.Removed && !slices.Contains(removed, d.PeerID) && d.Role == RoleDevice && d.KeyAgreement != "" && d.ID != string(n.self.ID) {
+			members[resolve.DeviceID(d.ID)] = d.KeyAgreement
+		}
+	}
+	need, err := n.st.NeedsRotation()
+	if err != nil {
+		return err
+	}
+	rotated := false
+	if need {
+		ke, err := n.st.RotateKey(members)
+		if err != nil {
+			return err
+		}
+		rotated = true
+		n.log.Info("started key epoch", "epoch", ke.Epoch, "key", ke.KeyID, "recipients", len(ke.Recipients))
+	}
+	kes, err := n.st.KeyEpochs()
+	if err != nil {
+		return err
+	}
+	for dev, pub := range members {
+		if slices.ContainsFunc(kes, func(k store.KeyEpoch) bool { return !slices.Contains(k.Recipients, dev) }) {
+			if _, err := n.st.GrantKeys(dev, pub); err != nil {
+				n.log.Warn("grant keys", "device", dev, "err", err)
+			}
+		}
+	}
+	if len(kes) > 0 && !r.resealing {
+		delay := resealDelay
+		if rotated {
+			delay = 0
+		}
+		r.resealing = n.goSafe(func() { n.resealLoop(r, delay) })
+	}
+	return nil
+}
+
+// removedPeers is the sticky list of peers this device has seen removed.
+func (n *Node) removedPeers() []peer.ID {
+	var removed []peer.ID
+	_, _ = n.st.GetLocal(localRemoved, &removed)
+	return removed
+}
+
+// resealLoop re-seals old envelopes in batches until none is left.
+func (n *Node) resealLoop(r *rotation, delay time.Duration) {
+	defer func() {
+		r.mu.Lock()
+		r.resealing = false
+		r.mu.Unlock()
+	}()
+	if delay > 0 {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+	r.mu.Lock()
+	r.stats.Started, r.stats.Finished = n.cfg.Now(), time.Time{}
+	r.mu.Unlock()
+	for n.ctx.Err() == nil {
+		st, err := n.st.Reseal(store.DefaultResealBatch)
+		if err != nil {
+			if !errors.Is(err, store.ErrClosed) && n.ctx.Err() == nil {
+				n.log.Warn("re-seal", "err", err)
+			}
+			return
+		}
+		r.mu.Lock()
+		r.stats.Resealed += st.Resealed
+		if st.Done {
+			r.stats.Finished = n.cfg.Now()
+		}
+		r.mu.Unlock()
+		if st.Done {
+			return
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(resealPause):
+		}
+	}
+}
