@@ -39,7 +39,8 @@ type Config struct {
 	// Relays are circuit relay v2 relays (multiaddrs ending in /p2p/<id>) on which the node
 	// keeps a reservation, so that devices behind NATs reach it through them; `meshsync
 	// relay` runs one. Setting any marks the node as privately reachable: it advertises
-	// its relay addresses and hole-punches (DCUtR) to upgrade relayed connections.
+	// its relay addresses and hole-punches (DCUtR) to upgrade relayed connections. With
+	// none, a node that AutoNAT finds behind a NAT takes relays from the DHT.
 	Relays []string
 	// DHTMode is how the node takes part in the DHT: DHTAuto (the default: a server once
 	// AutoNAT finds it publicly reachable), DHTClient (phones, laptops on battery) or

@@ -75,6 +75,13 @@ func (n *Node) reachOptions() ([]libp2p.Option, error) {
 		opts = append(opts,
 			libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithBootDelay(0), autorelay.WithBackoff(10*time.Second)),
 			libp2p.ForceReachabilityPrivate())
+	} else {
+		// No relay configured: once AutoNAT finds the node behind a NAT, autorelay takes
+		// relays from the DHT (peers that offer circuit relay v2: `meshsync relay` and
+		// the public network's relays). Their limits keep bulk data off them (see
+		// awaitDataPath); they carry the hole punch.
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(n.relayCandidates,
+			autorelay.WithBootDelay(0), autorelay.WithBackoff(30*time.Second), autorelay.WithMinInterval(10*time.Second)))
 	}
 	if n.cfg.NATPortMap {
 		opts = append(opts, libp2p.NATPortMap())
@@ -323,4 +330,26 @@ func (n *Node) watchAddrs(ctx context.Context, h host.Host) {
 			n.updateOwnAddrs(h.Addrs())
 		}
 	}
+}
+
+// relayCandidates is autorelay's peer source without configured relays: the peers of the
+// DHT's routing table, with the addresses the peerstore holds for them. Autorelay itself
+// checks which of them offer a relay and reserves a slot.
+func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
+	out := make(chan peer.AddrInfo, num)
+	defer close(out)
+	d := n.dht.Load()
+	h, _ := n.liveHost.Load().(host.Host)
+	if d == nil || h == nil {
+		return out
+	}
+	for _, p := range d.RoutingTable().ListPeers() {
+		if len(out) == num {
+			break
+		}
+		if addrs := h.Peerstore().Addrs(p); len(addrs) > 0 {
+			out <- peer.AddrInfo{ID: p, Addrs: addrs}
+		}
+	}
+	return out
 }

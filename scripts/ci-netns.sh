@@ -2,7 +2,7 @@
 # CI entry of the multi-host suite (scripts/netns-reach.sh, TESTPLAN rows 20 and 21):
 # .ci/run calls it. It installs what the suite needs when missing (nftables, jq, iproute2),
 # skips with exit 0 and a clear message where it cannot run (not root, no network
-# namespaces), builds meshsync once, and runs the PR scenarios (lan+cut, badlink, nat,
+# namespaces), builds meshsync once, and runs the PR scenarios (lan+cut, badlink, nat, nat-dht,
 # nat-random, replica) within a budget of about 10 minutes, then prints a table of figures.
 #
 # It fails only when a promise broke: no convergence, a lost write, a wrong state, a canary

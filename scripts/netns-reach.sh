@@ -20,6 +20,8 @@
 #               `meshsync relay` (relay and DHT bootstrap): the devices find each other through
 #               the DHT, sync both ways, and the run reports whether DCUtR hole punching made the
 #               path direct and how long it took. RUNS (1) runs.
+#   nat-dht     nat with no relay given: the devices find the relay through the DHT
+#               (autorelay's peer source), so no address but the bootstrap is typed.
 #   nat-random  the same behind `masquerade random,fully-random`: hole punching cannot work,
 #               so the devices sync through the (roomy, own) relay and status shows "relayed";
 #               then, with a relay capped like a public one (2 min, 128 KiB), status still shows
@@ -34,7 +36,7 @@
 #               differ between devices: must be 0), bytes sent, failed sessions, the slowest
 #               local write (a write that waits more than 30 s for the network fails the
 #               run). CONVERGE_WAIT (300) s for convergence. No delay here (see badlink).
-#   pr          the CI set: lan+cut, badlink, nat, nat-random, replica (about 6-9 minutes).
+#   pr          the CI set: lan+cut, badlink, nat, nat-dht, nat-random, replica (about 4-9 minutes).
 #   all         pr and faults.
 #
 # Usage (root; skips cleanly otherwise, or when ip, nft, jq or go is missing):
@@ -439,14 +441,16 @@ relay_up() {
 
 # nat_devices: start both devices' daemons behind their NATs, through RELAY.
 nat_devices() {
-	local net=(--no-mdns --dht-mode client --bootstrap "$RELAY" --relay "$RELAY"
+	local net=(--no-mdns --dht-mode client --bootstrap "$RELAY"
 		--listen /ip4/0.0.0.0/tcp/4747,/ip4/0.0.0.0/udp/4747/quic-v1)
+	# NAT_RELAY=dht: no relay is given; the devices find it through the DHT.
+	[ "${NAT_RELAY:-given}" = dht ] || net+=(--relay "$RELAY")
 	daemon h1 "$1" "${net[@]}" && daemon h2 "$2" "${net[@]}"
 }
 
 # nat_once MODE RUN: one run of nat (MODE preserve) or nat-random (MODE random).
 nat_once() {
-	local mode=$1 run=$2 name=nat
+	local mode=$1 run=$2 name=${3:-nat}
 	[ "$mode" = random ] && name=nat-random
 	local A="$T/nat-a" B="$T/nat-b"
 	rm -rf "$A" "$B" "$A.log" "$B.log"
@@ -529,13 +533,13 @@ nat_stingy() {
 }
 
 scenario_nat() {
-	local mode=$1 name=nat
+	local mode=$1 name=${2:-nat}
 	[ "$mode" = random ] && name=nat-random
 	echo "== $name: two homes behind NAT ($mode), relay and DHT bootstrap in public, $RUNS runs"
 	if [ ! -d "$T/pristine-a" ]; then
 		pair "$T/pristine-a" "$T/pristine-b" || { fail "pairing"; record "$name" - FAIL pairing; return; }
 	fi
-	for run in $(seq "$RUNS"); do nat_once "$mode" "$run"; done
+	for run in $(seq "$RUNS"); do nat_once "$mode" "$run" "$name"; done
 	local ok direct
 	ok=$(grep -c "^$name|.*|ok|" "$RESULTS")
 	direct=$(grep "^$name|.*|ok|" "$RESULTS" | grep -c 'direct after')
@@ -711,6 +715,7 @@ run_scenario() {
 	badlink) scenario_badlink ;;
 	nat) scenario_nat preserve ;;
 	nat-random) scenario_nat random ;;
+	nat-dht) NAT_RELAY=dht scenario_nat preserve nat-dht ;;
 	replica) scenario_replica ;;
 	faults) scenario_faults ;;
 	*) echo "unknown scenario $1"; FAIL=1 ;;
@@ -720,10 +725,10 @@ run_scenario() {
 [ $# -gt 0 ] || set -- pr
 for s in "$@"; do
 	case "$s" in
-	pr) for x in cut badlink nat nat-random replica; do run_scenario "$x"; done ;;
-	all) for x in cut badlink nat nat-random replica faults; do run_scenario "$x"; done ;;
-	lan | cut | badlink | nat | nat-random | replica | faults) run_scenario "$s" ;;
-	*) echo "usage: $0 [lan|cut|badlink|nat|nat-random|replica|faults|pr|all]…"; exit 2 ;;
+	pr) for x in cut badlink nat nat-dht nat-random replica; do run_scenario "$x"; done ;;
+	all) for x in cut badlink nat nat-dht nat-random replica faults; do run_scenario "$x"; done ;;
+	lan | cut | badlink | nat | nat-dht | nat-random | replica | faults) run_scenario "$s" ;;
+	*) echo "usage: $0 [lan|cut|badlink|nat|nat-dht|nat-random|replica|faults|pr|all]…"; exit 2 ;;
 	esac
 done
 show_table
