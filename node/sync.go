@@ -288,12 +288,16 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	// back from an older copy, and a fast path from the peer's number would skip what the
 	// store wrote since. Start a new epoch and end the session; the next one reconciles by
 	// Merkle summary.
+	// Compare with the store as it is now, not at the hello: a push may have taken the
+	// store (and the peer's knowledge of it) further since.
 	if theirs.KnownEpoch == mine.Epoch && theirs.KnownSeq > mine.LastSeq {
-		if err := n.st.NoteRollback(); err != nil {
-			return res, fmt.Errorf("note rollback: %w", err)
+		if now, err := n.st.LastSeq(); err == nil && theirs.KnownSeq > now && n.st.Epoch() == mine.Epoch {
+			if err := n.st.NoteRollback(); err != nil {
+				return res, fmt.Errorf("note rollback: %w", err)
+			}
+			n.log.Warn("store rolled back: new epoch", "peer", shortID(p), "peer_knows", theirs.KnownSeq, "store_has", now)
+			return res, fmt.Errorf("%w (peer knows sequence %d, this store has %d)", ErrRolledBack, theirs.KnownSeq, now)
 		}
-		n.log.Warn("store rolled back: new epoch", "peer", shortID(p), "peer_knows", theirs.KnownSeq, "store_has", mine.LastSeq)
-		return res, fmt.Errorf("%w (peer knows sequence %d, this store has %d)", ErrRolledBack, theirs.KnownSeq, mine.LastSeq)
 	}
 
 	sendMode, sendFrom := direction(mine, theirs)
