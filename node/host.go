@@ -170,6 +170,10 @@ func (n *Node) seedPeerstore(h host.Host) {
 				addrs = append(addrs, a)
 			}
 		}
+		// Replace, not add: a device that restarts on a new port would otherwise leave
+		// every old address behind, and each dial would try them all (a restarted device
+		// was found unreachable after ~170 restarts: dials used up the resource limits).
+		h.Peerstore().UpdateAddrs(d.PeerID, peerstore.PermanentAddrTTL, 0)
 		h.Peerstore().AddAddrs(d.PeerID, addrs, peerstore.PermanentAddrTTL)
 	}
 }

@@ -391,7 +391,7 @@ func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 	if len(b.hdr.EpochKeys) > 0 {
 		s.keys.install(b.hdr.EpochKeys...)
 	}
-	err := s.db.Update(func(btx *bolt.Tx) error {
+	err := s.update(func(btx *bolt.Tx) error {
 		t := s.newTx(btx)
 		if len(b.hdr.EpochKeys) > 0 && !dryRun {
 			if err := s.saveEpochKeys(btx, b.hdr.EpochKeys...); err != nil {

@@ -259,7 +259,15 @@ func (s *Store) History(collection, key string) ([]HistoryEntry, error) {
 // pruneHistory drops history entries older than the retention period.
 func (s *Store) pruneHistory() error {
 	cutoff := u64be(uint64(s.opts.Now().Add(-s.opts.HistoryRetention).UnixMilli()))
-	return s.db.Update(func(tx *bolt.Tx) error {
+	due := false
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketHist).Cursor().First()
+		due = k != nil && bytes.Compare(k[:8], cutoff) < 0
+		return nil
+	}); err != nil || !due {
+		return err // a read-only open of a full disk must not need a commit
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketHist).Cursor()
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.First() {
 			if err := c.Delete(); err != nil {

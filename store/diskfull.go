@@ -84,3 +84,9 @@ func (s *Store) remap() error {
 	s.db = db
 	return nil
 }
+
+// update is bolt's Update for the store's own bookkeeping writes, with a full disk (and a
+// lost memory map) handled as for record writes (see commitFailed).
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.commitFailed(s.db.Update(fn))
+}

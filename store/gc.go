@@ -55,7 +55,7 @@ func (s *Store) Horizon() time.Time {
 // horizon: it now holds what the peer holds, and refuses as the peer does an old tombstone
 // that a device which has not collected yet hands back.
 func (s *Store) AdoptHorizon(h time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return raiseHorizon(tx, h) })
+	return s.update(func(tx *bolt.Tx) error { return raiseHorizon(tx, h) })
 }
 
 func raiseHorizon(tx *bolt.Tx, h time.Time) error {
@@ -70,7 +70,7 @@ func raiseHorizon(tx *bolt.Tx, h time.Time) error {
 // NoteContact records t as the time of the last completed sync session with another
 // device (the sync layer passes the session's start). It never moves back.
 func (s *Store) NoteContact(t time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		var cur time.Time
 		if err := s.getLocalJSON(tx, localContact, &cur); err != nil {
 			return err

@@ -71,7 +71,7 @@ func (s *Store) getLocalJSON(tx *bolt.Tx, name string, v any) error {
 // PutLocal stores a device-local value (never synced) sealed under the local key. Node uses
 // it for peer progress, sync states and the identity key.
 func (s *Store) PutLocal(name string, v any) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return s.putLocalJSON(tx, "x/"+name, v) })
+	return s.update(func(tx *bolt.Tx) error { return s.putLocalJSON(tx, "x/"+name, v) })
 }
 
 // GetLocal reads a value stored with PutLocal into v. It reports whether the value existed.

@@ -232,7 +232,7 @@ func (s *Store) KeyAgreementKey() (string, error) {
 	if err != nil || pub != "" {
 		return pub, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		id, err := s.kxIdentity(tx, true)
 		if err != nil {
 			return err

@@ -276,10 +276,9 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.clock.MaxSkew = o.MaxSkew
-	if err := s.pruneHistory(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open store %s: prune conflict history: %w", dir, err)
-	}
+	// Pruning old conflict history is housekeeping: a store on a full disk still opens
+	// (read-only work goes on) and prunes at a later open.
+	_ = s.pruneHistory()
 	return s, nil
 }
 
@@ -291,7 +290,13 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: %w%s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)))
 		}
-		return nil, fmt.Errorf("open store %s: %w: %v", filepath.Dir(path), ErrCorrupt, err)
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch) {
+			return nil, fmt.Errorf("open store %s: %w: %v", filepath.Dir(path), ErrCorrupt, err)
+		}
+		if isDiskFull(err) {
+			return nil, fmt.Errorf("open store %s: %w: free space on its disk: %v", filepath.Dir(path), ErrDiskFull, err)
+		}
+		return nil, fmt.Errorf("open store %s: %w", filepath.Dir(path), err)
 	}
 	// Record who holds the store, so that a second opener can name the process.
 	_ = os.WriteFile(filepath.Join(filepath.Dir(path), lockFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
@@ -352,7 +357,7 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 	if len(newPass) == 0 {
 		return fmt.Errorf("change passphrase: the new passphrase is empty")
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		hdr, err := parseHeader(meta.Get(metaHeader))
 		if err != nil {

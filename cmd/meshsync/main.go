@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -127,7 +128,7 @@ func describe(err error, g *globals) (string, int) {
 				code = exitUsage
 			}
 			if h.fix != "" {
-				msg += ": " + strings.ReplaceAll(h.fix, "DIR", g.dir())
+				msg += ": " + dirWord.ReplaceAllLiteralString(h.fix, g.dir())
 			}
 			return msg, code
 		}
@@ -138,3 +139,6 @@ func describe(err error, g *globals) (string, int) {
 	}
 	return msg, exitFailure
 }
+
+// dirWord is the DIR placeholder of a hint, as a word of its own (not inside MESHSYNC_DIR).
+var dirWord = regexp.MustCompile(`\bDIR\b`)

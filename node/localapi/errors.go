@@ -27,6 +27,7 @@ var codes = []struct {
 	{"corrupt", store.ErrCorrupt},
 	{"weak_kdf", store.ErrWeakKDF},
 	{"blind", store.ErrBlind},
+	{"disk_full", store.ErrDiskFull},
 }
 
 func codeOf(err error) string {
