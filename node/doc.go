@@ -32,6 +32,18 @@
 //
 // # Caveats
 //
+//   - A blind replica (Join with an InviteReplica code) runs the same node over a store
+//     without the mesh key: devices prove themselves to it with the replica key and tell
+//     it the device list (no names) over MembersProtocol after each session; it refuses
+//     every record operation. A device learns of a replica only through the synced device
+//     list.
+//   - Removing a device rotates the data key (a new key epoch for the remaining devices)
+//     and re-seals old envelopes in the background; its writes beyond the removal point
+//     are refused everywhere. Envelopes under a key this device does not hold yet do not
+//     end a session: they are fetched again later.
+//   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
+//     longer than a peer's horizon resyncs fully (takes everything, sends only what it
+//     wrote while away) and reports it (States.FullResync).
 //   - One goroutine owns each piece of state: a loop per device (dial, sessions, backoff,
 //     anti-entropy, its push stream), the state tracker, the change-feed watcher. Close
 //     waits for all of them.
@@ -40,8 +52,9 @@
 //     key only the mesh can compute, which changes every UTC day, and looks its devices
 //     up there; what the DHT returns is a hint (only current devices are dialled, and
 //     they must pass the gater and the hello's mesh proof). Devices behind NATs keep a
-//     reservation on the configured relays (Config.Relays, `meshsync relay`) and
-//     hole-punch (DCUtR). Sync and push never run over a relayed connection whose relay
+//     reservation on the configured relays (Config.Relays, `meshsync relay`), or on
+//     relays found through the DHT once AutoNAT finds them behind a NAT, and hole-punch
+//     (DCUtR, TCP only). Sync and push never run over a relayed connection whose relay
 //     grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
 //     relayed and waits for a direct path. In a test binary the default bootstrap list
 //     is empty.

@@ -34,7 +34,21 @@
 //     the holder.
 //   - Writes are durable when Put or Update returns (one fsync per transaction): group many
 //     writes in one Update.
-//   - Key epochs are in the envelope format, but only epoch 0 exists yet (no rotation).
+//   - Key epochs: [Store.RotateKey] starts a new data key wrapped (age X25519) for the
+//     devices that remain; every key a device can unwrap is kept, new writes use the
+//     newest, [Store.Reseal] re-seals old envelopes in batches. [Store.RevokeDevice]
+//     refuses a removed device's writes beyond its removal point (counter and clock), on
+//     blind replicas too; a removed device still holding old keys could forge writes under
+//     another device's id (there are no per-version signatures). Backups carry the
+//     rotated keys.
+//   - Tombstones older than TombstoneTTL (90 days) are collected, but never past the
+//     store's last contact ([Store.NoteContact]); a store away longer than the horizon of
+//     a peer must resync fully (the node does it). Every device must use the same TTL.
+//   - A blind replica ([InitReplica]) holds a token, not the mesh key: it merges
+//     envelopes by their clear header, cannot collect tombstones, and every record
+//     operation returns [ErrBlind].
+//   - A full disk makes writes fail with [ErrDiskFull] and leaves the store readable;
+//     writes succeed again once space returns, without reopening.
 //   - Record keys are compared in Unicode NFC; invisible characters are refused.
 //   - A store put back from an old copy of its file cannot know it until it hears from a
 //     peer: then [Store.RolledBack] reports it, the store starts a new epoch, and local
