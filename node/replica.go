@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/meshsync/meshsync/node/wire"
 	"github.com/meshsync/meshsync/store"
@@ -147,7 +149,7 @@ func (n *Node) recordReplicaAddrs(d Device) {
 		return
 	}
 	var as []string
-	for _, a := range hst.Peerstore().Addrs(d.PeerID) {
+	for _, a := range listenAddrs(hst.Peerstore(), d.PeerID) {
 		if s := a.String(); !isRelayed(a) && len(as) < 8 {
 			as = append(as, s)
 		}
@@ -161,6 +163,22 @@ func (n *Node) recordReplicaAddrs(d Device) {
 	if err := putDevice(n.st, d); err != nil {
 		n.log.Warn("record replica addresses", "err", err)
 	}
+}
+
+// listenAddrs are the addresses p says it listens on: those of its signed peer record
+// (identify), not every address the peerstore holds (which includes the old ones of its
+// device record). Without a record yet, the peerstore's.
+func listenAddrs(ps peerstore.Peerstore, p peer.ID) []ma.Multiaddr {
+	if cab, ok := peerstore.GetCertifiedAddrBook(ps); ok {
+		if env := cab.GetPeerRecord(p); env != nil {
+			if rec, err := env.Record(); err == nil {
+				if pr, ok := rec.(*peer.PeerRecord); ok && len(pr.Addrs) > 0 {
+					return pr.Addrs
+				}
+			}
+		}
+	}
+	return ps.Addrs(p)
 }
 
 // sendMembers tells replica p the current device list.
