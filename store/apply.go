@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -83,74 +84,89 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 	if err != nil {
 		return err
 	}
+	reject := func(i int, err error) { res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err}) }
+	// The records that decide membership go first, each once its writer is known, so
+	// that a batch which admits a device and carries its records applies whole, and a
+	// removal is known before the removed device's writes in the same batch are judged.
+	type item struct {
+		i   int
+		env *Envelope
+		p   *payload
+	}
+	var members, rest []item
 	for _, i := range applyOrder(raw) {
 		env, err := UnmarshalEnvelope(raw[i])
-		if err == nil {
-			err = ak.refuse(env) // a removed device's write after its removal
-		}
 		if err != nil {
-			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
+			reject(i, err)
 			continue
 		}
-		p, err := t.openForApply(env) // nil on a blind replica, which cannot open it
-		if err != nil {
-			p, err = ak.retry(t, env, err) // a key granted earlier in this batch
+		var p *payload
+		if env.KeyEpoch == 0 {
+			if p, err = t.openForApply(env); err != nil {
+				reject(i, err)
+				continue
+			}
 		}
-		if err != nil {
-			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
-			continue
-		}
-		h, err := newHashed(env)
-		if err != nil {
-			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
-			continue
-		}
-		set, err := t.antichain(env.ID)
-		if err != nil {
-			return err
-		}
-		if len(set) == 0 && t.collected(env, p) {
-			res.Stale++ // a tombstone this store collected, or would have (gc.go)
-			continue
-		}
-		stale, err := t.observeOwn(env.Version, set)
-		if err != nil {
-			return err
-		}
-		if stale {
-			res.RolledBack++
-		}
-		next, ok := mergeAntichain(set, h)
-		if !ok {
-			res.Stale++
-			continue
-		}
-		if err := t.replace(env.ID, set, next); err != nil {
-			return err
-		}
-		if p != nil {
-			t.indexCollection(p.Collection, env.ID)
-		}
-		t.s.mu.Lock()
-		skew, clamped := t.s.clock.Observe(env.Version.Clock, t.now)
-		t.s.mu.Unlock()
-		if clamped { // ahead by up to MaxSkew is ordinary drift, not a clock to report
-			res.Skew = max(res.Skew, skew)
-		}
-		res.Added++
-		ak.note(p)
-		c := Change{ID: env.ID, Conflict: len(next) > 1}
-		if p != nil {
-			c.Collection, c.Key = p.Collection, p.Key
-		}
-		if p != nil && len(next) == 1 {
-			c.Deleted = p.Value.Kind == resolve.KindDeleted && next[0].hash == h.hash
-		}
-		if j, ok := changed[env.ID]; ok {
-			res.Changes[j] = c
+		if p != nil && membershipCollection(p.Collection) {
+			members = append(members, item{i, env, p})
 		} else {
-			changed[env.ID] = len(res.Changes)
-			res.Changes = append(res.Changes, c)
+			rest = append(rest, item{i, env, p})
+		}
+	}
+	for progress := true; progress && len(members) > 0; {
+		progress = false
+		var wait []item
+		for _, it := range members {
+			err := t.admit(ak, it.env, it.p)
+			if errors.Is(err, ErrUnknownSigner) {
+				wait = append(wait, it)
+				continue
+			}
+			if err == nil {
+				err = t.applyOne(it.env, it.p, res, changed, ak)
+			}
+			if err != nil {
+				if !isRefusal(err) {
+					return err
+				}
+				reject(it.i, err)
+				continue
+			}
+			progress = true
+		}
+		members = wait
+	}
+	for _, it := range members {
+		reject(it.i, t.admit(ak, it.env, it.p))
+	}
+	if t.authDirty && !t.s.keys.blind {
+		if err := t.settleRemovals(ak); err != nil {
+			return err
+		}
+	}
+	for _, it := range rest {
+		p := it.p
+		var err error
+		if p == nil {
+			p, err = t.openForApply(it.env) // nil on a blind replica, which cannot open it
+			if err != nil {
+				p, err = ak.retry(t, it.env, err) // a key granted earlier in this batch
+			}
+			if err != nil {
+				err = refusal{err}
+			}
+		}
+		if err == nil {
+			err = t.admit(ak, it.env, p)
+		}
+		if err == nil {
+			err = t.applyOne(it.env, p, res, changed, ak)
+		}
+		if err != nil {
+			if !isRefusal(err) {
+				return err
+			}
+			reject(it.i, err)
 		}
 	}
 	slices.SortFunc(res.Rejected, func(a, b Rejected) int { return a.Index - b.Index })
@@ -160,6 +176,105 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 	t.changes = append(t.changes, res.Changes...)
 	if res.RolledBack > 0 {
 		return t.noteRollback(res.RolledBack)
+	}
+	return nil
+}
+
+// refusal marks an error that refuses one envelope, as opposed to one that fails the
+// whole transaction.
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
+
+func isRefusal(err error) bool {
+	var r refusal
+	return errors.As(err, &r)
+}
+
+// admit checks an opened envelope against the authority rules: a removed device's write
+// after its cut, a record of a reserved collection that does not prove its writer, a
+// data envelope under a key a removed device holds written after its removal. A blind
+// replica (p nil) checks only the clear header.
+func (t *Tx) admit(ak *applyKeys, e *Envelope, p *payload) error {
+	if err := ak.refuse(e); err != nil {
+		return refusal{err}
+	}
+	if p == nil || t.trusted {
+		return nil
+	}
+	a, err := t.authority()
+	if err != nil {
+		return err
+	}
+	if reservedCollection(p.Collection) {
+		if err := t.checkAuthority(a, e, p); err != nil {
+			return refusal{err}
+		}
+		return nil
+	}
+	if m, ok := a.member(e.Version.Device); ok && m.Removed {
+		return nil // a removed device's own writes end at its cut (refuse, above)
+	}
+	if cut, ok := a.keyCut[p.keyID]; ok && e.Version.Clock > cut {
+		return refusal{fmt.Errorf("envelope %x by %s: %w: sealed under a key of epoch %d that a removed device holds, after its removal (it is accepted once re-sealed under a newer key)",
+			e.ID[:6], e.Version.Device, ErrRevoked, e.KeyEpoch)}
+	}
+	return nil
+}
+
+// applyOne merges one checked envelope into its record's antichain.
+func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[merkle.ID]int, ak *applyKeys) error {
+	h, err := newHashed(env)
+	if err != nil {
+		return refusal{err}
+	}
+	set, err := t.antichain(env.ID)
+	if err != nil {
+		return err
+	}
+	if len(set) == 0 && t.collected(env, p) {
+		res.Stale++ // a tombstone this store collected, or would have (gc.go)
+		return nil
+	}
+	stale, err := t.observeOwn(env.Version, set)
+	if err != nil {
+		return err
+	}
+	if stale {
+		res.RolledBack++
+	}
+	next, ok := mergeAntichain(set, h)
+	if !ok {
+		res.Stale++
+		return nil
+	}
+	if err := t.replace(env.ID, set, next); err != nil {
+		return err
+	}
+	if p != nil {
+		t.indexCollection(p.Collection, env.ID)
+		t.touchAuthority(p.Collection)
+	}
+	t.s.mu.Lock()
+	skew, clamped := t.s.clock.Observe(env.Version.Clock, t.now)
+	t.s.mu.Unlock()
+	if clamped { // ahead by up to MaxSkew is ordinary drift, not a clock to report
+		res.Skew = max(res.Skew, skew)
+	}
+	res.Added++
+	ak.note(p)
+	c := Change{ID: env.ID, Conflict: len(next) > 1}
+	if p != nil {
+		c.Collection, c.Key = p.Collection, p.Key
+	}
+	if p != nil && len(next) == 1 {
+		c.Deleted = p.Value.Kind == resolve.KindDeleted && next[0].hash == h.hash
+	}
+	if j, ok := changed[env.ID]; ok {
+		res.Changes[j] = c
+	} else {
+		changed[env.ID] = len(res.Changes)
+		res.Changes = append(res.Changes, c)
 	}
 	return nil
 }

@@ -379,10 +379,13 @@ func (s *Store) Import(r io.Reader, pass []byte, dryRun bool) (ImportStats, erro
 	if !bytes.Equal(b.hdr.MeshKey, s.keys.mesh) {
 		return ImportStats{}, fmt.Errorf("import: %w: it was made on mesh %s", ErrOtherMesh, b.hdr.MeshID)
 	}
-	return s.importBody(b, dryRun)
+	return s.importBody(b, dryRun, false)
 }
 
-func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
+// importBody applies a backup's envelopes. A restore (trusted) takes its reserved records
+// without checking signatures: the backup is the user's own, opened with their passphrase,
+// and the new store knows no member yet to check them against (node upgrades it on open).
+func (s *Store) importBody(b *backupReader, dryRun, trusted bool) (ImportStats, error) {
 	var st ImportStats
 	var changes []Change
 	errAbort := errors.New("dry run")
@@ -393,6 +396,7 @@ func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 	}
 	err := s.update(func(btx *bolt.Tx) error {
 		t := s.newTx(btx)
+		t.trusted = trusted
 		if len(b.hdr.EpochKeys) > 0 && !dryRun {
 			if err := s.saveEpochKeys(btx, b.hdr.EpochKeys...); err != nil {
 				return err
@@ -463,7 +467,7 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 	if err != nil {
 		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
 	}
-	st, err := s.importBody(b, false)
+	st, err := s.importBody(b, false, true)
 	if err != nil {
 		s.Close()
 		os.Remove(filepath.Join(dir, FileName))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -149,9 +150,20 @@ type payload struct {
 	Collection string
 	Key        string
 	Value      resolve.Value
+	// Sig is the writer's Ed25519 signature over the record (authority.go): set on every
+	// record of a reserved collection, empty on data records.
+	Sig []byte
+
+	keyID string // the id of the epoch key that opened it ("" for epoch 0); not encoded
 }
 
-const payloadFormat = 1
+// Payload formats: 1 holds no signature (data records, and every record written before
+// signatures existed); 2 adds the writer's signature before the padding. A data record is
+// still written as format 1, so its bytes are what older versions read.
+const (
+	payloadFormat       = 1
+	payloadFormatSigned = 2
+)
 
 func (p *payload) marshal() ([]byte, error) {
 	fields, err := p.Value.Fields.MarshalBinary()
@@ -159,11 +171,18 @@ func (p *payload) marshal() ([]byte, error) {
 		return nil, fmt.Errorf("encode field clocks: %w", err)
 	}
 	b := make([]byte, 0, 32+len(p.Collection)+len(p.Key)+len(p.Value.Data)+len(fields))
-	b = append(b, payloadFormat, byte(p.Value.Kind))
+	format := byte(payloadFormat)
+	if len(p.Sig) > 0 {
+		format = payloadFormatSigned
+	}
+	b = append(b, format, byte(p.Value.Kind))
 	b = appendString(b, p.Collection)
 	b = appendString(b, p.Key)
 	b = appendBytes(b, p.Value.Data)
 	b = appendBytes(b, fields)
+	if format == payloadFormatSigned {
+		b = appendBytes(b, p.Sig)
+	}
 	// Pad to a Padmé bucket so that sizes leak little (at most 12 % overhead): a uvarint
 	// count followed by that many zero bytes.
 	b = appendPadding(b)
@@ -175,8 +194,9 @@ func (p *payload) marshal() ([]byte, error) {
 
 func unmarshalPayload(b []byte) (*payload, error) {
 	r := reader{b: b}
-	if f := r.byte(); f != payloadFormat && r.err == nil {
-		return nil, fmt.Errorf("%w: unknown payload format %d", ErrMalformed, f)
+	f := r.byte()
+	if f != payloadFormat && f != payloadFormatSigned && r.err == nil {
+		return nil, fmt.Errorf("%w: unknown payload format %d (written by a newer meshsync: upgrade this one)", ErrMalformed, f)
 	}
 	p := &payload{}
 	p.Value.Kind = resolve.Kind(r.byte())
@@ -184,6 +204,13 @@ func unmarshalPayload(b []byte) (*payload, error) {
 	p.Key = r.str(MaxNameSize)
 	data := r.blob(MaxValueSize)
 	fields := r.blob(maxFieldsSize)
+	if f == payloadFormatSigned {
+		sig := r.blob(ed25519.SignatureSize)
+		if len(sig) != ed25519.SignatureSize {
+			r.fail("signature of the wrong size")
+		}
+		p.Sig = slices.Clone(sig)
+	}
 	pad := r.uvarint()
 	if pad != uint64(len(r.b)) {
 		r.fail("bad padding")
@@ -262,6 +289,7 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	var plain []byte
 	opened := false
 	ad := e.appendHeader(nil)
+	keyID := ""
 	for _, key := range keys {
 		aead, err := chacha20poly1305.NewX(key)
 		if err != nil {
@@ -269,6 +297,9 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 		}
 		if plain, err = aead.Open(nil, e.Nonce[:], e.Ciphertext, ad); err == nil {
 			opened = true
+			if e.KeyEpoch != 0 {
+				keyID = epochKey{Key: key}.id()
+			}
 			break
 		}
 	}
@@ -286,6 +317,7 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	if k.recordID(p.Collection, p.Key) != e.ID {
 		return nil, fmt.Errorf("open envelope %x: %w: id does not match its record", e.ID[:6], ErrTampered)
 	}
+	p.keyID = keyID
 	return p, nil
 }
 

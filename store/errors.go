@@ -67,7 +67,29 @@ var (
 	// ErrRevoked means an envelope was written by a removed device after its removal point
 	// (Store.RevokeDevice); Apply refuses it on every store, blind replicas included.
 	ErrRevoked = errors.New("envelope written by a removed device after its removal")
+	// ErrEpochRange means a key epoch beyond MaxEpoch, or far above every epoch the store
+	// knows: refused so that epochs only go up and never wrap.
+	ErrEpochRange = errors.New("key epoch out of range")
 	// ErrNoKeyAgreementKey means a device named as a key recipient has published no
 	// key-agreement key, or its key does not parse.
 	ErrNoKeyAgreementKey = errors.New("device has no usable key-agreement key")
+)
+
+// Errors returned when a record that carries authority (a record of a reserved
+// collection) does not prove it (authority.go). Apply reports them in ApplyResult.Rejected.
+var (
+	// ErrUnsigned means a record of a reserved collection carries no signature: written by
+	// a meshsync older than signatures, or forged.
+	ErrUnsigned = errors.New("record carries no signature")
+	// ErrBadSignature means the signature does not verify under its writer's key.
+	ErrBadSignature = errors.New("signature does not verify")
+	// ErrUnknownSigner means the writer is not a member this store knows (yet: its own
+	// device record may arrive later, and the record is fetched again then).
+	ErrUnknownSigner = errors.New("written by a device that is not a known member")
+	// ErrNotAllowed means the writer may not write this record: another device's record
+	// or removal, a grant in another's name, a change of a device's key, a deleted removal.
+	ErrNotAllowed = errors.New("writer may not change this record")
+	// ErrNoSigningKey means the store holds no device signing key yet (a store made before
+	// signatures existed, before its node first opened it).
+	ErrNoSigningKey = errors.New("this store has no device signing key yet: open it with meshsync once (daemon or any node command) to upgrade it")
 )

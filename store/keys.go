@@ -180,6 +180,8 @@ type keyring struct {
 	// store loads them, then replaced whole (copy on write) under epochMu.
 	epochs  atomic.Pointer[epochSet]
 	epochMu sync.Mutex
+	// excluded are the key ids the membership forbids sealing under (authority.go).
+	excluded atomic.Pointer[map[string]bool]
 }
 
 func newKeyring(meshKey []byte) *keyring {

@@ -119,12 +119,47 @@ func (es *epochSet) holds(epoch uint32, id string) bool {
 	return slices.ContainsFunc(es.byEpoch[epoch], func(k epochKey) bool { return k.id() == id })
 }
 
-// sealKey is the epoch and key new writes are sealed under.
+// sealKey is the epoch and key new writes are sealed under: the newest clean key held
+// (cleanSealKey), or while a rotation is due and none is, the newest held.
 func (k *keyring) sealKey() (uint32, []byte) {
+	if ek, ok := k.cleanSealKey(); ok {
+		return ek.Epoch, ek.Key
+	}
 	if es := k.epochs.Load(); es != nil && es.newest != nil {
 		return es.newest.Epoch, es.newest.Key
 	}
 	return 0, k.data[0]
+}
+
+// cleanSealKey is the newest held key that the membership does not exclude (started by a
+// removed device, granted to one, or started before the latest removal), lowest key id
+// first within an epoch. Without any exclusion it is the newest key held.
+func (k *keyring) cleanSealKey() (epochKey, bool) {
+	es := k.epochs.Load()
+	if es == nil || es.newest == nil {
+		return epochKey{}, false
+	}
+	ex := k.excluded.Load()
+	if ex == nil || len(*ex) == 0 {
+		return *es.newest, true
+	}
+	for _, e := range slices.Backward(slices.Sorted(maps.Keys(es.byEpoch))) {
+		for _, key := range es.byEpoch[e] {
+			if !(*ex)[key.id()] {
+				return key, true
+			}
+		}
+	}
+	return epochKey{}, false
+}
+
+// exclude sets the key ids new writes must not be sealed under.
+func (k *keyring) exclude(ids map[string]bool) {
+	if cur := k.excluded.Load(); cur != nil && maps.Equal(*cur, ids) {
+		return
+	}
+	c := maps.Clone(ids)
+	k.excluded.Store(&c)
 }
 
 // keysOf lists the keys held for an epoch.
@@ -332,20 +367,13 @@ func unwrapKey(g *keyGrant, id *age.X25519Identity) (epochKey, error) {
 const devicesCollection = "_devices"
 
 // underMeshKey reports whether a payload is sealed under epoch 0 whatever the newest epoch
-// held: the key grants, and the record of a device that has not published a key-agreement
-// key yet (a device just paired must read its own record, which its inviter wrote, to
-// publish its key and be granted the current one). Re-sealing leaves them alone.
+// held: the key grants and the membership records (device list and removals), so that a
+// device holding only the mesh key (one just paired, or one that missed rotations) can
+// read who is a member and the grants addressed to it. They are signed, and a removed
+// device that reads them learns device names and addresses, not data. Re-sealing leaves
+// them alone.
 func underMeshKey(p *payload) bool {
-	switch p.Collection {
-	case KeysCollection:
-		return true
-	case devicesCollection:
-		var d struct {
-			KX string `json:"kx"`
-		}
-		return p.Value.Kind == resolve.KindJSON && json.Unmarshal(p.Value.Data, &d) == nil && d.KX == ""
-	}
-	return false
+	return p.Collection == KeysCollection || membershipCollection(p.Collection)
 }
 
 // grants lists every well-formed grant record the store holds.
@@ -472,8 +500,11 @@ func (s *Store) RotateKey(recipients map[resolve.DeviceID]string) (KeyEpoch, err
 		if e, _ := s.keys.sealKey(); e > ek.Epoch {
 			ek.Epoch = e
 		}
+		if ek.Epoch >= MaxEpoch {
+			return fmt.Errorf("%w: the mesh has used every key epoch up to %d", ErrEpochRange, MaxEpoch)
+		}
 		ek.Epoch++
-		rev, err := t.loadRevoked()
+		rev, err := t.revokedDevices()
 		if err != nil {
 			return err
 		}
@@ -530,7 +561,7 @@ func (s *Store) GrantKeys(dev resolve.DeviceID, pub string) (int, error) {
 		if _, err := t.adoptKeys(); err != nil {
 			return err
 		}
-		rev, err := t.loadRevoked()
+		rev, err := t.revokedDevices()
 		if err != nil {
 			return err
 		}
@@ -605,11 +636,10 @@ func keyEpochs(k *keyring, gs []keyGrant) []KeyEpoch {
 	return out
 }
 
-// NeedsRotation reports whether a removed device can read what this device now writes:
-// some device is revoked and new writes still go under epoch 0 (the mesh key's) or under a
-// key that was granted to a revoked device (a concurrent rotation, or a grant written
-// before its writer heard of the removal). The caller then starts a new epoch with
-// RotateKey.
+// NeedsRotation reports whether this device should start a new key epoch (RotateKey):
+// some device was removed, and no key it holds was started, after the latest removal, by
+// a device that remains and granted to no removed device (authority.go). A device that is
+// not a member, or was removed, never needs to.
 func (s *Store) NeedsRotation() (bool, error) {
 	if s.keys.blind {
 		return false, nil
@@ -619,37 +649,21 @@ func (s *Store) NeedsRotation() (bool, error) {
 		if err := s.loadEpochKeys(t.tx); err != nil {
 			return err
 		}
-		rev, err := t.loadRevoked()
-		if err != nil || len(rev) == 0 {
-			return err
-		}
-		gs, err := t.grants()
+		a, err := t.authority()
 		if err != nil {
 			return err
 		}
-		es := s.keys.epochs.Load()
-		var epoch uint32
-		if es.newest != nil {
-			epoch = es.newest.Epoch
-		}
-		// Others started a newer epoch without this device (it had not published its
-		// key-agreement key, or has just been paired): it waits to be granted it rather
-		// than start one of its own. Grants by revoked devices do not count.
-		if slices.ContainsFunc(gs, func(g keyGrant) bool {
-			_, gone := rev[g.By]
-			return !gone && g.Epoch > epoch
-		}) {
+		if self, ok := a.member(s.device.ID); !ok || self.Removed {
 			return nil
 		}
-		if es.newest == nil {
-			need = true
-			return nil
+		s.keys.exclude(a.unclean)
+		if !a.needRotation {
+			// A clean key exists; this device may only lack it yet (granted later).
+			if _, held := s.keys.cleanSealKey(); !held {
+				return nil
+			}
 		}
-		id := es.newest.id()
-		need = slices.ContainsFunc(gs, func(g keyGrant) bool {
-			_, gone := rev[g.To]
-			return gone && g.Epoch == es.newest.Epoch && g.KeyID == id
-		})
+		need = a.needRotation
 		return nil
 	})
 	if err != nil {
@@ -778,19 +792,10 @@ type RemovalPoint struct {
 // every envelope's clear header (it runs once per removal).
 func (s *Store) RemovalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
 	var rp RemovalPoint
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEnv).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			e, err := UnmarshalEnvelope(v)
-			if err != nil {
-				return fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
-			}
-			rp.Counter = max(rp.Counter, e.Version.VV[dev])
-			if e.Version.Device == dev {
-				rp.Clock = max(rp.Clock, e.Version.Clock)
-			}
-		}
-		return nil
+	err := s.View(func(t *Tx) error {
+		var err error
+		rp, err = t.removalPoint(dev)
+		return err
 	})
 	if err != nil {
 		return RemovalPoint{}, fmt.Errorf("removal point of %s: %w", dev, err)
@@ -798,22 +803,37 @@ func (s *Store) RemovalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
 	return rp, nil
 }
 
-// RevokeDevice makes this store refuse, from now on, every envelope written by dev beyond
-// its removal point at (Apply counts them in Rejected with ErrRevoked); blind replicas
-// included, since the check reads only the clear header. Envelopes of dev beyond the point
-// that the store accepted before it heard of the removal are dropped, so that it ends with
-// the same envelopes as the stores that refused them (a record left with no version then
-// comes back from the devices that kept the version dev overwrote). It is persistent and
-// idempotent; a second call for the same device keeps the earlier of the two points on
-// each axis, so that two devices that removed dev concurrently end with the same point
-// everywhere.
+func (t *Tx) removalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
+	var rp RemovalPoint
+	c := t.tx.Bucket(bucketEnv).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		e, err := UnmarshalEnvelope(v)
+		if err != nil {
+			return rp, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
+		}
+		rp.Counter = max(rp.Counter, e.Version.VV[dev])
+		if e.Version.Device == dev {
+			rp.Clock = max(rp.Clock, e.Version.Clock)
+		}
+	}
+	return rp, nil
+}
+
+// RevokeDevice makes a blind replica refuse, from now on, every envelope written by dev
+// beyond its removal point at (Apply counts them in Rejected with ErrRevoked); the check
+// reads only the clear header. Devices do not call it: they compute the points from the
+// signed removal records (authority.go) and tell their replicas. Envelopes of dev beyond
+// the point that the replica accepted before it heard of the removal are dropped, so that
+// it ends with the same envelopes as the devices. It is persistent and idempotent; a later
+// point for the same device raises the first on each axis (the devices' cut grows as the
+// remaining devices report how far they had seen dev), an earlier one changes nothing.
 func (s *Store) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
 	if dev == "" || len(dev) > MaxDeviceIDSize {
 		return fmt.Errorf("revoke device: %w: device id", ErrInvalid)
 	}
 	if rev, err := s.Revoked(); err == nil {
-		if old, ok := rev[dev]; ok && old.Counter <= at.Counter && old.Clock <= at.Clock {
-			return nil // nothing to tighten: no write transaction
+		if old, ok := rev[dev]; ok && old.Counter >= at.Counter && old.Clock >= at.Clock {
+			return nil // nothing to raise: no write transaction
 		}
 	}
 	err := s.Update(func(t *Tx) error {
@@ -821,8 +841,9 @@ func (s *Store) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
 		if err != nil {
 			return err
 		}
-		if old, ok := rev[dev]; ok {
-			at = RemovalPoint{Counter: min(old.Counter, at.Counter), Clock: min(old.Clock, at.Clock)}
+		old, raised := rev[dev]
+		if raised {
+			at = RemovalPoint{Counter: max(old.Counter, at.Counter), Clock: max(old.Clock, at.Clock)}
 			if at == old {
 				return nil
 			}
@@ -834,6 +855,9 @@ func (s *Store) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
 		}
 		if err := t.tx.Bucket(bucketMeta).Put(metaRevoked, b); err != nil {
 			return err
+		}
+		if raised {
+			return nil // a raised point refuses less: nothing held is dropped
 		}
 		return t.purgeRevoked(&applyKeys{rev: rev})
 	})
@@ -920,11 +944,41 @@ func (t *Tx) applyPrep() (*applyKeys, error) {
 	if err := t.s.loadEpochKeys(t.tx); err != nil {
 		return nil, err
 	}
-	rev, err := t.loadRevoked()
+	rev, err := t.revokedDevices()
 	if err != nil {
 		return nil, err
 	}
 	return &applyKeys{rev: rev}, nil
+}
+
+// revokedDevices is where each removed device's accepted writes end: on a device, the cuts
+// its signed removal records set (authority.go); on a blind replica, which cannot read
+// them, what the devices told it (RevokeDevice).
+func (t *Tx) revokedDevices() (map[resolve.DeviceID]RemovalPoint, error) {
+	if t.s.keys.blind {
+		return t.loadRevoked()
+	}
+	a, err := t.authority()
+	if err != nil {
+		return nil, err
+	}
+	t.s.keys.exclude(a.unclean)
+	return a.cuts(), nil
+}
+
+// settleRemovals runs after Apply took membership records: this device writes its view
+// of every removal it has not seen before (so that nothing it holds is refused
+// elsewhere), and the batch is judged against the new cuts.
+func (t *Tx) settleRemovals(ak *applyKeys) error {
+	if err := t.writeViews(); err != nil {
+		return err
+	}
+	rev, err := t.revokedDevices()
+	if err != nil {
+		return err
+	}
+	ak.rev = rev
+	return nil
 }
 
 // refuse reports ErrRevoked for an envelope written by a revoked device beyond its

@@ -26,17 +26,34 @@ func kx(t testing.TB, s *Store) string {
 	return pub
 }
 
-// revoke computes d's removal point on s and revokes d there.
+// revoke removes d on s (a signed removal record) and returns d's removal point there.
 func revoke(t testing.TB, s *Store, d *Store) RemovalPoint {
 	t.Helper()
 	rp, err := s.RemovalPoint(d.Device().ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeDevice(d.Device().ID, rp); err != nil {
+	if err := s.Remove(d.Device().ID); err != nil {
 		t.Fatal(err)
 	}
 	return rp
+}
+
+// syncRevoked syncs both ways, allowing refusals of writes under a key a removed device
+// holds (they pass once re-sealed).
+func syncRevoked(t testing.TB, a, b *Store) {
+	t.Helper()
+	for _, p := range [][2]*Store{{a, b}, {b, a}} {
+		res, err := p[1].Apply(allEnvelopes(t, p[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Rejected {
+			if !errors.Is(r.Err, ErrRevoked) {
+				t.Fatalf("%s refused: %v", p[1].Device().Name, r.Err)
+			}
+		}
+	}
 }
 
 // reversed returns the envelopes of s in reverse sequence order: newest (sealed under new
@@ -352,49 +369,54 @@ func TestRevokedWritesRejected(t *testing.T) {
 		t.Errorf("a reads d's later write: %v", err)
 	}
 
-	// b accepted d's later writes before it heard of the removal: revoking drops them, and
-	// a sync brings back what d overwrote, so that a and b hold the same envelopes.
+	// b accepted d's later writes before it heard of the removal. Nothing it holds is
+	// dropped: learning of the removal, b writes how far it had seen d, the cut becomes
+	// the furthest of the remaining devices' views, and a then takes what b vouches for,
+	// so that a and b hold the same envelopes.
 	b := peer(t, a, "b", nil)
-	syncBoth(t, a, b)
-	mustApply(t, b, after)
+	mustApply(t, b, before)
+	mustApply(t, b, after[:3])
+	mustApply(t, b, allEnvelopes(t, a)) // b hears of the removal and writes its view
+	mustApply(t, a, allEnvelopes(t, b)) // a takes the view, then what it covers
 	if _, err := b.Get("notes", "new"); err != nil {
-		t.Fatal(err)
+		t.Errorf("b lost a write of d it held before it heard of the removal: %v", err)
 	}
-	if err := b.RevokeDevice(d.Device().ID, rp); err != nil {
-		t.Fatal(err)
+	if _, err := a.Get("notes", "new"); err != nil {
+		t.Errorf("a refuses a write of d that b held before it heard of the removal: %v", err)
 	}
-	if _, err := b.Get("notes", "new"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("b still reads d's later write after the revocation: %v", err)
-	}
-	syncBoth(t, a, b)
 	if envelopeSet(t, a) != envelopeSet(t, b) {
-		t.Error("a and b hold different envelopes after the revocation and a sync")
+		t.Error("a and b hold different envelopes after b's view of the removal")
 	}
-	for _, k := range []string{"d-2", "d-3"} {
-		if rec, err := b.Get("notes", k); err != nil || string(rec.Value) == `"after"` {
-			t.Errorf("b's %s after the revocation: %+v %v", k, rec, err)
+	// The forged ones were seen by nobody: still refused everywhere.
+	for _, s := range []*Store{a, b} {
+		if res, err := s.Apply(forged); err != nil || res.Added != 0 {
+			t.Errorf("%s: forged after the views: %v, %d added", s.Device().Name, err, res.Added)
 		}
 	}
 
-	// A second, later removal point does not loosen the first; an earlier one tightens it.
-	if err := a.RevokeDevice(d.Device().ID, RemovalPoint{Counter: 9, Clock: rp.Clock + 1000}); err != nil {
+	// On a replica a later point (what the devices report as their views grow) raises the
+	// first; an earlier one changes nothing; both survive a restart.
+	if err := r.RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock + 1000}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock - 1}); err != nil {
+	if err := r.RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock - 1}); err != nil {
 		t.Fatal(err)
 	}
-	dir := a.Dir()
-	a.Close()
-	a = reopen(t, dir)
-	defer a.Close()
-	rev, err := a.Revoked()
+	dir := r.Dir()
+	r.Close()
+	r, err = Open(dir, testPass, testOpts("r"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rev[d.Device().ID]; got != (RemovalPoint{Counter: rp.Counter, Clock: rp.Clock - 1}) {
+	defer r.Close()
+	rev, err := r.Revoked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rev[d.Device().ID]; got != (RemovalPoint{Counter: rp.Counter, Clock: rp.Clock + 1000}) {
 		t.Errorf("removal point after restart %+v", got)
 	}
-	if res, err := a.Apply(after); err != nil || res.Added != 0 {
+	if res, err := r.Apply(forged); err != nil || res.Added != 0 {
 		t.Errorf("after restart: %v, %d added", err, res.Added)
 	}
 }
@@ -430,13 +452,18 @@ func TestConcurrentRotations(t *testing.T) {
 	}
 	a.Put("notes", "under-a", []byte(`"a1"`))
 	b.Put("notes", "under-b", []byte(`"b1"`))
-	syncBoth(t, a, b)
-	for _, s := range []*Store{a, b} {
-		for _, k := range []string{"under-a", "under-b"} {
-			if _, err := s.Get("notes", k); err != nil {
-				t.Errorf("%s reads %s: %v", s.Device().Name, k, err)
-			}
+	// Each key reached the device the other removed, so each side refuses the other's
+	// write under it (made after the removal) until it is re-sealed under a clean key.
+	for _, p := range [][2]*Store{{a, b}, {b, a}} {
+		res, err := p[1].Apply(allEnvelopes(t, p[0]))
+		if err != nil {
+			t.Fatal(err)
 		}
+		if len(res.Rejected) != 1 || !errors.Is(res.Rejected[0].Err, ErrRevoked) {
+			t.Errorf("%s took %s's write under a key a removed device holds: %+v", p[1].Device().Name, p[0].Device().Name, res.Rejected)
+		}
+	}
+	for _, s := range []*Store{a, b} {
 		kes, _ := s.KeyEpochs()
 		if len(kes) != 2 {
 			t.Errorf("%s holds %d epoch keys, want both of epoch 1", s.Device().Name, len(kes))
@@ -456,7 +483,7 @@ func TestConcurrentRotations(t *testing.T) {
 	if _, err := b.RotateKey(all); err != nil {
 		t.Fatal(err)
 	}
-	syncBoth(t, a, b)
+	syncRevoked(t, a, b) // the writes under the tainted epoch-1 keys wait for the re-seal
 	sealing := func(s *Store) KeyEpoch {
 		kes, err := s.KeyEpochs()
 		if err != nil {
@@ -473,6 +500,23 @@ func TestConcurrentRotations(t *testing.T) {
 	sa, sb := sealing(a), sealing(b)
 	if sa.Epoch != 2 || sa.KeyID != sb.KeyID {
 		t.Fatalf("sealing keys differ: a %+v, b %+v", sa, sb)
+	}
+	// Re-sealed under the clean key, each side's write reaches the other.
+	for _, s := range []*Store{a, b} {
+		for st := (ResealStats{}); !st.Done; {
+			var err error
+			if st, err = s.Reseal(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	syncBoth(t, a, b)
+	for _, s := range []*Store{a, b} {
+		for _, k := range []string{"under-a", "under-b"} {
+			if _, err := s.Get("notes", k); err != nil {
+				t.Errorf("%s reads %s: %v", s.Device().Name, k, err)
+			}
+		}
 	}
 	for _, dev := range sa.Recipients {
 		if dev == c.Device().ID || dev == d.Device().ID {

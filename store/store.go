@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -43,7 +44,12 @@ var (
 	metaClock  = []byte("clock")
 	// metaOwnFloor is the highest counter of this device seen from elsewhere (guard.go).
 	metaOwnFloor = []byte("ownfloor")
+	// metaAuthority is set once the store's reserved records are signed (authority.go):
+	// at Init, or when Upgrade moved a store made before signatures existed.
+	metaAuthority = []byte("authority")
 )
+
+const authorityVersion = 2
 
 // Options configure Open and Init. A nil *Options, and every zero field, means the default.
 type Options struct {
@@ -128,6 +134,9 @@ type Store struct {
 	closed atomic.Bool
 
 	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
+
+	signer ed25519.PrivateKey         // this device's signing key (authority.go); nil until it has one
+	auth   atomic.Pointer[authority] // the membership as last computed from committed records
 }
 
 // DeviceInfo names this device.
@@ -208,6 +217,19 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 				return err
 			}
 		}
+		if err := s.newSigningKey(tx); err != nil {
+			return err
+		}
+		if err := meta.Put(metaAuthority, []byte{authorityVersion}); err != nil {
+			return err
+		}
+		if o.MeshKey == nil && o.replica == nil {
+			// A new mesh: this device is its first member and the root of its trust.
+			pub := s.signer.Public().(ed25519.PublicKey)
+			if err := s.putLocalJSON(tx, localAnchors, map[resolve.DeviceID][]byte{s.device.ID: pub}); err != nil {
+				return err
+			}
+		}
 		return s.putLocalJSON(tx, "device", s.device)
 	})
 	if err != nil {
@@ -216,8 +238,14 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("init store in %s: %w", dir, err)
 	}
 	s.clock = resolve.Clock{MaxSkew: o.MaxSkew}
+	if testInitHook != nil {
+		testInitHook(s)
+	}
 	return s, nil
 }
+
+// testInitHook, when set (by this package's tests only), sees every store Init makes.
+var testInitHook func(*Store)
 
 // Open unlocks the existing store in dir with pass.
 func Open(dir string, pass []byte, opts *Options) (*Store, error) {
@@ -268,6 +296,9 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		}
 		if c := meta.Get(metaClock); len(c) == 8 {
 			s.clock.Last = resolve.Timestamp(be64(c))
+		}
+		if err := s.loadSigningKey(tx); err != nil {
+			return err
 		}
 		return s.getLocalJSON(tx, "device", &s.device)
 	})

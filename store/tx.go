@@ -64,6 +64,11 @@ type Tx struct {
 	floor         uint64
 	floorLoaded   bool
 	newEpoch      *[16]byte // set when this transaction started a new store epoch
+
+	// authority (authority.go)
+	auth      *authority // the membership as of this transaction, computed on first use
+	authDirty bool       // the transaction changed a record the membership reads
+	trusted   bool       // reserved records are taken without verification (Restore)
 }
 
 // View runs fn in a read-only transaction.
@@ -88,6 +93,9 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		}
 		return t.flush()
 	})
+	if t != nil && t.authDirty {
+		s.auth.Store(nil) // committed or not, the cached membership may be stale
+	}
 	if err != nil {
 		return s.commitFailed(err) // diskfull.go
 	}
@@ -279,7 +287,14 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 			return fmt.Errorf("write %s/%s: %w", collection, key, err)
 		}
 	}
-	env, err := t.s.keys.seal(id, version, &payload{Collection: collection, Key: key, Value: val})
+	p := &payload{Collection: collection, Key: key, Value: val}
+	if reservedCollection(collection) {
+		if err := t.s.sign(id, version, p); err != nil {
+			return err
+		}
+		t.touchAuthority(collection)
+	}
+	env, err := t.s.keys.seal(id, version, p)
 	if err != nil {
 		return fmt.Errorf("write %s/%s: %w", collection, key, err)
 	}
@@ -437,14 +452,8 @@ func (t *Tx) List(collection, prefix string) ([]Record, error) {
 		return nil
 	}
 	if collection != "" {
-		tag := t.s.keys.collTag(collection)
-		c := t.tx.Bucket(bucketColl).Cursor()
-		for k, _ := c.Seek(tag); k != nil && bytes.HasPrefix(k, tag); k, _ = c.Next() {
-			var id merkle.ID
-			copy(id[:], k[len(tag):])
-			if err := visit(id); err != nil {
-				return nil, err
-			}
+		if err := t.eachID(collection, visit); err != nil {
+			return nil, err
 		}
 	} else {
 		c := t.tx.Bucket(bucketIDs).Cursor()
@@ -463,6 +472,23 @@ func (t *Tx) List(collection, prefix string) ([]Record, error) {
 		return strings.Compare(a.Key, b.Key)
 	})
 	return out, nil
+}
+
+// eachID calls fn with the id of every record the collection index holds for collection.
+func (t *Tx) eachID(collection string, fn func(merkle.ID) error) error {
+	if err := t.flushIndexes(); err != nil { // the scan reads the bucket directly
+		return err
+	}
+	tag := t.s.keys.collTag(collection)
+	c := t.tx.Bucket(bucketColl).Cursor()
+	for k, _ := c.Seek(tag); k != nil && bytes.HasPrefix(k, tag); k, _ = c.Next() {
+		var id merkle.ID
+		copy(id[:], k[len(tag):])
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // idEntry is the value of the ids bucket: the antichain digest and the sequence numbers of
