@@ -2,12 +2,14 @@ package consent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -30,6 +32,18 @@ func newDevice(t *testing.T, name string, meshKey []byte, c *clock) (*store.Stor
 		t.Fatal(err)
 	}
 	return s, r
+}
+
+// pair makes two stores of one mesh trust each other, as pairing does (each names the
+// other a member under its signing key).
+func pair(t *testing.T, a, b *store.Store) {
+	t.Helper()
+	for _, p := range [][2]*store.Store{{a, b}, {b, a}} {
+		key := p[1].SigningKey().Public().(ed25519.PublicKey)
+		if err := p[0].AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{p[1].Device().ID: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // envelopes returns every envelope a store holds.
@@ -58,6 +72,7 @@ func TestTwoDevices(t *testing.T) {
 	c := &clock{t: t0}
 	sa, ra := newDevice(t, "laptop", nil, c)
 	sb, rb := newDevice(t, "phone", sa.MeshKeyForPairing(), c)
+	pair(t, sa, sb)
 
 	t.Run("grant on A, revoke on B, A refuses after sync", func(t *testing.T) {
 		g, err := ra.Grant(GrantSpec{Collection: "notes", Purpose: "research", Destination: peerA, Expires: t0.Add(48 * time.Hour),

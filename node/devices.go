@@ -1,15 +1,18 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -36,7 +39,16 @@ type Device struct {
 	// KeyAgreement is the device's public key-agreement key (age X25519), to which new key
 	// epochs are granted (rotation.go).
 	KeyAgreement string `json:"kx,omitempty"`
+	// Key is the device's Ed25519 signing key, the public key of PeerID; Admission is the
+	// signature of the member that admitted it (store/authority.go). Both are in every
+	// version of the record.
+	Key       []byte           `json:"key,omitempty"`
+	Admission *store.Admission `json:"admission,omitempty"`
 }
+
+// Removed, RemovedAt and RemovalPoint are what the store's signed removal records say
+// (store.Member), filled in when the list is loaded; a record's own fields of those names
+// were written by releases before signatures and are read only to upgrade such a store.
 
 // localBootstrap holds the device list a joiner received at pairing, used until the first
 // sync brings the real one.
@@ -64,42 +76,88 @@ func (s *deviceSet) member(p peer.ID) (Device, bool) {
 	return d, ok && !d.Removed
 }
 
+// loadDevices reads the device list: the records of the devices the signed records admit
+// (store.Members), with their removal as those records say, and the peer id of each taken
+// from its signing key, never from the record's own word. Until its first sync, a device
+// that just joined lists the members its inviter named (localBootstrap).
 func loadDevices(st *store.Store) ([]Device, error) {
 	if st.Blind() {
 		return loadReplicaMembers(st)
+	}
+	members, err := st.Members()
+	if err != nil {
+		return nil, err
 	}
 	recs, err := st.List(DevicesCollection, "")
 	if err != nil {
 		return nil, err
 	}
-	var out []Device
+	byID := map[string]Device{}
 	for _, r := range recs {
 		var d Device
-		if err := json.Unmarshal(r.Value, &d); err != nil || d.ID != r.Key || d.PeerID == "" {
+		if err := json.Unmarshal(r.Value, &d); err != nil || d.ID != r.Key {
 			continue // a record this version cannot read is ignored, not fatal
 		}
-		out = append(out, d)
+		byID[d.ID] = d
 	}
 	var boot []Device
 	if ok, err := st.GetLocal(localBootstrap, &boot); err == nil && ok {
 		for _, b := range boot {
-			if !slices.ContainsFunc(out, func(d Device) bool { return d.ID == b.ID }) {
-				out = append(out, b)
+			if _, ok := byID[b.ID]; !ok {
+				byID[b.ID] = b
 			}
 		}
+	}
+	var out []Device
+	for _, m := range members {
+		d, ok := byID[string(m.ID)]
+		if !ok {
+			continue // admitted, but its record has not arrived: nothing to show or dial
+		}
+		pid, err := peerIDOf(m.Key)
+		if err != nil {
+			continue
+		}
+		d.PeerID, d.Key = pid, m.Key
+		d.Removed, d.RemovedAt, d.RemovalPoint = m.Removed, time.Time{}, nil
+		if m.Removed {
+			cut := m.Cut
+			d.RemovedAt, d.RemovalPoint = m.RemovedAt.Time(), &cut
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
 
-// reloadDevices rebuilds the snapshot from the store. A peer id that appears in a removed
-// record stays refused even if another record names it.
+// peerIDOf is the libp2p peer id of an Ed25519 signing key.
+func peerIDOf(key []byte) (peer.ID, error) {
+	pk, err := crypto.UnmarshalEd25519PublicKey(key)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPublicKey(pk)
+}
+
+// signingKeyOf is the Ed25519 key of a peer id (every device's identity is Ed25519).
+func signingKeyOf(p peer.ID) (ed25519.PublicKey, error) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("peer id %s: %w", p, err)
+	}
+	raw, err := pk.Raw()
+	if err != nil || pk.Type() != crypto.Ed25519 || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("peer id %s: not an Ed25519 identity", p)
+	}
+	return raw, nil
+}
+
+// reloadDevices rebuilds the snapshot from the store. A peer id this device has seen
+// removed stays refused, whatever comes later.
 func (n *Node) reloadDevices() error {
 	devs, err := loadDevices(n.st)
 	if err != nil {
 		return fmt.Errorf("load device list: %w", err)
 	}
-	// A removal is sticky: once this device has seen a peer removed it never accepts it
-	// again, even if a concurrent write of the removed device wins the record's conflict.
 	var removed []peer.ID
 	if _, err := n.st.GetLocal(localRemoved, &removed); err != nil {
 		return fmt.Errorf("load removed peers: %w", err)
@@ -179,12 +237,9 @@ func (n *Node) RemoveDevice(id string) error {
 	if dev.Removed {
 		return nil
 	}
-	rp, err := n.removalPoint(id)
-	if err != nil {
-		return fmt.Errorf("remove device %s: %w", id, err)
-	}
-	dev.Removed, dev.RemovedAt, dev.RemovalPoint = true, n.cfg.Now().UTC(), rp
-	if err := putDevice(n.st, dev); err != nil {
+	// A signed removal record: every device that learns of it refuses the device's
+	// later writes, and no later write of it can undo it (store/authority.go).
+	if err := n.st.Remove(resolve.DeviceID(id)); err != nil {
 		return fmt.Errorf("remove device %s: %w", id, err)
 	}
 	if err := n.reloadDevices(); err != nil {
@@ -252,4 +307,10 @@ func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
 	if err := putDevice(n.st, self); err != nil && !errors.Is(err, store.ErrClosed) {
 		n.log.Warn("record own addresses", "err", err)
 	}
+}
+
+// membershipChange reports whether a change to a record of collection can change the
+// device list or the keys: a device record, a removal or a key grant.
+func membershipChange(collection string) bool {
+	return collection == DevicesCollection || collection == store.RemovalsCollection || collection == store.KeysCollection
 }

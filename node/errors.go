@@ -29,6 +29,9 @@ var (
 	ErrNotMember = errors.New("peer is not a device of this mesh")
 	// ErrProtocol means a peer broke the sync or pairing protocol; the session ended.
 	ErrProtocol = errors.New("protocol violation")
+	// ErrOldPeer means the peer runs a meshsync release too old to sync with this one (it
+	// does not sign the records that change the mesh): upgrade it.
+	ErrOldPeer = errors.New("peer runs an older meshsync")
 	// ErrRolledBack means a peer remembered more of this store than it holds: the store
 	// was put back from an older copy. It started a new epoch; the next session
 	// reconciles everything by Merkle summary and nothing the peer holds is lost.

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -143,4 +146,23 @@ func testListen() []string {
 		return []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
 	return []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+}
+
+// admitPeer records p as a device of a's mesh under id, admitted by a as pairing would.
+func admitPeer(t *testing.T, a *Node, id string, p peer.ID) {
+	t.Helper()
+	key, err := signingKeyOf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := a.st.Admit(resolve.DeviceID(id), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putDevice(a.st, Device{ID: id, PeerID: p, Name: id, Role: RoleDevice, Key: key, Admission: &ad}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.devicesChanged(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,21 +80,7 @@ func Init(ctx context.Context, cfg Config, deviceName string) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init node: %w", err)
 	}
-	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	if err := saveIdentity(st, sk); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("init node: %w", err)
-	}
-	id, _ := peer.IDFromPrivateKey(sk)
-	dev := Device{ID: string(st.Device().ID), PeerID: id, Name: st.Device().Name, Role: RoleDevice, Added: cfg.Now().UTC()}
-	if err := putDevice(st, dev); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("init node: %w", err)
-	}
+	// newNode writes this device's own record, admitted by itself: the mesh's first member.
 	n, err := newNode(cfg, st)
 	if err != nil {
 		st.Close()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,6 +24,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -299,7 +301,15 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 	if name == "" {
 		name = "device-" + shortID(p)
 	}
-	dev := Device{ID: conf.DeviceID, PeerID: p, Name: name, Role: role, Added: n.cfg.Now().UTC()}
+	key, err := signingKeyOf(p)
+	if err != nil {
+		return true, false, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	ad, err := n.st.Admit(resolve.DeviceID(conf.DeviceID), key)
+	if err != nil {
+		return true, false, err
+	}
+	dev := Device{ID: conf.DeviceID, PeerID: p, Name: name, Role: role, Added: n.cfg.Now().UTC(), Key: key, Admission: &ad}
 	if err := putDevice(n.st, dev); err != nil {
 		return true, false, err
 	}
@@ -351,6 +361,9 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 	var st *store.Store
 	err = pairWith(ctx, h, inv, deviceName, cfg.StepTimeout, func(m *pairMsg) (string, error) {
 		o := cfg.storeOptions(deviceName)
+		if o.SigningKey, err = rawKey(sk); err != nil {
+			return "", err
+		}
 		switch {
 		case m.Token != nil:
 			st, err = store.InitReplica(cfg.Dir, cfg.Passphrase, *m.Token, o)
@@ -363,8 +376,10 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		if err != nil {
 			return "", err
 		}
-		if err := saveIdentity(st, sk); err != nil {
-			return "", err
+		if m.Token == nil {
+			if err := st.AddAnchors(inviterMembers(m.Devices)); err != nil {
+				return "", err
+			}
 		}
 		devs := m.Devices
 		for i := range devs {
@@ -396,6 +411,21 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		return nil, fmt.Errorf("join: %w", err)
 	}
 	return n, nil
+}
+
+// inviterMembers are the devices a joiner trusts without proof: the members its inviter
+// named over the authenticated pairing channel, each under the key of its peer id.
+func inviterMembers(devs []Device) map[resolve.DeviceID]ed25519.PublicKey {
+	out := map[resolve.DeviceID]ed25519.PublicKey{}
+	for _, d := range devs {
+		if d.Removed || d.Role != RoleDevice {
+			continue
+		}
+		if key, err := signingKeyOf(d.PeerID); err == nil {
+			out[resolve.DeviceID(d.ID)] = key
+		}
+	}
+	return out
 }
 
 // joinHost is the short-lived host a joiner pairs from: the device's future identity, no

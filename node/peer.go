@@ -192,14 +192,14 @@ func (n *Node) feedLoop(ctx context.Context) {
 			if !ok {
 				return
 			}
-			batch = append(batch, changeInfo{c.Collection == DevicesCollection, c.ID.String(), c.Conflict})
+			batch = append(batch, changeInfo{membershipChange(c.Collection), c.ID.String(), c.Conflict})
 		}
 		for len(sub.C) > 0 {
 			c, ok := <-sub.C
 			if !ok {
 				break
 			}
-			batch = append(batch, changeInfo{c.Collection == DevicesCollection, c.ID.String(), c.Conflict})
+			batch = append(batch, changeInfo{membershipChange(c.Collection), c.ID.String(), c.Conflict})
 		}
 		devs := false
 		if m := sub.Missed(); m != missed {

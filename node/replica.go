@@ -159,6 +159,10 @@ func (n *Node) recordReplicaAddrs(d Device) {
 	if len(as) == 0 || slices.Equal(as, d.Addrs) {
 		return
 	}
+	// Only the device that admitted a replica may write its record (store/authority.go).
+	if d.Admission == nil || d.Admission.By != n.self.ID {
+		return
+	}
 	d.Addrs = as
 	if err := putDevice(n.st, d); err != nil {
 		n.log.Warn("record replica addresses", "err", err)

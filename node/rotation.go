@@ -111,15 +111,6 @@ func ensureKeyAgreement(st *store.Store) error {
 	return putDevice(st, d)
 }
 
-// removalPoint is where dev's accepted writes end, as this device's store sees it.
-func (n *Node) removalPoint(dev string) (*store.RemovalPoint, error) {
-	rp, err := n.st.RemovalPoint(resolve.DeviceID(dev))
-	if err != nil {
-		return nil, err
-	}
-	return &rp, nil
-}
-
 // revocationOf is the removal point to enforce for a removed device record. A record
 // removed by an older version carries none: its later writes are then cut by the time of
 // the removal alone.
@@ -138,14 +129,16 @@ func (n *Node) keysChanged() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	devs := n.devices.Load().list
-	for _, d := range devs {
-		if d.Removed && d.ID != string(n.self.ID) {
-			if err := n.st.RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
-				return err
+	if n.st.Blind() {
+		// A replica cannot read the signed removal records: it refuses what the devices
+		// told it (replica.go). A device's store computes its cuts itself.
+		for _, d := range devs {
+			if d.Removed && d.ID != string(n.self.ID) {
+				if err := n.st.RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if n.st.Blind() {
 		return nil
 	}
 	if slices.ContainsFunc(devs, func(d Device) bool { return d.ID == string(n.self.ID) && d.Removed }) {

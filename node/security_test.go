@@ -159,12 +159,7 @@ func TestInviteWrongUsedExpired(t *testing.T) {
 // misbehaves.
 func fakeDevice(t *testing.T, a *Node) host.Host {
 	h := plainHost(t)
-	if err := putDevice(a.st, Device{ID: "fake", PeerID: h.ID(), Name: "fake", Role: RoleDevice}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.devicesChanged(); err != nil {
-		t.Fatal(err)
-	}
+	admitPeer(t, a, "fake", h.ID())
 	info := peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}
 	if err := h.Connect(ctxT(t, 5*time.Second), info); err != nil {
 		t.Fatal(err)

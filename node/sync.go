@@ -258,8 +258,11 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
+		if h.Version < wire.Version {
+			return nil, fmt.Errorf("%w: it speaks sync version %d, this device %d: upgrade meshsync on it", ErrOldPeer, h.Version, wire.Version)
+		}
 		if h.Version != wire.Version {
-			return nil, fmt.Errorf("%w: peer speaks sync version %d, this node %d", ErrProtocol, h.Version, wire.Version)
+			return nil, fmt.Errorf("%w: peer speaks sync version %d, this device %d: upgrade meshsync on this device", ErrProtocol, h.Version, wire.Version)
 		}
 		want := helloProof(n.proofKey(p), roleByte(!initiator), p, n.id)
 		if !hmac.Equal(h.Proof[:], want[:]) {

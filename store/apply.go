@@ -69,6 +69,13 @@ func (s *Store) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyR
 		s.skew = max(s.skew, res.Skew)
 		s.mu.Unlock()
 	}
+	if slices.ContainsFunc(res.Changes, func(c Change) bool { return c.Collection == RemovalsCollection }) {
+		// In a transaction of its own, so that the batch's sequence range holds only what
+		// it brought (a peer skips those when it sends back).
+		if err := s.writeViews(); err != nil {
+			return res, fmt.Errorf("apply %d envelopes: write this device's view of a removal: %w", len(raw), err)
+		}
+	}
 	return res, nil
 }
 
@@ -196,6 +203,27 @@ func isRefusal(err error) bool {
 // data envelope under a key a removed device holds written after its removal. A blind
 // replica (p nil) checks only the clear header.
 func (t *Tx) admit(ak *applyKeys, e *Envelope, p *payload) error {
+	err := t.check(ak, e, p)
+	if err == nil || !isRefusal(err) {
+		return err
+	}
+	// What the store holds already, or holds something newer of, changes nothing: it is
+	// stale, not refused (a device's own record coming back, a removed device's old write).
+	set, serr := t.antichain(e.ID)
+	if serr != nil {
+		return serr
+	}
+	h, herr := newHashed(e)
+	if herr != nil {
+		return refusal{herr}
+	}
+	if _, changes := mergeAntichain(set, h); !changes {
+		return nil
+	}
+	return err
+}
+
+func (t *Tx) check(ak *applyKeys, e *Envelope, p *payload) error {
 	if err := ak.refuse(e); err != nil {
 		return refusal{err}
 	}

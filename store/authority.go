@@ -418,6 +418,8 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 	key := ed25519.PublicKey(nil)
 	if m, ok := a.member(w); ok {
 		key = m.Key
+	} else if w == t.s.device.ID && t.s.signer != nil {
+		key = t.s.signer.Public().(ed25519.PublicKey) // its own record, before its admission arrived
 	}
 	switch p.Collection {
 	case devicesCollection:
@@ -610,14 +612,16 @@ func (s *Store) Anchored() (bool, error) {
 // for at pairing. Only meshsync's pairing calls it, with what came over the authenticated
 // channel.
 func (s *Store) AddAnchors(devs map[resolve.DeviceID]ed25519.PublicKey) error {
-	err := s.Update(func(t *Tx) error { return t.addAnchors(devs) })
+	err := s.Update(func(t *Tx) error { return t.addAnchors(devs, true) })
 	if err != nil {
 		return fmt.Errorf("add trust anchors: %w", err)
 	}
 	return nil
 }
 
-func (t *Tx) addAnchors(devs map[resolve.DeviceID]ed25519.PublicKey) error {
+// addAnchors adds trust anchors; mark records that the store's authority records are
+// signed (no Upgrade needed).
+func (t *Tx) addAnchors(devs map[resolve.DeviceID]ed25519.PublicKey, mark bool) error {
 	cur, err := t.s.anchors(t.tx)
 	if err != nil {
 		return err
@@ -636,10 +640,49 @@ func (t *Tx) addAnchors(devs map[resolve.DeviceID]ed25519.PublicKey) error {
 		out[id] = k
 	}
 	t.authDirty, t.auth = true, nil
-	if err := t.tx.Bucket(bucketMeta).Put(metaAuthority, []byte{authorityVersion}); err != nil {
-		return err
+	if mark {
+		if err := t.tx.Bucket(bucketMeta).Put(metaAuthority, []byte{authorityVersion}); err != nil {
+			return err
+		}
 	}
 	return t.s.putLocalJSON(t.tx, localAnchors, out)
+}
+
+// currentMembers are the devices this store counts as members now, itself included when
+// it is one (a backup carries them).
+func (s *Store) currentMembers() (map[resolve.DeviceID][]byte, error) {
+	if s.keys.blind {
+		return nil, nil
+	}
+	out := map[resolve.DeviceID][]byte{}
+	err := s.View(func(t *Tx) error {
+		a, err := t.authority()
+		if err != nil {
+			return err
+		}
+		for id, m := range a.members {
+			if !m.Removed {
+				out[id] = m.Key
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// restoredAnchors are the anchors of a store restored from a backup: the members the
+// backup names, and the new device itself (the root of its own trust from now on).
+func restoredAnchors(members map[resolve.DeviceID][]byte, s *Store) map[resolve.DeviceID]ed25519.PublicKey {
+	out := map[resolve.DeviceID]ed25519.PublicKey{}
+	for id, k := range members {
+		if len(k) == ed25519.PublicKeySize && id != s.device.ID && len(id) <= MaxDeviceIDSize {
+			out[id] = k
+		}
+	}
+	if s.signer != nil {
+		out[s.device.ID] = s.signer.Public().(ed25519.PublicKey)
+	}
+	return out
 }
 
 // SigningKey returns this device's Ed25519 signing key (also its libp2p identity), or nil
@@ -666,11 +709,15 @@ func (s *Store) AdoptSigningKey(key ed25519.PrivateKey) error {
 	return nil
 }
 
-// newSigningKey makes and keeps a signing key (Init).
-func (s *Store) newSigningKey(tx *bolt.Tx) error {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
+// newSigningKey keeps key, or a new random key when it is nil, as the signing key (Init).
+func (s *Store) newSigningKey(tx *bolt.Tx, key ed25519.PrivateKey) error {
+	if key == nil {
+		var err error
+		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return err
+		}
+	} else if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: signing key is not an Ed25519 key", ErrInvalid)
 	}
 	if err := s.putLocalJSON(tx, localSigningKey, key.Seed()); err != nil {
 		return err
@@ -767,6 +814,23 @@ func (t *Tx) writeRemoval(dev resolve.DeviceID) error {
 		return err
 	}
 	return t.PutReserved(RemovalsCollection, key, b)
+}
+
+// writeViews writes this device's view of every removal it has not written one for
+// (Apply calls it after a batch that brought removals).
+func (s *Store) writeViews() error {
+	if s.keys.blind || s.signer == nil {
+		return nil
+	}
+	var due bool
+	if err := s.View(func(t *Tx) error {
+		a, err := t.authority()
+		due = err == nil && len(a.viewsDue) > 0
+		return err
+	}); err != nil || !due {
+		return err
+	}
+	return s.Update(func(t *Tx) error { return t.writeViews() })
 }
 
 // writeViews writes this device's view of every removal it has not written one for, so

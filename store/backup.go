@@ -48,6 +48,9 @@ type backupHeader struct {
 	// restored on a new device has no grant addressed to it, and opens the re-sealed
 	// envelopes with these.
 	EpochKeys []epochKey `json:"epoch_keys,omitempty"`
+	// Members are the devices the exporting device counted as members (id → signing
+	// key): a store restored from the backup trusts them as anchors (authority.go).
+	Members map[resolve.DeviceID][]byte `json:"members,omitempty"`
 }
 
 type backupLine struct {
@@ -141,9 +144,13 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if es := s.keys.epochs.Load(); es != nil {
 		epochKeys = es.all()
 	}
+	members, err := s.currentMembers()
+	if err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
 	err = writeLine(backupHeader{Format: backupFormat, Version: backupVersion, MeshKey: s.keys.mesh,
 		MeshID: hex.EncodeToString(meshID[:]), Device: string(s.device.ID), DeviceName: s.device.Name, Created: info.Created,
-		EpochKeys: epochKeys})
+		EpochKeys: epochKeys, Members: members})
 	if err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
@@ -468,6 +475,11 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
 	}
 	st, err := s.importBody(b, false, true)
+	if err == nil {
+		err = s.update(func(tx *bolt.Tx) error {
+			return s.newTx(tx).addAnchors(restoredAnchors(b.hdr.Members, s), false)
+		})
+	}
 	if err != nil {
 		s.Close()
 		os.Remove(filepath.Join(dir, FileName))

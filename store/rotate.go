@@ -911,12 +911,13 @@ func (t *Tx) purgeRevoked(ak *applyKeys) error {
 	return nil
 }
 
-// Revoked lists the revoked devices and their removal points.
+// Revoked lists the removed devices and where their accepted writes end: on a device, as
+// its signed removal records say; on a blind replica, as the devices told it.
 func (s *Store) Revoked() (map[resolve.DeviceID]RemovalPoint, error) {
 	var rev map[resolve.DeviceID]RemovalPoint
 	err := s.View(func(t *Tx) error {
 		var err error
-		rev, err = t.loadRevoked()
+		rev, err = t.revokedDevices()
 		return err
 	})
 	return rev, err
@@ -966,13 +967,10 @@ func (t *Tx) revokedDevices() (map[resolve.DeviceID]RemovalPoint, error) {
 	return a.cuts(), nil
 }
 
-// settleRemovals runs after Apply took membership records: this device writes its view
-// of every removal it has not seen before (so that nothing it holds is refused
-// elsewhere), and the batch is judged against the new cuts.
+// settleRemovals runs after Apply took membership records: the rest of the batch is
+// judged against the new cuts. (This device's view of a removal it learns of is written
+// after the batch commits: WriteViews.)
 func (t *Tx) settleRemovals(ak *applyKeys) error {
-	if err := t.writeViews(); err != nil {
-		return err
-	}
 	rev, err := t.revokedDevices()
 	if err != nil {
 		return err

@@ -79,6 +79,10 @@ type Options struct {
 	// new one. It must be 32 bytes.
 	MeshKey []byte
 
+	// SigningKey is the new device's Ed25519 signing key (Init): the identity a joiner
+	// already proved at pairing. Default a new random key.
+	SigningKey ed25519.PrivateKey
+
 	replica *ReplicaToken // InitReplica: a blind replica holding this token
 }
 
@@ -135,7 +139,7 @@ type Store struct {
 
 	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
 
-	signer ed25519.PrivateKey         // this device's signing key (authority.go); nil until it has one
+	signer ed25519.PrivateKey        // this device's signing key (authority.go); nil until it has one
 	auth   atomic.Pointer[authority] // the membership as last computed from committed records
 }
 
@@ -217,7 +221,7 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 				return err
 			}
 		}
-		if err := s.newSigningKey(tx); err != nil {
+		if err := s.newSigningKey(tx, o.SigningKey); err != nil {
 			return err
 		}
 		if err := meta.Put(metaAuthority, []byte{authorityVersion}); err != nil {

@@ -64,7 +64,7 @@ func (s *Store) Upgrade(devs map[resolve.DeviceID]LegacyDevice) error {
 				anchors[id] = d.Key
 			}
 		}
-		if err := t.addAnchors(anchors); err != nil {
+		if err := t.addAnchors(anchors, false); err != nil {
 			return err
 		}
 		legacy, err := t.unsignedRecords()

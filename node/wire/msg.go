@@ -6,9 +6,11 @@ import (
 )
 
 // Version is the sync protocol version carried in Hello. Version 2 added the tombstone
-// horizon and the last contact; a version-1 hello still decodes (as version 1), so that a
+// horizon and the last contact; version 3 (same layout) means that records of reserved
+// collections are signed, so that a peer of version 2, whose unsigned records would be
+// refused one by one, is told to upgrade instead. An older hello still decodes, so that a
 // node can name the version an old peer speaks.
-const Version = 2
+const Version = 3
 
 // MaxEnvelope bounds one envelope inside a Batch (the store's own cap is lower).
 const MaxEnvelope = 2 << 20
