@@ -412,7 +412,7 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 	}
 	for d, c := range e.Version.VV {
 		if c > MaxCounter {
-			return fail(ErrBadSignature, "counter of %s out of range", d)
+			return fail(ErrMalformed, "counter of %s out of range", d)
 		}
 	}
 	key := ed25519.PublicKey(nil)
@@ -490,7 +490,7 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 		return fail(ErrMalformed, "%v", err)
 	}
 	if !ed25519.Verify(key, msg, p.Sig) {
-		return fail(ErrBadSignature, "signature does not verify")
+		return fail(ErrBadSignature, "not by %s's key", w)
 	}
 	return nil
 }

@@ -616,9 +616,10 @@ func (s *Store) KeyEpochs() ([]KeyEpoch, error) {
 
 func keyEpochs(k *keyring, gs []keyGrant) []KeyEpoch {
 	es := k.epochs.Load()
+	_, sealing := k.sealKey()
 	var out []KeyEpoch
 	for _, ek := range es.all() {
-		ke := KeyEpoch{Epoch: ek.Epoch, KeyID: ek.id(), Sealing: es.newest != nil && bytes.Equal(es.newest.Key, ek.Key)}
+		ke := KeyEpoch{Epoch: ek.Epoch, KeyID: ek.id(), Sealing: bytes.Equal(sealing, ek.Key)}
 		for _, g := range gs {
 			if g.Epoch == ke.Epoch && g.KeyID == ke.KeyID {
 				if !slices.Contains(ke.Recipients, g.To) {
