@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -115,6 +116,21 @@ type (
 		// The same process with no node open: the Go runtime's own share.
 		BaselineCPUFraction   float64 `json:"baseline_cpu_fraction"`
 		BaselineWakeupsPerMin float64 `json:"baseline_wakeups_per_min"`
+	}
+	// benchSignatures is what signed authority records cost (store/authority.go): every
+	// record of a reserved collection is signed by its writer and verified on arrival;
+	// data records are not.
+	benchSignatures struct {
+		Row          string  `json:"row"` // "signatures"
+		SignMicros   float64 `json:"sign_us"`
+		VerifyMicros float64 `json:"verify_us"`
+		// Authority records B verified during the initial sync, and their share of it.
+		AuthorityRecords int     `json:"authority_records"`
+		AuthoritySeconds float64 `json:"authority_seconds"`
+		// What verifying a signature on every record of the initial sync would have cost,
+		// over all cores, beside the initial sync's own time.
+		AllRecordsSeconds float64 `json:"all_records_seconds"`
+		InitialSeconds    float64 `json:"initial_seconds"`
 	}
 	benchUnlock struct {
 		Row     string  `json:"row"` // "unlock"
@@ -308,6 +324,43 @@ func (r *benchRun) initialSync(ctx context.Context) error {
 		StreamPerS: lim.Stream, BoltPerS: lim.Bolt, AEADPerS: lim.AEAD, EnvelopeBytes: lim.Bytes,
 		WireBytes: wire, FillPerS: fill})
 	r.log("initial sync: %d records in %.2f s", got, el.Seconds())
+	return r.signatures(got, el)
+}
+
+// signatures measures one Ed25519 signature and verification and sets them beside the
+// initial sync: the authority records it carried, and every record, had each been signed.
+func (r *benchRun) signatures(records int, initial time.Duration) error {
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 256) // about what an authority record's signed message holds
+	const n = 2000
+	t0 := time.Now()
+	var sig []byte
+	for range n {
+		sig = ed25519.Sign(key, msg)
+	}
+	sign := time.Since(t0) / n
+	pub := key.Public().(ed25519.PublicKey)
+	t0 = time.Now()
+	for range n {
+		if !ed25519.Verify(pub, msg, sig) {
+			return errors.New("signature bench: verify failed")
+		}
+	}
+	verify := time.Since(t0) / n
+	var authority int
+	for _, c := range []string{node.DevicesCollection, store.RemovalsCollection, store.KeysCollection, store.PolicyCollection} {
+		recs, err := r.b.Store().List(c, "")
+		if err != nil {
+			return err
+		}
+		authority += len(recs)
+	}
+	r.rows = append(r.rows, benchSignatures{Row: "signatures", SignMicros: float64(sign.Nanoseconds()) / 1e3, VerifyMicros: float64(verify.Nanoseconds()) / 1e3,
+		AuthorityRecords: authority, AuthoritySeconds: float64(authority) * verify.Seconds(),
+		AllRecordsSeconds: float64(records) * verify.Seconds() / float64(runtime.NumCPU()), InitialSeconds: initial.Seconds()})
 	return nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"text/tabwriter"
 )
@@ -50,6 +51,9 @@ func writeBenchTable(w io.Writer, rows []any, valueSize int) {
 		case benchPush:
 			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
 				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)
+		case benchSignatures:
+			fmt.Fprintf(tw, "signatures	sign %.0f µs, verify %.0f µs	%.2f s initial sync	%.4f	%d authority records verified: %.1f ms; a signature on every one of its records would add %.1f s on %d cores\n",
+				r.SignMicros, r.VerifyMicros, r.InitialSeconds, r.AuthoritySeconds/r.InitialSeconds, r.AuthorityRecords, r.AuthoritySeconds*1e3, r.AllRecordsSeconds, runtime.NumCPU())
 		case benchUnlock:
 			fmt.Fprintf(tw, "unlock\t%.0f ms\t%.0f ms (Argon2id alone)\t%.2f\t%s%s; target 250 ms\n", r.Seconds*1e3, r.KDFSeconds*1e3, r.Seconds/r.KDFSeconds, r.KDF, map[bool]string{true: " (test KDF)"}[r.TestKDF])
 		case benchRest:
