@@ -13,8 +13,11 @@
 //     carries new envelopes as they commit.
 //
 // A connection gater refuses, once the secure handshake has authenticated the peer, every
-// peer that is not a current device of the mesh (the reserved collection
-// DevicesCollection), except while an invite is open; every handler checks again.
+// peer that is not a current device of the mesh, except while an invite is open; every
+// handler checks again. The device list is what the signed records establish
+// (store.Members: admissions in DevicesCollection, removals in store.RemovalsCollection);
+// a device's peer id is the one its signing key names, so its identity key is its store's
+// signing key.
 //
 // # Usage
 //
@@ -37,9 +40,11 @@
 //     it the device list (no names) over MembersProtocol after each session; it refuses
 //     every record operation. A device learns of a replica only through the synced device
 //     list.
-//   - Removing a device rotates the data key (a new key epoch for the remaining devices)
-//     and re-seals old envelopes in the background; its writes beyond the removal point
-//     are refused everywhere. Envelopes under a key this device does not hold yet do not
+//   - Removing a device writes a signed removal record; every device that learns of it
+//     writes how far it had seen the removed device, rotates the data key (a new key epoch
+//     for the remaining devices) and re-seals old envelopes in the background; the removed
+//     device's writes beyond the cut are refused everywhere. A peer of an older release
+//     (sync version below 3) is refused with ErrOldPeer. Envelopes under a key this device does not hold yet do not
 //     end a session: they are fetched again later.
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it

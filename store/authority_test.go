@@ -443,3 +443,31 @@ func TestForgedWriteUnderOldKeyRefused(t *testing.T) {
 		t.Errorf("forged write in b's name: added %d, %v", res.Added, res.Rejected)
 	}
 }
+
+// FuzzAuthorityRecord feeds the decoders of authority record values (device records,
+// removals) and the membership computation with arbitrary bytes: no panic, and whatever
+// decodes can be judged.
+func FuzzAuthorityRecord(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	dev, _ := json.Marshal(map[string]any{"id": "0011223344556677", "key": []byte(key.Public().(ed25519.PublicKey)),
+		"admission": Admission{By: "0011223344556677", At: 5, Sig: make([]byte, 64)}})
+	rem, _ := json.Marshal(removalRec{Device: "0011223344556677", By: "8899aabbccddeeff", Point: RemovalPoint{Counter: 3, Clock: 9}})
+	f.Add(dev, rem)
+	f.Add([]byte(`{"id":"x","key":"","admission":null}`), []byte(`{"device":"a","by":"a"}`))
+	f.Fuzz(func(t *testing.T, d, r []byte) {
+		in := authorityInput{self: "0011223344556677", anchors: map[resolve.DeviceID]ed25519.PublicKey{"0011223344556677": key.Public().(ed25519.PublicKey)}}
+		if c, err := parseDeviceCert(d); err == nil {
+			if len(c.Key) != ed25519.PublicKeySize || c.Admission == nil {
+				t.Fatalf("accepted a device record without key or admission: %+v", c)
+			}
+			in.certs = append(in.certs, *c)
+		}
+		if rec, err := parseRemoval(r); err == nil {
+			if rec.Device == rec.By {
+				t.Fatal("accepted a device removing itself")
+			}
+			in.removals = append(in.removals, *rec)
+		}
+		computeAuthority(in)
+	})
+}

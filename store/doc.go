@@ -34,13 +34,21 @@
 //     the holder.
 //   - Writes are durable when Put or Update returns (one fsync per transaction): group many
 //     writes in one Update.
+//   - Authority (authority.go): every record of a reserved collection is signed by its
+//     writer's device key ([Store.SigningKey]) and checked by Apply against the membership
+//     the signed records establish ([Store.Members]): admissions ([Store.Admit]), removal
+//     records ([Store.Remove]) that never un-happen, and trust anchors ([Store.AddAnchors],
+//     set at pairing; [Store.Upgrade] for a store made before signatures). Data records are
+//     not signed: a removed device can still forge one whose clock it sets back before its
+//     removal (it arrives as an old version).
 //   - Key epochs: [Store.RotateKey] starts a new data key wrapped (age X25519) for the
 //     devices that remain; every key a device can unwrap is kept, new writes use the
-//     newest, [Store.Reseal] re-seals old envelopes in batches. [Store.RevokeDevice]
-//     refuses a removed device's writes beyond its removal point (counter and clock), on
-//     blind replicas too; a removed device still holding old keys could forge writes under
-//     another device's id (there are no per-version signatures). Backups carry the
-//     rotated keys.
+//     newest key that a remaining device started after the latest removal and that no
+//     removed device holds, [Store.Reseal] re-seals old envelopes in batches. A removed
+//     device's writes beyond its cut are refused, and so is a data write under a key a
+//     removed device holds made after its removal (until re-sealed). A blind replica,
+//     which cannot read the signed records, is told the cuts ([Store.RevokeDevice]).
+//     Backups carry the rotated keys and the members.
 //   - Tombstones older than TombstoneTTL (90 days) are collected, but never past the
 //     store's last contact ([Store.NoteContact]); a store away longer than the horizon of
 //     a peer must resync fully (the node does it). Every device must use the same TTL.

@@ -95,6 +95,9 @@ func FuzzPayload(f *testing.F) {
 	p := &payload{Collection: "c", Key: "k", Value: resolve.Value{Kind: resolve.KindJSON, Data: []byte(`{"a":1}`)}}
 	b, _ := p.marshal()
 	f.Add(b)
+	p.Sig = bytes.Repeat([]byte{7}, 64) // a signed one (format 2)
+	b, _ = p.marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := unmarshalPayload(b)
 		if err != nil {
