@@ -88,6 +88,9 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		if err == nil {
 			err = ak.refuse(env) // a removed device's write after its removal
 		}
+		if err == nil {
+			err = checkCounters(env.Version) // counters a local write could not pass (guard.go)
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejected{Index: i, Err: err})
 			continue
