@@ -29,6 +29,9 @@ var (
 	ErrNotMember = errors.New("peer is not a device of this mesh")
 	// ErrProtocol means a peer broke the sync or pairing protocol; the session ended.
 	ErrProtocol = errors.New("protocol violation")
+	// ErrSessionCapped means a sync session received its cap of bytes (2 GiB) and ended
+	// after applying what arrived; the next session continues from there.
+	ErrSessionCapped = errors.New("sync session reached its byte cap")
 	// ErrRolledBack means a peer remembered more of this store than it holds: the store
 	// was put back from an older copy. It started a new epoch; the next session
 	// reconciles everything by Merkle summary and nothing the peer holds is lost.

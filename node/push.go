@@ -124,6 +124,13 @@ func (n *Node) handlePush(s network.Stream) {
 		return
 	}
 	defer n.wg.Done()
+	release, ok := n.inbound.acquire(p, PushProtocol)
+	if !ok {
+		n.log.Debug("push refused: too many push streams from the device", "from", shortID(p))
+		s.Reset()
+		return
+	}
+	defer release()
 	stop := context.AfterFunc(n.ctx, func() { s.Reset() })
 	defer stop()
 	if err := n.receivePush(s, p); err != nil {
@@ -156,6 +163,11 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
+		// A batch holds at most one envelope per sequence number of its range.
+		if uint64(len(batch.Envelopes)) > batch.To-batch.From {
+			n.bounded.claim.Add(1)
+			return fmt.Errorf("%w: push batch (%d, %d] of %d envelopes", ErrProtocol, batch.From, batch.To, len(batch.Envelopes))
+		}
 		applied := 0
 		var conflicts []string
 		var pr *progress
@@ -172,6 +184,7 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 			if err != nil {
 				return err
 			}
+			n.bounded.noteRejected(ar.Rejected)
 			switch rc := rejections(ar.Rejected); {
 			case rc.bad > 0:
 				return fmt.Errorf("%w: %d pushed envelopes refused", ErrProtocol, rc.bad)
