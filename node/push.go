@@ -22,7 +22,10 @@ import (
 // start where its progress stands (a gap) is still applied, and the receiver schedules a
 // sync session to fill the gap. An idle sender sends a batch without envelopes every
 // PushIdle/2 to keep the stream alive; it also carries the ranges that held only
-// envelopes the receiver sent (echoes, never sent back).
+// envelopes the receiver sent (echoes, never sent back). A batch holds at most one
+// envelope per number of its range, a device holds at most maxInbound push streams
+// towards a node, and an envelope the store refuses (other than for a key not held yet)
+// ends the stream.
 const PushProtocol = "/meshsync/push/1.0.0"
 
 // pushTo sends this store's new envelopes to p, starting after sequence from, until ctx

@@ -33,6 +33,14 @@ import (
 // when the roots are equal; otherwise both directions use the result of one Merkle
 // reconciliation over the stores' summaries. A side whose last contact is older than the
 // other's tombstone horizon resyncs fully over that reconciliation (horizon.go).
+//
+// A receiver takes only what it asked for (limits.go): after a reconciliation, envelopes
+// of the ids it lacks; on the fast path, batches that continue the sequence range from
+// the number it remembers up to the LastSeq of the sender's hello, with at most one
+// envelope per number. Anything else, and any envelope its store refuses as malformed,
+// tampered or out of range, ends the session as a protocol violation. It applies every
+// cfg.ApplyBatch envelopes or applyBytes bytes, ends a session after maxSessionBytes (the
+// next one continues), and serves maxInbound sessions per device at a time.
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // Bounds of one session.
