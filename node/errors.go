@@ -32,6 +32,9 @@ var (
 	// ErrOldPeer means the peer runs a meshsync release too old to sync with this one (it
 	// does not sign the records that change the mesh): upgrade it.
 	ErrOldPeer = errors.New("peer runs an older meshsync")
+	// ErrSessionCapped means a sync session received its cap of bytes (2 GiB) and ended
+	// after applying what arrived; the next session continues from there.
+	ErrSessionCapped = errors.New("sync session reached its byte cap")
 	// ErrRolledBack means a peer remembered more of this store than it holds: the store
 	// was put back from an older copy. It started a new epoch; the next session
 	// reconciles everything by Merkle summary and nothing the peer holds is lost.

@@ -38,6 +38,8 @@ type Node struct {
 	invites  inviteBox
 	progress *progressTable
 	track    *tracker
+	inbound  inboundLimit // streams per device and protocol (limits.go)
+	bounded  violations   // sessions ended for breaking a bound (limits.go)
 
 	mdnsFound atomic.Uint64               // devices of the mesh reported by mDNS
 	dht       atomic.Pointer[dht.IpfsDHT] // nil in LAN-only mode or before Start

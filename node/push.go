@@ -22,7 +22,10 @@ import (
 // start where its progress stands (a gap) is still applied, and the receiver schedules a
 // sync session to fill the gap. An idle sender sends a batch without envelopes every
 // PushIdle/2 to keep the stream alive; it also carries the ranges that held only
-// envelopes the receiver sent (echoes, never sent back).
+// envelopes the receiver sent (echoes, never sent back). A batch holds at most one
+// envelope per number of its range, a device holds at most maxInbound push streams
+// towards a node, and an envelope the store refuses (other than for a key not held yet)
+// ends the stream.
 const PushProtocol = "/meshsync/push/1.0.0"
 
 // pushTo sends this store's new envelopes to p, starting after sequence from, until ctx
@@ -124,6 +127,13 @@ func (n *Node) handlePush(s network.Stream) {
 		return
 	}
 	defer n.wg.Done()
+	release, ok := n.inbound.acquire(p, PushProtocol)
+	if !ok {
+		n.log.Debug("push refused: too many push streams from the device", "from", shortID(p))
+		s.Reset()
+		return
+	}
+	defer release()
 	stop := context.AfterFunc(n.ctx, func() { s.Reset() })
 	defer stop()
 	if err := n.receivePush(s, p); err != nil {
@@ -156,6 +166,11 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
+		// A batch holds at most one envelope per sequence number of its range.
+		if uint64(len(batch.Envelopes)) > batch.To-batch.From {
+			n.bounded.claim.Add(1)
+			return fmt.Errorf("%w: push batch (%d, %d] of %d envelopes", ErrProtocol, batch.From, batch.To, len(batch.Envelopes))
+		}
 		applied := 0
 		var conflicts []string
 		var pr *progress
@@ -172,6 +187,7 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 			if err != nil {
 				return err
 			}
+			n.bounded.noteRejected(ar.Rejected)
 			switch rc := rejections(ar.Rejected); {
 			case rc.bad > 0:
 				return fmt.Errorf("%w: %d pushed envelopes refused", ErrProtocol, rc.bad)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/store"
 )
 
 // SyncProtocol is the libp2p protocol id of a sync session.
@@ -31,6 +33,14 @@ import (
 // when the roots are equal; otherwise both directions use the result of one Merkle
 // reconciliation over the stores' summaries. A side whose last contact is older than the
 // other's tombstone horizon resyncs fully over that reconciliation (horizon.go).
+//
+// A receiver takes only what it asked for (limits.go): after a reconciliation, envelopes
+// of the ids it lacks; on the fast path, batches that continue the sequence range from
+// the number it remembers up to the LastSeq of the sender's hello, with at most one
+// envelope per number. Anything else, and any envelope its store refuses as malformed,
+// tampered or out of range, ends the session as a protocol violation. It applies every
+// cfg.ApplyBatch envelopes or applyBytes bytes, ends a session after maxSessionBytes (the
+// next one continues), and serves maxInbound sessions per device at a time.
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // Bounds of one session.
@@ -215,6 +225,13 @@ func (n *Node) handleSync(s network.Stream) {
 		return
 	}
 	defer n.wg.Done()
+	release, ok := n.inbound.acquire(p, SyncProtocol)
+	if !ok {
+		n.log.Debug("sync refused: too many sessions from the device", "from", shortID(p))
+		s.Reset()
+		return
+	}
+	defer release()
 	n.track.sessionStart(p)
 	res, err := n.syncSession(n.ctx, s, false)
 	n.track.sessionEnd(p, res, err, time.Time{})
@@ -304,7 +321,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	}
 
 	sendMode, sendFrom := direction(mine, theirs)
-	recvMode, _ := direction(theirs, mine)
+	recvMode, recvFrom := direction(theirs, mine)
 	// A side back from beyond the other's tombstone horizon resyncs fully (horizon.go):
 	// that needs the Merkle result, whatever the fast path could do.
 	plan := n.sessionPlan(mine, theirs, initiator)
@@ -329,11 +346,12 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	// Send and receive at once; the sender ends with End.
 	sent := make(chan error, 1)
 	go func() {
-		c, err := n.sendEnvelopes(rw, p, sendMode, sendFrom, have, keep)
+		c, err := n.sendEnvelopes(rw, p, sendMode, sendFrom, mine.LastSeq, have, keep)
 		res.Sent = c
 		sent <- err
 	}()
-	recvErr := n.receiveEnvelopes(rw, p, recvMode, theirs, res)
+	asked := recvPlan{mode: recvMode, from: recvFrom, upto: theirs.LastSeq, need: need}
+	recvErr := n.receiveEnvelopes(rw, p, asked, theirs, res)
 	if recvErr != nil {
 		s.Reset()
 		<-sent
@@ -358,9 +376,6 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	res.PeerApplied = int(pd.Applied)
 	res.Duration = time.Since(start)
 	res.BytesReceived, res.BytesSent = rw.read, rw.wrote
-	if res.Bad > 0 {
-		return res, fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, res.Bad)
-	}
 	if plan.Self && res.Mode == "full-resync" {
 		if err := n.finishResync(p, plan, msTime(mine.LastContact), peerLacks(have, need), res); err != nil {
 			return res, err
@@ -417,16 +432,15 @@ func (n *Node) reconcile(rw *frameRW, initiator bool, res *sessionResult) (need,
 
 var errBatchFull = errors.New("batch full")
 
-// sendEnvelopes streams what the peer lacks, then End. After a Merkle reconciliation,
-// keep (when not nil) picks which envelopes of have go (a full resync, horizon.go).
-func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from uint64, have []merkle.ID, keep func([]byte) bool) (int, error) {
+// sendEnvelopes streams what the peer lacks, then End. On the fast path it sends the
+// sequence range (from, upto], upto being the last sequence its hello claimed (the
+// receiver refuses more; later writes go by push or the next session). After a Merkle
+// reconciliation, keep (when not nil) picks which envelopes of have go (a full resync,
+// horizon.go).
+func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from, upto uint64, have []merkle.ID, keep func([]byte) bool) (int, error) {
 	sent := 0
 	switch m {
 	case modeFast:
-		upto, err := n.st.LastSeq()
-		if err != nil {
-			return sent, err
-		}
 		skip := n.progress.echoFilter(p)
 		for from < upto {
 			envs, last, err := n.collectSince(from, upto, skip)
@@ -507,11 +521,51 @@ func (n *Node) collectSince(from, upto uint64, skip func(uint64) bool) ([][]byte
 	return envs, last, nil
 }
 
-// receiveEnvelopes reads Batch frames until End and applies them in groups of
-// cfg.ApplyBatch envelopes. Each group's transaction also records the progress it earns;
-// the last one records that everything the peer held at its hello is here.
-func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hello, res *sessionResult) error {
+// recvPlan is what a session asked the peer for: on the fast path the sequence range
+// (from, upto] that the peer's hello claimed, after a Merkle reconciliation the ids in need
+// (sorted). A batch outside it ends the session as a protocol violation, counted.
+type recvPlan struct {
+	mode       mode
+	from, upto uint64 // fast: from advances to the To of each batch received
+	need       []merkle.ID
+}
+
+// check refuses a batch that holds what the plan did not ask for.
+func (a *recvPlan) check(b *wire.Batch, v *violations) error {
+	switch a.mode {
+	case modeNone:
+		return fmt.Errorf("%w: envelopes where none were due", ErrProtocol)
+	case modeFast:
+		if b.From != a.from || b.To <= b.From {
+			return fmt.Errorf("%w: batch (%d, %d] out of sequence, expected one from %d", ErrProtocol, b.From, b.To, a.from)
+		}
+		if b.To > a.upto || uint64(len(b.Envelopes)) > b.To-b.From {
+			v.claim.Add(1)
+			return fmt.Errorf("%w: batch (%d, %d] of %d envelopes beyond the %d claimed", ErrProtocol, b.From, b.To, len(b.Envelopes), a.upto)
+		}
+		a.from = b.To
+	case modeMerkle:
+		for _, e := range b.Envelopes {
+			id, err := store.EnvelopeID(e)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			if _, ok := slices.BinarySearchFunc(a.need, id, func(x, y merkle.ID) int { return bytes.Compare(x[:], y[:]) }); !ok {
+				v.unasked.Add(1)
+				return fmt.Errorf("%w: envelope %x was not asked for", ErrProtocol, id[:6])
+			}
+		}
+	}
+	return nil
+}
+
+// receiveEnvelopes reads Batch frames until End and applies them in groups of at most
+// cfg.ApplyBatch envelopes and applyBytes bytes. Each group's transaction also records the
+// progress it earns; the last one records that everything the peer held at its hello is
+// here. Only what asked names may arrive, and at most maxSessionBytes of it.
+func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, asked recvPlan, theirs *wire.Hello, res *sessionResult) error {
 	var pending [][]byte
+	held, total := 0, 0 // bytes of the frames pending aliases; of every batch received
 	var from, to uint64
 	ranged := false
 	// flush applies pending; final is true at End.
@@ -549,12 +603,16 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 		res.Rejected += rc.bad + rc.later // either leaves the range not whole
 		res.Bad += rc.bad
 		res.Revoked += rc.revoked
+		n.bounded.noteRejected(ar.Rejected)
+		if rc.bad > 0 { // malformed, tampered, counters past the limit: end the session now
+			return fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, rc.bad)
+		}
 		for _, c := range ar.Changes {
 			if c.Conflict {
 				res.Conflicts = append(res.Conflicts, c.ID)
 			}
 		}
-		pending, ranged = nil, false
+		pending, held, ranged = nil, 0, false
 		return nil
 	}
 	for {
@@ -564,17 +622,14 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 		}
 		switch t {
 		case wire.TypeBatch:
-			if m == modeNone {
-				return fmt.Errorf("%w: envelopes where none were due", ErrProtocol)
-			}
 			batch, err := wire.UnmarshalBatch(b)
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrProtocol, err)
 			}
-			if m == modeFast {
-				if batch.To == 0 || (ranged && batch.From != to) {
-					return fmt.Errorf("%w: batch out of sequence", ErrProtocol)
-				}
+			if err := asked.check(batch, &n.bounded); err != nil {
+				return err
+			}
+			if asked.mode == modeFast {
 				if !ranged {
 					from, ranged = batch.From, true
 				}
@@ -582,10 +637,15 @@ func (n *Node) receiveEnvelopes(rw *frameRW, p peer.ID, m mode, theirs *wire.Hel
 			}
 			res.Received += len(batch.Envelopes)
 			pending = append(pending, batch.Envelopes...)
-			if len(pending) >= n.cfg.ApplyBatch {
+			held, total = held+len(b), total+len(b)
+			if len(pending) >= n.cfg.ApplyBatch || held >= applyBytes || total >= maxSessionBytes {
 				if err := flush(false); err != nil {
 					return err
 				}
+			}
+			if total >= maxSessionBytes {
+				n.bounded.capped.Add(1)
+				return fmt.Errorf("receive envelopes: %w (%d bytes; applied what arrived)", ErrSessionCapped, total)
 			}
 		case wire.TypeEnd:
 			end, err := wire.UnmarshalEnd(b)

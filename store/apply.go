@@ -103,6 +103,9 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 	var members, rest []item
 	for _, i := range applyOrder(raw) {
 		env, err := UnmarshalEnvelope(raw[i])
+		if err == nil {
+			err = checkCounters(env.Version) // counters a local write could not pass (guard.go)
+		}
 		if err != nil {
 			reject(i, err)
 			continue

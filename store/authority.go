@@ -134,9 +134,6 @@ func parseRemoval(b []byte) (*removalRec, error) {
 	return &r, nil
 }
 
-// MaxCounter bounds every version-vector counter an authority record may carry.
-const MaxCounter = 1 << 62
-
 // signMessage is what a record's signature covers: the mesh, the record id, its version
 // and its content (not the key epoch or nonce, so that a re-sealed envelope keeps it).
 func signMessage(mesh [16]byte, id merkle.ID, v resolve.Version, p *payload) ([]byte, error) {
@@ -183,11 +180,6 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 	}
 	if len(p.Sig) == 0 {
 		return fail(ErrUnsigned, "a record of a reserved collection carries no signature")
-	}
-	for d, c := range e.Version.VV {
-		if c > MaxCounter {
-			return fail(ErrMalformed, "counter of %s out of range", d)
-		}
 	}
 	key := ed25519.PublicKey(nil)
 	if m, ok := a.member(w); ok {

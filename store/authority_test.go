@@ -157,7 +157,7 @@ func TestAuthorityRefusesForgeries(t *testing.T) {
 		{"epoch 2^32-1", forge(t, m, m.signer, versionAt(self, clk, 1), KeysCollection, grantKey(self, 1<<32-1), resolve.KindJSON, grant(self, 1<<32-1)), ErrEpochRange},
 		{"epoch jump", forge(t, m, m.signer, versionAt(self, clk, 1), KeysCollection, grantKey(self, MaxEpochStep+1), resolve.KindJSON, grant(self, MaxEpochStep+1)), ErrEpochRange},
 		// Counters that would wrap a device's next write.
-		{"counter 2^64-1", forge(t, m, m.signer, resolve.Version{Device: self, Clock: 5, VV: resolve.VersionVector{self: 1, a.device.ID: 1<<64 - 1}}, PolicyCollection, "x", resolve.KindJSON, policy), ErrMalformed},
+		{"counter 2^64-1", forge(t, m, m.signer, resolve.Version{Device: self, Clock: 5, VV: resolve.VersionVector{self: 1, a.device.ID: 1<<64 - 1}}, PolicyCollection, "x", resolve.KindJSON, policy), ErrCounterRange},
 	}
 	root, _ := a.Root()
 	for _, c := range cases {

@@ -142,6 +142,17 @@ func (e *Envelope) Hash() [32]byte {
 	return sha256.Sum256(b)
 }
 
+// EnvelopeID returns the id of an encoded envelope without decoding the rest: a receiver
+// checks that an envelope was asked for before it holds on to it.
+func EnvelopeID(raw []byte) (merkle.ID, error) {
+	var id merkle.ID
+	if len(raw) < 1+len(id) || raw[0] != envelopeFormat {
+		return id, fmt.Errorf("envelope id: %w", ErrMalformed)
+	}
+	copy(id[:], raw[1:])
+	return id, nil
+}
+
 // Kind says what a payload holds.
 type Kind = resolve.Kind
 

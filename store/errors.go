@@ -60,6 +60,13 @@ var (
 	// ErrMassDelete means a transaction would delete more than half of the live records of
 	// a collection (of at least MassDeleteMin records) without Tx.ConfirmMassDelete.
 	ErrMassDelete = errors.New("bulk delete of more than half of a collection needs confirmation")
+	// ErrCounterRange means Apply refused an envelope whose version vector holds a counter
+	// above MaxCounter: no honest device counts that far, and a local write above it would
+	// wrap.
+	ErrCounterRange = errors.New("version counter beyond the limit")
+	// ErrCounterExhausted means a local write would take this device's counter for the
+	// record past MaxCounter; the write is refused rather than wrap to 0.
+	ErrCounterExhausted = errors.New("this device's version counter for the record is exhausted")
 )
 
 // Errors returned by key rotation and device revocation (rotate.go).

@@ -127,9 +127,49 @@ func (t *Tx) noteRollback(n int) error {
 	return t.s.putLocalJSON(t.tx, localRollback, &rb)
 }
 
-// ownFloor is the highest counter of this device seen in an envelope from elsewhere; local
-// writes count above it, so that a store restored from an old copy never reuses a
-// (device, counter) pair the mesh already holds once it has heard of it.
+// Bounds on version-vector counters (issue 15, finding 4). A counter is a count of one
+// device's writes to one record, so honest counters stay small; these bounds only keep a
+// hostile peer from spending the counter space for everyone.
+const (
+	// MaxCounter is the largest counter a version-vector entry may carry. Apply refuses an
+	// envelope with a larger entry, for any device (ErrCounterRange), and a local write that
+	// would count past it fails (ErrCounterExhausted) instead of wrapping to 0. It is 2^62:
+	// a device writing a million times a second reaches it in about 146,000 years, and the
+	// quarter of the uint64 range left above it means that no counter plus one, and no floor
+	// plus MaxFloorStep, can wrap.
+	MaxCounter uint64 = 1 << 62
+	// MaxFloorStep bounds how far one transaction raises this device's own-counter floor
+	// (ownFloor): at most 2^32 above the floor the transaction started from. The floor only
+	// has to pass the writes this device made after the copy its store was restored from,
+	// far fewer than four billion; a forged counter of this device moves it no further, so
+	// spending the counter space this way takes 2^30 transactions of Apply.
+	MaxFloorStep uint64 = 1 << 32
+)
+
+// checkCounters refuses a version from elsewhere with a counter above MaxCounter.
+func checkCounters(v resolve.Version) error {
+	for d, c := range v.VV {
+		if c > MaxCounter {
+			return fmt.Errorf("%w: device %.16s counts %d, limit %d", ErrCounterRange, d, c, MaxCounter)
+		}
+	}
+	return nil
+}
+
+// nextOwnCounter is this device's counter for a local write to a record whose held
+// versions count up to held for it: one above held and the floor, never past MaxCounter.
+func (t *Tx) nextOwnCounter(held uint64) (uint64, error) {
+	c := max(held, t.ownFloor())
+	if c >= MaxCounter {
+		return 0, fmt.Errorf("%w: counter %d, limit %d", ErrCounterExhausted, c, MaxCounter)
+	}
+	return c + 1, nil
+}
+
+// ownFloor is the highest counter of this device seen in an envelope from elsewhere (within
+// MaxFloorStep per transaction); local writes count above it, so that a store restored from
+// an old copy never reuses a (device, counter) pair the mesh already holds once it has heard
+// of it.
 func (t *Tx) ownFloor() uint64 {
 	// Every local write asks for its floor just before it seals: load the rotated keys so
 	// that it seals under the newest (an error here fails the commit in checkMassDelete).
@@ -138,14 +178,15 @@ func (t *Tx) ownFloor() uint64 {
 		if v := t.tx.Bucket(bucketMeta).Get(metaOwnFloor); len(v) == 8 {
 			t.floor = be64(v)
 		}
-		t.floorLoaded = true
+		t.floorBase, t.floorLoaded = t.floor, true
 	}
 	return t.floor
 }
 
 // observeOwn checks an incoming version against the versions held for the same record:
 // a counter of this device that the store never reached means the store was rolled back.
-// It raises the floor of local counters and reports whether the version is such evidence.
+// It raises the floor of local counters (by at most MaxFloorStep in one transaction) and
+// reports whether the version is such evidence.
 func (t *Tx) observeOwn(v resolve.Version, held []hashed) (bool, error) {
 	self := t.s.device.ID
 	c := v.VV[self]
@@ -153,9 +194,12 @@ func (t *Tx) observeOwn(v resolve.Version, held []hashed) (bool, error) {
 		return false, nil
 	}
 	if c > t.ownFloor() {
-		t.floor = c
-		if err := t.tx.Bucket(bucketMeta).Put(metaOwnFloor, u64be(c)); err != nil {
-			return false, err
+		// Apply checked c against MaxCounter, so floorBase (< c) plus the step cannot wrap.
+		if next := min(c, t.floorBase+MaxFloorStep); next > t.floor {
+			t.floor = next
+			if err := t.tx.Bucket(bucketMeta).Put(metaOwnFloor, u64be(next)); err != nil {
+				return false, err
+			}
 		}
 	}
 	var most uint64

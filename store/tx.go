@@ -62,6 +62,7 @@ type Tx struct {
 	deleted       map[string]map[string]struct{} // collection -> keys deleted by this transaction
 	massConfirmed bool
 	floor         uint64
+	floorBase     uint64 // the floor when this transaction loaded it (MaxFloorStep)
 	floorLoaded   bool
 	newEpoch      *[16]byte // set when this transaction started a new store epoch
 
@@ -274,8 +275,11 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	}
 	dev := t.s.device.ID
 	// Count above every counter of this device seen from elsewhere: a store restored from
-	// an old copy must not reuse a (device, counter) pair the mesh already holds.
-	vv[dev] = max(vv[dev], t.ownFloor()) + 1
+	// an old copy must not reuse a (device, counter) pair the mesh already holds. Never
+	// past MaxCounter: a counter that wrapped would make the write older than its past.
+	if vv[dev], err = t.nextOwnCounter(vv[dev]); err != nil {
+		return fmt.Errorf("write %s/%s: %w", collection, key, err)
+	}
 	t.s.mu.Lock()
 	ts := t.s.clock.Now(t.now)
 	t.s.mu.Unlock()

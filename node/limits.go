@@ -1,0 +1,89 @@
+package node
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+// Bounds on what one device may make this node hold or do (issue 15, finding 5). A
+// member, or a blind replica, can still send a lot; it can no longer make the node hold
+// more than a few frames and one apply group per allowed session.
+const (
+	// maxInbound is how many streams of one protocol (sync, push) one device may have open
+	// towards this node at once. A device runs one session and one push stream towards
+	// each device at a time; the second slot covers a stream that ended on its side while
+	// this side still reads it. Streams beyond it are reset before anything is read.
+	maxInbound = 2
+	// applyBytes bounds the envelope bytes a receiving session holds before it applies
+	// them (besides cfg.ApplyBatch envelopes): with a frame in flight, one session holds
+	// about 20 MiB at most, and the apply transaction writes about as much.
+	applyBytes = 16 << 20
+	// maxSessionBytes bounds the envelope bytes one session receives. A 1M-record initial
+	// sync of 1 KiB records carries about 1.2 GiB (envelope header, padding), so it fits in
+	// one session; a larger transfer ends at the cap after applying what arrived, and the
+	// next session continues from there (the fast path from the progress saved with each
+	// apply group, a Merkle session from what is still missing). Memory does not depend on
+	// it (applyBytes does); it bounds the work one session can impose.
+	maxSessionBytes = 2 << 30
+)
+
+// inboundLimit counts the streams each device holds open per protocol. The zero value is
+// ready to use.
+type inboundLimit struct {
+	mu   sync.Mutex
+	open map[inboundKey]int
+	// refused counts the streams reset for being over maxInbound.
+	refused atomic.Uint64
+}
+
+type inboundKey struct {
+	p     peer.ID
+	proto protocol.ID
+}
+
+// acquire takes a slot for a stream of proto from p. When it reports true, the caller
+// calls release when the stream ends.
+func (l *inboundLimit) acquire(p peer.ID, proto protocol.ID) (release func(), ok bool) {
+	k := inboundKey{p, proto}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[k] >= maxInbound {
+		l.refused.Add(1)
+		return nil, false
+	}
+	if l.open == nil {
+		l.open = map[inboundKey]int{}
+	}
+	l.open[k]++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.open[k]--; l.open[k] <= 0 {
+			delete(l.open, k)
+		}
+	}, true
+}
+
+// violations counts the sessions and push streams that ended because the peer broke a
+// bound, by reason, since the node started.
+type violations struct {
+	unasked  atomic.Uint64 // Merkle session: an envelope the reconciliation did not ask for
+	claim    atomic.Uint64 // fast path or push: a batch beyond the range the sender claimed
+	capped   atomic.Uint64 // the session reached maxSessionBytes
+	counters atomic.Uint64 // envelopes refused for counters beyond store.MaxCounter
+}
+
+// noteRejected counts the envelopes a store refused for their counters.
+func (v *violations) noteRejected(rs []store.Rejected) {
+	for _, r := range rs {
+		if errors.Is(r.Err, store.ErrCounterRange) {
+			v.counters.Add(1)
+		}
+	}
+}
