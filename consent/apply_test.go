@@ -62,7 +62,8 @@ func TestApplyRules(t *testing.T) {
 		{"2dp", []string{"lat=generalize:2dp"}, `{"lat":48.85661}`, `{"lat":48.85}`},
 		{"2dp negative", []string{"lon=generalize:2dp"}, `{"lon":-2.35222}`, `{"lon":-2.36}`},
 		{"0dp", []string{"lat=generalize:0dp"}, `{"lat":48.9}`, `{"lat":48}`},
-		{"2dp over an object", []string{"geo=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{"lat":48.85,"lon":2.35}}`},
+		{"2dp over an object sends no key", []string{"geo=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{}}`},
+		{"2dp over named fields", []string{"geo.lat=generalize:2dp", "geo.lon=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{"lat":48.85,"lon":2.35}}`},
 		{"2dp over GeoJSON pair", []string{"coordinates=generalize:1dp"}, `{"coordinates":[2.3522,48.8566]}`, `{"coordinates":[2.3,48.8]}`},
 		// generalize: times.
 		{"hour", []string{"at=generalize:hour"}, `{"at":"2026-03-04T17:20:31.5Z"}`, `{"at":"2026-03-04T17:00:00Z"}`},
@@ -178,5 +179,39 @@ func TestApplyErrors(t *testing.T) {
 	bad.Fields = []FieldRule{{Path: "a", Action: "share"}}
 	if _, err := Apply(bad, []byte(`{"a":1}`), testKey); !errors.Is(err, ErrBadRule) {
 		t.Errorf("bad rule: %v", err)
+	}
+}
+
+// TestGeneralizeObjectKeys: generalize never sends an object key as it is, since a key can
+// be the data itself; only keys that a rule path names are sent.
+func TestGeneralizeObjectKeys(t *testing.T) {
+	tests := []struct {
+		name  string
+		rules []string
+		doc   string
+		want  string
+	}{
+		// The key is the datum: dropped with its value.
+		{"email as a key", []string{"counts=generalize:10"}, `{"counts":{"alice@example.com":37}}`, `{"counts":{}}`},
+		{"time as a key", []string{"log=generalize:day"}, `{"log":{"bob@example.com":"2026-03-04T17:20:00Z"}}`, `{"log":{}}`},
+		{"inside an array", []string{"xs=generalize:10"}, `{"xs":[{"alice@example.com":37},41]}`, `{"xs":[{},40]}`},
+		{"nested deeper", []string{"a=generalize:prefix2"}, `{"a":{"b":{"alice@example.com":"xyz"}}}`, `{"a":{}}`},
+		// Under a generalized object with rules below it, unnamed keys are dropped too.
+		{"unnamed beside a named key", []string{"counts=generalize:10", "counts.total=generalize:10"}, `{"counts":{"total":37,"alice@example.com":12}}`, `{"counts":{"total":30}}`},
+		{"named key kept, unnamed under it dropped", []string{"counts=generalize:10", "counts.by.day=keep"}, `{"counts":{"by":{"day":1,"carol@example.com":2}}}`, `{"counts":{"by":{"day":1}}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Apply(testGrant(t, tc.rules...), []byte(tc.doc), testKey)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("Apply(%s)\n got  %s\n want %s", tc.doc, got, tc.want)
+			}
+			if strings.Contains(string(got), "@example.com") {
+				t.Errorf("output %s holds a key that is data", got)
+			}
+		})
 	}
 }
