@@ -45,22 +45,25 @@ func (c *devicesLsCmd) Run(ctx context.Context, g *globals) error {
 		Self    string        `json:"self"`
 		Devices []node.Device `json:"devices"`
 	}{self, devs}
-	return g.print(out, func(w io.Writer) {
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tPEER\tROLE\tADDED")
-		for _, d := range devs {
-			name := d.Name
-			if d.ID == self {
-				name += " (this device)"
-			}
-			role := d.Role
-			if d.Removed {
-				role = "removed"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, d.ID, shortPeer(d.PeerID.String()), role, d.Added.Local().Format("2006-01-02"))
+	return g.print(out, func(w io.Writer) { writeDevices(w, devs, self) })
+}
+
+// writeDevices prints one line per device, names escaped (they are chosen by each device).
+func writeDevices(w io.Writer, devs []node.Device, self string) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tPEER\tROLE\tADDED")
+	for _, d := range devs {
+		name := shown(d.Name)
+		if d.ID == self {
+			name += " (this device)"
 		}
-		tw.Flush()
-	})
+		role := shown(d.Role)
+		if d.Removed {
+			role = "removed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, shown(d.ID), shortPeer(d.PeerID.String()), role, d.Added.Local().Format("2006-01-02"))
+	}
+	tw.Flush()
 }
 
 type devicesRmCmd struct {
@@ -121,6 +124,6 @@ func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
 func (g *globals) printRemoved(d node.Device) error {
 	out := map[string]any{"removed": d.ID, "name": d.Name}
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s (%s) removed; every device refuses it once it learns of the removal.\n", d.Name, d.ID)
+		fmt.Fprintf(w, "%s (%s) removed; every device refuses it once it learns of the removal.\n", shown(d.Name), shown(d.ID))
 	})
 }

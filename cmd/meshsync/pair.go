@@ -85,7 +85,7 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 				if g.JSON {
 					return g.print(out, nil)
 				}
-				fmt.Fprintf(g.stdout, "%s joined the mesh.\n", d.Name)
+				fmt.Fprintf(g.stdout, "%s joined the mesh.\n", shown(d.Name))
 				return nil
 			}
 		}

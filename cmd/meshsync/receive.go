@@ -105,7 +105,7 @@ func (c *receiveCmd) Run(ctx context.Context, g *globals) error {
 			Purpose: s.Header.Purpose, Count: len(s.Docs), Fields: s.Header.Fields, Received: filepath.Join(c.Out, receivedFile)}
 		g.print(ev, func(w io.Writer) {
 			fmt.Fprintf(w, "Received %d documents from %s for %q under grant %s (fields: %s); written to %s\n",
-				ev.Count, ev.Sender, ev.Purpose, ev.Grant, strings.Join(ev.Fields, ", "), ev.Received)
+				ev.Count, ev.Sender, ev.Purpose, shown(ev.Grant), shown(strings.Join(ev.Fields, ", ")), ev.Received)
 		})
 		select {
 		case got <- struct{}{}:

@@ -76,7 +76,7 @@ func (c *shareCmd) Run(ctx context.Context, g *globals) error {
 		if out.Verified {
 			fmt.Fprintln(w, "The destination's signed receipt verifies; see `meshsync audit`.")
 		} else {
-			fmt.Fprintf(w, "The destination's receipt does not verify: %s\n", out.ReceiptError)
+			fmt.Fprintf(w, "The destination's receipt does not verify: %s\n", shown(out.ReceiptError))
 		}
 	}); perr != nil {
 		return perr
