@@ -70,24 +70,41 @@ type devicesRmCmd struct {
 	Device string `arg:"" help:"Device name, id, or peer id."`
 }
 
-// findDevice matches a device by exact name, id or peer id, or a unique id/peer prefix.
+// findDevice finds the device q names: an exact id or peer id first, then a unique prefix
+// of an id or peer id (or the end of a peer id, as `meshsync devices` shows it), and only
+// then an exact name. Ids come before names because a device chooses its own name: one
+// named after another device's id must not be removed in its place. A name that two
+// devices share is refused.
 func findDevice(devs []node.Device, q string) (node.Device, error) {
-	var hits []node.Device
+	if q == "" {
+		return node.Device{}, usagef("no device given: name one as `meshsync devices` lists it")
+	}
 	for _, d := range devs {
-		if d.Name == q || d.ID == q || d.PeerID.String() == q {
+		if d.ID == q || d.PeerID.String() == q {
 			return d, nil
 		}
-		if strings.HasPrefix(d.ID, q) || strings.HasSuffix(d.PeerID.String(), q) {
+	}
+	var hits, named []node.Device
+	for _, d := range devs {
+		p := d.PeerID.String()
+		if strings.HasPrefix(d.ID, q) || (p != "" && (strings.HasPrefix(p, q) || strings.HasSuffix(p, q))) {
 			hits = append(hits, d)
 		}
+		if d.Name == q {
+			named = append(named, d)
+		}
 	}
-	switch len(hits) {
-	case 1:
+	switch {
+	case len(hits) == 1:
 		return hits[0], nil
-	case 0:
-		return node.Device{}, usagef("no device %q: see `meshsync devices`", q)
+	case len(hits) > 1:
+		return node.Device{}, usagef("%q matches %d devices: give the full id (see `meshsync devices`)", q, len(hits))
+	case len(named) == 1:
+		return named[0], nil
+	case len(named) > 1:
+		return node.Device{}, usagef("%d devices are named %q: give the id instead (see `meshsync devices`)", len(named), q)
 	}
-	return node.Device{}, usagef("%q matches %d devices: give the full id", q, len(hits))
+	return node.Device{}, usagef("no device %q: see `meshsync devices`", q)
 }
 
 func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
