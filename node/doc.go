@@ -37,6 +37,10 @@
 //     it the device list (no names) over MembersProtocol after each session; it refuses
 //     every record operation. A device learns of a replica only through the synced device
 //     list.
+//   - Removing a device asks for the passphrase again where a person asks for it
+//     (RemoveDeviceConfirmed; the CLI, the local API): a stolen, unlocked device must not
+//     evict the owner's others. RemoveDevice itself does not check: an app that calls it
+//     must confirm first.
 //   - Removing a device rotates the data key (a new key epoch for the remaining devices)
 //     and re-seals old envelopes in the background; its writes beyond the removal point
 //     are refused everywhere. Envelopes under a key this device does not hold yet do not

@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -376,6 +377,37 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 		}
 		return meta.Put(metaHeader, nh.marshal())
 	})
+}
+
+// CheckPassphrase reports whether pass unlocks this store, as Open would: it derives the
+// key-encryption key from the store's header (Argon2id, as slow as an Open by design) and
+// unwraps the key with it. It fails with ErrWrongPassphrase otherwise. A process that holds
+// the store open keeps the key, not the passphrase: it calls CheckPassphrase to confirm
+// that the person is the owner before a grave action, such as removing a device.
+func (s *Store) CheckPassphrase(pass []byte) error {
+	if len(pass) == 0 {
+		return fmt.Errorf("check passphrase: %w: it is empty", ErrWrongPassphrase)
+	}
+	var hb []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		hb = append([]byte(nil), tx.Bucket(bucketMeta).Get(metaHeader)...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	hdr, err := parseHeader(hb)
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	key, err := hdr.unwrap(pass)
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	if subtle.ConstantTimeCompare(key, s.keys.root) != 1 {
+		return fmt.Errorf("check passphrase: %w", ErrWrongPassphrase)
+	}
+	return nil
 }
 
 // MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new

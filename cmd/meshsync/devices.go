@@ -12,7 +12,7 @@ import (
 
 type devicesCmd struct {
 	Ls devicesLsCmd `cmd:"" default:"1" help:"List the mesh's devices (the default)."`
-	Rm devicesRmCmd `cmd:"" help:"Remove a device: every other device refuses it from then on."`
+	Rm devicesRmCmd `cmd:"" help:"Remove a device: every other device refuses it from then on. Asks for the passphrase."`
 }
 
 type devicesLsCmd struct{}
@@ -118,7 +118,13 @@ func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
 		if err != nil {
 			return err
 		}
-		if err := d.RemoveDevice(dev.ID); err != nil {
+		// The daemon holds the key, not the passphrase: asking for it again keeps a stolen,
+		// unlocked device from evicting the owner's others.
+		pass, err := g.passphrase(false)
+		if err != nil {
+			return err
+		}
+		if err := d.RemoveDevice(dev.ID, pass); err != nil {
 			return err
 		}
 		return g.printRemoved(dev)
