@@ -289,7 +289,7 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: %w%s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)))
+			return nil, fmt.Errorf("open store %s: %w%s; waited %s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)), o.LockTimeout)
 		}
 		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch) {
 			return nil, fmt.Errorf("open store %s: %w: %v", filepath.Dir(path), ErrCorrupt, err)
@@ -304,14 +304,21 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	return db, nil
 }
 
+// lockHolder names the process that holds the store, as " (process N)", with its command
+// name where the system tells it (` (process N, "meshsync")`), or "" when unknown.
 func lockHolder(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, lockFileName))
 	if err != nil {
 		return ""
 	}
 	pid := strings.TrimSpace(string(b))
-	if pid == "" {
+	if _, err := strconv.Atoi(pid); err != nil {
 		return ""
+	}
+	if comm, err := os.ReadFile(filepath.Join("/proc", pid, "comm")); err == nil { // Linux
+		if name := strings.TrimSpace(string(comm)); name != "" {
+			return fmt.Sprintf(" (process %s, %q)", pid, name)
+		}
 	}
 	return " (process " + pid + ")"
 }
