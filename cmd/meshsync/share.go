@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/share"
 )
 
 type shareCmd struct {
@@ -80,6 +81,9 @@ func (c *shareCmd) Run(ctx context.Context, g *globals) error {
 		}
 	}); perr != nil {
 		return perr
+	}
+	if errors.Is(err, share.ErrRefused) {
+		return fmt.Errorf("the destination refused the share (recorded in `meshsync audit`): %w", err)
 	}
 	if errors.Is(err, consent.ErrBadReceipt) {
 		return fmt.Errorf("the documents were sent but the receipt does not verify (recorded in `meshsync audit`): %w", err)

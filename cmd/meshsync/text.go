@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -68,4 +69,41 @@ func shownAll(ss []string) []string {
 		out[i] = shown(s)
 	}
 	return out
+}
+
+// byteSize is a flag value in bytes, written as a number with an optional unit: B, KiB,
+// MiB or GiB ("16MiB").
+type byteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// UnmarshalText parses a size such as 512, 64KiB or 16MiB.
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(strings.ToLower(s), strings.ToLower(u.suffix)) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("size %q: want a number of bytes, or with a unit: 64KiB, 16MiB, 1GiB", text)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// String writes the size in the largest unit that divides it.
+func (b byteSize) String() string {
+	for _, u := range byteUnits {
+		if int64(b) != 0 && int64(b)%u.n == 0 {
+			return fmt.Sprintf("%d%s", int64(b)/u.n, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dB", int64(b))
 }

@@ -45,7 +45,7 @@
 //     its announced length, before its body is read.
 //   - By default a receiver takes shares from any peer that can connect; Options.Allow
 //     narrows that to the senders it names (`meshsync receive --allow`). A sender it
-//     refuses reads why, and sends nothing past its header.
+//     refuses reads why, and nothing it sent is kept.
 //   - A share that breaks off midway may have delivered some documents: Result.Started says
 //     that bytes of documents may have left, and the sender must audit the share then.
 //   - The protocol authenticates both ends through the libp2p secure channel only; the

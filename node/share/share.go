@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -237,9 +238,10 @@ func parseReason(b []byte) (string, error) {
 	return string(b), nil
 }
 
-// reason cuts an error text down to a valid refusal reason.
+// reason cuts an error text down to a valid refusal reason (the sender adds ErrRefused's
+// own words).
 func reason(err error) []byte {
-	s := []rune(err.Error())
+	s := []rune(strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
 	var out []byte
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
