@@ -11,13 +11,13 @@ import (
 	"github.com/meshsync/meshsync/resolve"
 )
 
-// rotatedBackup returns a store b of a's mesh that lacks the key of epoch 1, and a backup
-// of a taken after a rotated epoch 1 (so the backup carries that key).
-func rotatedBackup(t *testing.T) (b *Store, backup []byte) {
+// rotatedPair returns two stores of one mesh: a removed b, rotated to epoch 1 (for no other
+// device) and wrote notes/after under it; old notes were written before, on both.
+func rotatedPair(t *testing.T) (a, b *Store) {
 	t.Helper()
-	a := mustInit(t, testOpts("a"))
+	a = mustInit(t, testOpts("a"))
 	b = peer(t, a, "b", nil)
-	writeNotes(t, a, "old", 3)
+	writeNotes(t, a, "old", 5)
 	syncBoth(t, a, b)
 	revoke(t, a, b)
 	if _, err := a.RotateKey(map[resolve.DeviceID]string{}); err != nil {
@@ -26,6 +26,14 @@ func rotatedBackup(t *testing.T) (b *Store, backup []byte) {
 	if err := a.Put("notes", "after", []byte(`"sealed under epoch 1"`)); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
+
+// rotatedBackup returns a store b of a's mesh that lacks the key of epoch 1, and a backup
+// of a taken after a rotated epoch 1 (so the backup carries that key).
+func rotatedBackup(t *testing.T) (b *Store, backup []byte) {
+	t.Helper()
+	a, b := rotatedPair(t)
 	if err := b.LoadKeyEpochs(); err != nil {
 		t.Fatal(err)
 	}
