@@ -149,6 +149,9 @@ func (a *Anonymizer) object(m map[string]any, n *ruleNode, inherited *FieldRule,
 		if child != nil && child.rule != nil {
 			r, gen = child.rule, child.gen
 		}
+		if child == nil && r != nil && r.Action == Generalize {
+			continue // a name no rule gives is not sent under generalize (see FieldRule)
+		}
 		if val, ok := a.value(v, child, r, gen); ok {
 			out[k] = val
 		}
@@ -211,19 +214,14 @@ func (a *Anonymizer) value(v any, n *ruleNode, r *FieldRule, gen *generalizer) (
 	return nil, false // Drop, and anything unknown
 }
 
-// generalize coarsens v; objects and arrays are generalized leaf by leaf.
+// generalize coarsens v; arrays are generalized element by element. An object here has no
+// key that a rule names, so it is sent empty: its keys may be the data (see FieldRule).
 func generalize(g *generalizer, v any) (any, bool) {
 	switch v := v.(type) {
 	case nil:
 		return nil, true
 	case map[string]any:
-		out := map[string]any{}
-		for k, e := range v {
-			if ge, ok := generalize(g, e); ok {
-				out[k] = ge
-			}
-		}
-		return out, true
+		return map[string]any{}, true
 	case []any:
 		out := make([]any, 0, len(v))
 		for _, e := range v {

@@ -62,7 +62,8 @@ func TestApplyRules(t *testing.T) {
 		{"2dp", []string{"lat=generalize:2dp"}, `{"lat":48.85661}`, `{"lat":48.85}`},
 		{"2dp negative", []string{"lon=generalize:2dp"}, `{"lon":-2.35222}`, `{"lon":-2.36}`},
 		{"0dp", []string{"lat=generalize:0dp"}, `{"lat":48.9}`, `{"lat":48}`},
-		{"2dp over an object", []string{"geo=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{"lat":48.85,"lon":2.35}}`},
+		{"2dp over an object sends no key", []string{"geo=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{}}`},
+		{"2dp over named fields", []string{"geo.lat=generalize:2dp", "geo.lon=generalize:2dp"}, `{"geo":{"lat":48.85661,"lon":2.35222,"name":"home"}}`, `{"geo":{"lat":48.85,"lon":2.35}}`},
 		{"2dp over GeoJSON pair", []string{"coordinates=generalize:1dp"}, `{"coordinates":[2.3522,48.8566]}`, `{"coordinates":[2.3,48.8]}`},
 		// generalize: times.
 		{"hour", []string{"at=generalize:hour"}, `{"at":"2026-03-04T17:20:31.5Z"}`, `{"at":"2026-03-04T17:00:00Z"}`},
@@ -78,6 +79,15 @@ func TestApplyRules(t *testing.T) {
 		{"prefix counts characters", []string{"s=generalize:prefix2"}, `{"s":"éàü"}`, `{"s":"éà"}`},
 		{"prefix of a short string", []string{"s=generalize:prefix5"}, `{"s":"ab"}`, `{"s":"ab"}`},
 		{"prefix on a number dropped", []string{"s=generalize:prefix2"}, `{"s":12345}`, `{}`},
+
+		// generalize: object keys are not sent unless a rule path names them, since a key
+		// can be the data itself ({"alice@example.com": 3}).
+		{"key is an email", []string{"counts=generalize:10"}, `{"counts":{"alice@example.com":37}}`, `{"counts":{}}`},
+		{"key is an email, time values", []string{"log=generalize:day"}, `{"log":{"bob@example.com":"2026-03-04T17:20:00Z"}}`, `{"log":{}}`},
+		{"key of an object in an array", []string{"xs=generalize:10"}, `{"xs":[{"alice@example.com":37},41]}`, `{"xs":[{},40]}`},
+		{"key of a nested object", []string{"a=generalize:prefix2"}, `{"a":{"b":{"alice@example.com":"xyz"}}}`, `{"a":{}}`},
+		{"unnamed key beside a named one", []string{"counts=generalize:10", "counts.total=generalize:10"}, `{"counts":{"total":37,"alice@example.com":12}}`, `{"counts":{"total":30}}`},
+		{"unnamed key below a named one", []string{"counts=generalize:10", "counts.by.day=keep"}, `{"counts":{"by":{"day":1,"carol@example.com":2}}}`, `{"counts":{"by":{"day":1}}}`},
 
 		// Output is canonical.
 		{"sorted keys, no HTML escaping", []string{"b=keep", "a=keep"}, `{ "b" : "<x&y>" , "a" : 1 }`, `{"a":1,"b":"<x&y>"}`},

@@ -49,9 +49,9 @@
 //     A denial of a request is also such a record, so it dominates a concurrent approval.
 //   - Data already sent cannot be recalled.
 //   - Field names that contain a dot cannot be named by a rule path; only a rule on an
-//     ancestor covers them. A rule on an object keeps, generalizes or pseudonymizes the
-//     whole subtree, and keeps its field names (except redact and pseudonymize, which hide
-//     them).
+//     ancestor covers them. A rule on an object covers the whole subtree: keep sends its
+//     field names, redact and pseudonymize hide them, and generalize sends only the field
+//     names that a rule path names (see [FieldRule]).
 //   - Generalize floors numbers (step 10: 37 → 30, -37 → -40) and drops values it cannot
 //     handle instead of sending them; prefixN sends short strings whole.
 //   - Pseudonyms of low-entropy values (a yes/no, a small number) can be guessed by a

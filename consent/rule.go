@@ -68,6 +68,12 @@ const (
 //
 // A value the generalizer cannot handle (a string under a step, a number under a time unit,
 // a bool) is dropped, never sent as it is.
+//
+// Generalize treats an object's keys like its values: it never sends one as it is. Inside a
+// generalized field, a key that no rule path names is dropped with its value, because a key
+// can be the sensitive datum itself ({"alice@example.com": 3}); an object whose keys are
+// all dropped is sent as {}. To send some fields of a generalized object, name them:
+// "geo.lat=generalize:2dp" and "geo.lon=generalize:2dp" send {"geo":{"lat":48.85,"lon":2.35}}.
 type FieldRule struct {
 	Path   string
 	Action Action

@@ -338,10 +338,12 @@ func (m *Node) Devices() (string, error) {
 }
 
 // RemoveDevice removes a device (its "id" in Devices) from the mesh: every device refuses
-// it from the moment it learns of the removal. Errors: CodeNotFound, CodeInvalid (this
-// device).
-func (m *Node) RemoveDevice(id string) error {
-	return m.with(func(n *node.Node) error { return n.RemoveDevice(id) })
+// it from the moment it learns of the removal. The app asks the person for the passphrase
+// again and passes it: an unlocked phone in someone else's hands must not evict the
+// owner's other devices. Errors: CodeWrongPassphrase (nothing removed), CodeNotFound,
+// CodeInvalid (this device).
+func (m *Node) RemoveDevice(id, passphrase string) error {
+	return m.with(func(n *node.Node) error { return n.RemoveDeviceConfirmed(id, []byte(passphrase)) })
 }
 
 // consentRequestDoc is what RequestConsent takes.

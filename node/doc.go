@@ -40,11 +40,16 @@
 //     it the device list (no names) over MembersProtocol after each session; it refuses
 //     every record operation. A device learns of a replica only through the synced device
 //     list.
+//   - Removing a device asks for the passphrase again where a person asks for it
+//     (RemoveDeviceConfirmed; the CLI, the local API): a stolen, unlocked device must not
+//     evict the owner's others. RemoveDevice itself does not check: an app that calls it
+//     must confirm first.
 //   - Removing a device writes a signed removal record; every device that learns of it
 //     writes how far it had seen the removed device, rotates the data key (a new key epoch
 //     for the remaining devices) and re-seals old envelopes in the background; the removed
 //     device's writes beyond the cut are refused everywhere. A peer of an older release
-//     (sync version below 3) is refused with ErrOldPeer. Envelopes under a key this device does not hold yet do not
+//     (sync version below 3) is refused with ErrOldPeer. Envelopes under a key this device
+//     does not hold yet do not
 //     end a session: they are fetched again later.
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it

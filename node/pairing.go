@@ -46,6 +46,10 @@ const MaxInviteFailures = 3
 // DefaultInviteExpiry is the lifetime of an invite when Invite is given 0.
 const DefaultInviteExpiry = 10 * time.Minute
 
+// MaxInviteExpiry is the longest lifetime an invite may have: a code is a key to the mesh
+// for as long as it lives, and may sit in a chat log or a screenshot.
+const MaxInviteExpiry = 24 * time.Hour
+
 // pairMsg is every pairing message; each step uses some of the fields. It travels as
 // JSON in one TypePair frame of at most wire.MaxPairFrame bytes.
 type pairMsg struct {
@@ -156,9 +160,10 @@ func (b *inviteBox) release(c *openInvite, ok, wrongSecret bool) {
 	}
 }
 
-// Invite opens an invite valid for expires (DefaultInviteExpiry when 0) and returns its
-// code. A node has one open invite at a time: a new one replaces the previous. The code
-// works once and dies after MaxInviteFailures wrong secrets.
+// Invite opens an invite valid for expires (DefaultInviteExpiry when 0, at most
+// MaxInviteExpiry: longer is store.ErrInvalid) and returns its code. A node has one open
+// invite at a time: a new one replaces the previous. The code works once and dies after
+// MaxInviteFailures wrong secrets.
 func (n *Node) Invite(expires time.Duration) (code string, until time.Time, err error) {
 	return n.invite(expires, false)
 }
@@ -176,6 +181,9 @@ func (n *Node) invite(expires time.Duration, replica bool) (code string, until t
 	}
 	if expires <= 0 {
 		expires = DefaultInviteExpiry
+	}
+	if expires > MaxInviteExpiry {
+		return "", time.Time{}, fmt.Errorf("invite: %w: a lifetime of %s is longer than the maximum of %gh", store.ErrInvalid, expires, MaxInviteExpiry.Hours())
 	}
 	addrs := n.inviteAddrs()
 	if len(addrs) == 0 {

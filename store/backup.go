@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -393,71 +394,125 @@ func (s *Store) Import(r io.Reader, pass []byte, dryRun bool) (ImportStats, erro
 // without checking signatures: the backup is the user's own, opened with their passphrase,
 // and the new store knows no member yet to check them against (node upgrades it on open).
 func (s *Store) importBody(b *backupReader, dryRun, trusted bool) (ImportStats, error) {
+	if dryRun {
+		return s.importDryRun(b)
+	}
 	var st ImportStats
 	var changes []Change
-	errAbort := errors.New("dry run")
-	// The keys of rotated epochs open the envelopes re-sealed under them; they come from a
-	// backup of this very mesh (the mesh key matched), and are kept with the import.
-	if len(b.hdr.EpochKeys) > 0 {
-		s.keys.install(b.hdr.EpochKeys...)
-	}
+	var prev, mine *epochSet // the keyring's rotated keys before and after the import's
 	err := s.update(func(btx *bolt.Tx) error {
 		t := s.newTx(btx)
 		t.trusted = trusted
-		if len(b.hdr.EpochKeys) > 0 && !dryRun {
+		// The keys of rotated epochs open the envelopes re-sealed under them; they come from
+		// a backup of this very mesh (the mesh key matched). They are installed for this
+		// transaction and kept only if it commits: a file that fails its manifest leaves the
+		// keyring as it was (see below).
+		if len(b.hdr.EpochKeys) > 0 {
+			if err := s.loadEpochKeys(btx); err != nil { // this device's own keys first
+				return err
+			}
+			prev = s.keys.epochs.Load()
+			s.keys.install(b.hdr.EpochKeys...)
+			mine = s.keys.epochs.Load()
 			if err := s.saveEpochKeys(btx, b.hdr.EpochKeys...); err != nil {
 				return err
 			}
 		}
-		for {
-			raw, err := b.next()
-			if err != nil {
-				return err
-			}
-			if raw == nil {
-				break
-			}
-			st.Envelopes++
-			env, err := UnmarshalEnvelope(raw)
-			if err != nil {
-				return fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
-			}
-			h, err := newHashed(env)
-			if err != nil {
-				return err
-			}
-			set, err := t.antichain(env.ID)
-			if err != nil {
-				return err
-			}
-			st.count(classify(set, h))
-			if dryRun {
-				if _, err := s.keys.open(env); err != nil {
-					st.Rejected++
-				}
-				continue
-			}
+		err := b.each(t, &st, func(raw []byte, _ *Envelope) error {
 			var res ApplyResult
 			if err := t.apply([][]byte{raw}, &res); err != nil {
 				return err
 			}
 			st.Rejected += len(res.Rejected)
-		}
-		if dryRun {
-			return errAbort
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		changes = t.changes
 		t.changes = nil
 		return t.flush()
 	})
-	if dryRun && errors.Is(err, errAbort) {
-		err = nil
-	}
 	if err != nil {
+		if mine != nil {
+			// Unless another writer installed keys since (then its set holds ours too).
+			s.keys.epochs.CompareAndSwap(mine, prev)
+		}
 		return ImportStats{}, err
 	}
 	s.feed.publish(changes)
+	if !trusted && slices.ContainsFunc(changes, func(c Change) bool { return c.Collection == RemovalsCollection }) {
+		if err := s.writeViews(); err != nil { // as after a sync (apply.go)
+			return st, fmt.Errorf("import: write this device's view of a removal: %w", err)
+		}
+	}
 	return st, nil
+}
+
+// importDryRun reads a whole backup in a read-only transaction and counts what an import
+// would do. It installs no key and writes nothing: the envelopes of rotated epochs are
+// opened with a scratch keyring that holds the backup's keys beside this device's.
+func (s *Store) importDryRun(b *backupReader) (ImportStats, error) {
+	var st ImportStats
+	err := s.db.View(func(btx *bolt.Tx) error {
+		if err := s.loadEpochKeys(btx); err != nil {
+			return err
+		}
+		keys := s.keys.withEpochKeys(b.hdr.EpochKeys)
+		return b.each(s.newTx(btx), &st, func(_ []byte, env *Envelope) error {
+			if _, err := keys.open(env); err != nil {
+				st.Rejected++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return ImportStats{}, err
+	}
+	return st, nil
+}
+
+// each calls fn for every envelope of the backup, after counting in st how it relates to
+// what the store holds, until the manifest checked out.
+func (b *backupReader) each(t *Tx, st *ImportStats, fn func(raw []byte, env *Envelope) error) error {
+	for {
+		raw, err := b.next()
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			return nil
+		}
+		st.Envelopes++
+		env, err := UnmarshalEnvelope(raw)
+		if err != nil {
+			return fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
+		}
+		h, err := newHashed(env)
+		if err != nil {
+			return err
+		}
+		set, err := t.antichain(env.ID)
+		if err != nil {
+			return err
+		}
+		st.count(classify(set, h))
+		if err := fn(raw, env); err != nil {
+			return err
+		}
+	}
+}
+
+// withEpochKeys returns a keyring that opens envelopes (it has the id key and the data
+// keys, nothing else) with extra rotated keys beside k's own; k is left as it is.
+func (k *keyring) withEpochKeys(extra []epochKey) *keyring {
+	c := &keyring{id: k.id, data: k.data}
+	var cur []epochKey
+	if es := k.epochs.Load(); es != nil {
+		cur = es.all()
+	}
+	c.epochs.Store(newEpochSet(append(cur, extra...)))
+	return c
 }
 
 // Restore creates a new store in dir from a backup: the same mesh key under a new device

@@ -5,24 +5,12 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
-
-	"github.com/meshsync/meshsync/resolve"
 )
 
 // TestRestoreAfterRotation: a backup taken after a key rotation and a full re-seal
 // restores on a new device (which no grant names) and reads every record.
 func TestRestoreAfterRotation(t *testing.T) {
-	a := mustInit(t, testOpts("a"))
-	b := peer(t, a, "b", nil)
-	writeNotes(t, a, "old", 5)
-	syncBoth(t, a, b)
-	revoke(t, a, b)
-	if _, err := a.RotateKey(map[resolve.DeviceID]string{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Put("notes", "after", []byte(`"sealed under epoch 1"`)); err != nil {
-		t.Fatal(err)
-	}
+	a, _ := rotatedPair(t)
 	for {
 		st, err := a.Reseal(DefaultResealBatch)
 		if err != nil {

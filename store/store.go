@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -323,7 +324,7 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: %w%s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)))
+			return nil, fmt.Errorf("open store %s: %w%s; waited %s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)), o.LockTimeout)
 		}
 		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch) {
 			return nil, fmt.Errorf("open store %s: %w: %v", filepath.Dir(path), ErrCorrupt, err)
@@ -338,14 +339,21 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	return db, nil
 }
 
+// lockHolder names the process that holds the store, as " (process N)", with its command
+// name where the system tells it (` (process N, "meshsync")`), or "" when unknown.
 func lockHolder(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, lockFileName))
 	if err != nil {
 		return ""
 	}
 	pid := strings.TrimSpace(string(b))
-	if pid == "" {
+	if _, err := strconv.Atoi(pid); err != nil {
 		return ""
+	}
+	if comm, err := os.ReadFile(filepath.Join("/proc", pid, "comm")); err == nil { // Linux
+		if name := strings.TrimSpace(string(comm)); name != "" {
+			return fmt.Sprintf(" (process %s, %q)", pid, name)
+		}
 	}
 	return " (process " + pid + ")"
 }
@@ -411,6 +419,37 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 		}
 		return meta.Put(metaHeader, nh.marshal())
 	})
+}
+
+// CheckPassphrase reports whether pass unlocks this store, as Open would: it derives the
+// key-encryption key from the store's header (Argon2id, as slow as an Open by design) and
+// unwraps the key with it. It fails with ErrWrongPassphrase otherwise. A process that holds
+// the store open keeps the key, not the passphrase: it calls CheckPassphrase to confirm
+// that the person is the owner before a grave action, such as removing a device.
+func (s *Store) CheckPassphrase(pass []byte) error {
+	if len(pass) == 0 {
+		return fmt.Errorf("check passphrase: %w: it is empty", ErrWrongPassphrase)
+	}
+	var hb []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		hb = append([]byte(nil), tx.Bucket(bucketMeta).Get(metaHeader)...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	hdr, err := parseHeader(hb)
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	key, err := hdr.unwrap(pass)
+	if err != nil {
+		return fmt.Errorf("check passphrase: %w", err)
+	}
+	if subtle.ConstantTimeCompare(key, s.keys.root) != 1 {
+		return fmt.Errorf("check passphrase: %w", ErrWrongPassphrase)
+	}
+	return nil
 }
 
 // MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new

@@ -81,10 +81,10 @@ func (c *auditCmd) Run(g *globals) error {
 				if !e.Verified {
 					rcpt = "receipt NOT verified: " + e.ReceiptError
 				}
-				fmt.Fprintf(w, "%s  shared   %s for %q to %s: %d documents, fields %s, grant %s; %s\n", ts, e.Collection, e.Purpose,
-					e.Destination, e.Count, strings.Join(e.Fields, ","), idPrefix(e.Grant), rcpt)
+				fmt.Fprintf(w, "%s  shared   %s for %q to %s: %d documents, fields %s, grant %s; %s\n", ts, shown(e.Collection), e.Purpose,
+					shown(e.Destination), e.Count, shown(strings.Join(e.Fields, ",")), shown(idPrefix(e.Grant)), shown(rcpt))
 			default:
-				fmt.Fprintf(w, "%s  refused  %s for %q to %s: %s\n", ts, e.Collection, e.Purpose, e.Destination, e.Reason)
+				fmt.Fprintf(w, "%s  refused  %s for %q to %s: %s\n", ts, shown(e.Collection), e.Purpose, shown(e.Destination), shown(e.Reason))
 			}
 		}
 	})

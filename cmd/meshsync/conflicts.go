@@ -47,7 +47,7 @@ func (c *conflictsLsCmd) Run(g *globals) error {
 			if c.Open {
 				state = "waiting for you (until " + c.Deadline.Local().Format("2006-01-02 15:04") + ", then " + c.Strategy + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%d\t%s\n", c.ID, c.Collection, c.Key, c.Type, len(c.Versions), state)
+			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%d\t%s\n", c.ID, shown(c.Collection), shown(c.Key), c.Type, len(c.Versions), state)
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "\nInspect one with `meshsync conflicts show ID`; close it with `meshsync conflicts resolve ID --pick N`.")
@@ -70,18 +70,18 @@ func (c *conflictsShowCmd) Run(g *globals) error {
 	}
 	out := view.FromConflict(ci)
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s/%s: %s conflict, %d versions\n", out.Collection, out.Key, out.Type, len(out.Versions))
+		fmt.Fprintf(w, "%s/%s: %s conflict, %d versions\n", shown(out.Collection), shown(out.Key), out.Type, len(out.Versions))
 		for _, v := range out.Versions {
-			fmt.Fprintf(w, "  [%d] device %s at %s: %s\n", v.N, v.Version.Device, v.Version.Time.Local().Format(time.RFC3339), v.Text())
+			fmt.Fprintf(w, "  [%d] device %s at %s: %s\n", v.N, shown(string(v.Version.Device)), v.Version.Time.Local().Format(time.RFC3339), shown(v.Text()))
 		}
-		shown := string(out.Value)
+		value := shown(string(out.Value))
 		if out.Deleted {
-			shown = "(deleted)"
+			value = "(deleted)"
 		}
 		if out.Open {
-			fmt.Fprintf(w, "Waiting for your choice until %s; meanwhile, and after that, %s gives %s\n", out.Deadline.Local().Format(time.RFC3339), out.Strategy, shown)
+			fmt.Fprintf(w, "Waiting for your choice until %s; meanwhile, and after that, %s gives %s\n", out.Deadline.Local().Format(time.RFC3339), out.Strategy, value)
 		} else {
-			fmt.Fprintf(w, "Resolved by %s: every device reads %s\n", out.Strategy, shown)
+			fmt.Fprintf(w, "Resolved by %s: every device reads %s\n", out.Strategy, value)
 		}
 		fmt.Fprintf(w, "Keep one: meshsync conflicts resolve %s --pick N\n", out.ID)
 	})
@@ -121,7 +121,7 @@ func (c *conflictsResolveCmd) Run(g *globals) error {
 		out = view.Record{Collection: ci.Collection, Key: ci.Key}
 	}
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s/%s resolved; the other versions are in `meshsync conflicts history`.\n", ci.Collection, ci.Key)
+		fmt.Fprintf(w, "%s/%s resolved; the other versions are in `meshsync conflicts history`.\n", shown(ci.Collection), shown(ci.Key))
 	})
 }
 
@@ -158,7 +158,7 @@ func (c *conflictsHistoryCmd) Run(g *globals) error {
 			} else if e.Raw != nil {
 				v = fmt.Sprintf("(%d raw bytes)", len(e.Raw))
 			}
-			fmt.Fprintf(w, "%s  %s/%s lost %s (written by %s at %s)\n", e.ResolvedAt.Local().Format("2006-01-02 15:04"), e.Collection, e.Key, v, e.Device, e.Time.Local().Format(time.RFC3339))
+			fmt.Fprintf(w, "%s  %s/%s lost %s (written by %s at %s)\n", e.ResolvedAt.Local().Format("2006-01-02 15:04"), shown(e.Collection), shown(e.Key), shown(v), shown(string(e.Device)), e.Time.Local().Format(time.RFC3339))
 		}
 	})
 }

@@ -166,11 +166,11 @@ func toGrantJSON(g consent.Grant, now time.Time) grantJSON {
 }
 
 func printGrant(w io.Writer, g grantJSON) {
-	fmt.Fprintf(w, "Grant %s (%s): %s for %q to %s, until %s\n", g.ID, g.Status, g.Collection, g.Purpose, g.Destination, g.Expires.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Grant %s (%s): %s for %q to %s, until %s\n", shown(g.ID), g.Status, shown(g.Collection), g.Purpose, shown(g.Destination), g.Expires.Local().Format(time.DateTime))
 	if len(g.Fields) == 0 {
 		fmt.Fprintln(w, "  fields: none (documents are sent empty)")
 	} else {
-		fmt.Fprintf(w, "  fields: %s (every other field is dropped)\n", strings.Join(g.Fields, ", "))
+		fmt.Fprintf(w, "  fields: %s (every other field is dropped)\n", shown(strings.Join(g.Fields, ", ")))
 	}
 }
 
@@ -255,11 +255,11 @@ func (c *consentLsCmd) Run(g *globals) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tCOLLECTION\tPURPOSE\tTO\tUNTIL\tFIELDS")
 		for _, j := range out.Grants {
-			fields := strings.Join(j.Fields, ",")
+			fields := shown(strings.Join(j.Fields, ","))
 			if fields == "" {
 				fields = "(none)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", idPrefix(j.ID), j.Status, j.Collection, j.Purpose, shortPeer(j.Destination),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shown(idPrefix(j.ID)), j.Status, shown(j.Collection), shown(j.Purpose), shown(shortPeer(j.Destination)),
 				j.Expires.Local().Format(time.DateOnly), fields)
 		}
 		tw.Flush()
@@ -283,7 +283,7 @@ func (c *consentRevokeCmd) Run(g *globals) error {
 	out := toGrantJSON(gr, time.Now())
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "Grant %s revoked: %s for %q to %s is refused from now on (on other devices after they sync).\n",
-			idPrefix(out.ID), out.Collection, out.Purpose, out.Destination)
+			shown(idPrefix(out.ID)), shown(out.Collection), out.Purpose, shown(out.Destination))
 	})
 }
 
@@ -335,10 +335,10 @@ func (c *consentPendingCmd) Run(g *globals) error {
 			return
 		}
 		for _, q := range out.Requests {
-			fmt.Fprintf(w, "Request %s from %s: %s for %q to %s, fields %s\n", idPrefix(q.ID), q.App, q.Collection, q.Purpose,
-				q.Destination, strings.Join(q.Fields, ", "))
+			fmt.Fprintf(w, "Request %s from %s: %s for %q to %s, fields %s\n", shown(idPrefix(q.ID)), shown(q.App), shown(q.Collection), q.Purpose,
+				shown(q.Destination), shown(strings.Join(q.Fields, ", ")))
 			if q.Note != "" {
-				fmt.Fprintf(w, "  note: %s\n", q.Note)
+				fmt.Fprintf(w, "  note: %s\n", shown(q.Note))
 			}
 			fmt.Fprintf(w, "  meshsync consent approve %s   or   meshsync consent deny %s\n", idPrefix(q.ID), idPrefix(q.ID))
 		}
@@ -395,7 +395,7 @@ func (c *consentDenyCmd) Run(g *globals) error {
 	}
 	out := toRequestJSON(q)
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "Request %s from %s denied: nothing of %s goes to %s.\n", idPrefix(out.ID), out.App, out.Collection, out.Destination)
+		fmt.Fprintf(w, "Request %s from %s denied: nothing of %s goes to %s.\n", shown(idPrefix(out.ID)), shown(out.App), shown(out.Collection), shown(out.Destination))
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
@@ -19,6 +20,18 @@ type daemonCmd struct {
 // a unix socket in the data directory.
 func (c *daemonCmd) Run(ctx context.Context, g *globals) error { return c.run(ctx, g, false) }
 
+// daemonLockWait is how long a starting daemon waits for a command that holds the store
+// (a `meshsync put` run by hand, an import) before it gives up and names that process.
+const daemonLockWait = 5 * time.Second
+
+// daemonConfig is the node configuration of a daemon: a command's, waiting daemonLockWait
+// for the store.
+func (g *globals) daemonConfig(pass []byte, nf netFlags, log *slog.Logger) node.Config {
+	cfg := g.nodeConfig(pass, nf, log)
+	cfg.Store.LockTimeout = daemonLockWait
+	return cfg
+}
+
 // run runs the daemon; replica says the directory must hold a blind replica.
 func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	var level slog.Level
@@ -30,7 +43,7 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Open(ctx, g.nodeConfig(pass, c.netFlags, log))
+	n, err := node.Open(ctx, g.daemonConfig(pass, c.netFlags, log))
 	if err != nil {
 		return err
 	}

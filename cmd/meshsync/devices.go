@@ -12,7 +12,7 @@ import (
 
 type devicesCmd struct {
 	Ls devicesLsCmd `cmd:"" default:"1" help:"List the mesh's devices (the default)."`
-	Rm devicesRmCmd `cmd:"" help:"Remove a device: every other device refuses it from then on."`
+	Rm devicesRmCmd `cmd:"" help:"Remove a device: every other device refuses it from then on. Asks for the passphrase."`
 }
 
 type devicesLsCmd struct{}
@@ -45,46 +45,66 @@ func (c *devicesLsCmd) Run(ctx context.Context, g *globals) error {
 		Self    string        `json:"self"`
 		Devices []node.Device `json:"devices"`
 	}{self, devs}
-	return g.print(out, func(w io.Writer) {
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tPEER\tROLE\tADDED")
-		for _, d := range devs {
-			name := d.Name
-			if d.ID == self {
-				name += " (this device)"
-			}
-			role := d.Role
-			if d.Removed {
-				role = "removed"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, d.ID, shortPeer(d.PeerID.String()), role, d.Added.Local().Format("2006-01-02"))
+	return g.print(out, func(w io.Writer) { writeDevices(w, devs, self) })
+}
+
+// writeDevices prints one line per device, names escaped (they are chosen by each device).
+func writeDevices(w io.Writer, devs []node.Device, self string) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tPEER\tROLE\tADDED")
+	for _, d := range devs {
+		name := shown(d.Name)
+		if d.ID == self {
+			name += " (this device)"
 		}
-		tw.Flush()
-	})
+		role := shown(d.Role)
+		if d.Removed {
+			role = "removed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, shown(d.ID), shortPeer(d.PeerID.String()), role, d.Added.Local().Format("2006-01-02"))
+	}
+	tw.Flush()
 }
 
 type devicesRmCmd struct {
 	Device string `arg:"" help:"Device name, id, or peer id."`
 }
 
-// findDevice matches a device by exact name, id or peer id, or a unique id/peer prefix.
+// findDevice finds the device q names: an exact id or peer id first, then a unique prefix
+// of an id or peer id (or the end of a peer id, as `meshsync devices` shows it), and only
+// then an exact name. Ids come before names because a device chooses its own name: one
+// named after another device's id must not be removed in its place. A name that two
+// devices share is refused.
 func findDevice(devs []node.Device, q string) (node.Device, error) {
-	var hits []node.Device
+	if q == "" {
+		return node.Device{}, usagef("no device given: name one as `meshsync devices` lists it")
+	}
 	for _, d := range devs {
-		if d.Name == q || d.ID == q || d.PeerID.String() == q {
+		if d.ID == q || d.PeerID.String() == q {
 			return d, nil
 		}
-		if strings.HasPrefix(d.ID, q) || strings.HasSuffix(d.PeerID.String(), q) {
+	}
+	var hits, named []node.Device
+	for _, d := range devs {
+		p := d.PeerID.String()
+		if strings.HasPrefix(d.ID, q) || (p != "" && (strings.HasPrefix(p, q) || strings.HasSuffix(p, q))) {
 			hits = append(hits, d)
 		}
+		if d.Name == q {
+			named = append(named, d)
+		}
 	}
-	switch len(hits) {
-	case 1:
+	switch {
+	case len(hits) == 1:
 		return hits[0], nil
-	case 0:
-		return node.Device{}, usagef("no device %q: see `meshsync devices`", q)
+	case len(hits) > 1:
+		return node.Device{}, usagef("%q matches %d devices: give the full id (see `meshsync devices`)", q, len(hits))
+	case len(named) == 1:
+		return named[0], nil
+	case len(named) > 1:
+		return node.Device{}, usagef("%d devices are named %q: give the id instead (see `meshsync devices`)", len(named), q)
 	}
-	return node.Device{}, usagef("%q matches %d devices: give the full id", q, len(hits))
+	return node.Device{}, usagef("no device %q: see `meshsync devices`", q)
 }
 
 func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
@@ -98,7 +118,13 @@ func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
 		if err != nil {
 			return err
 		}
-		if err := d.RemoveDevice(dev.ID); err != nil {
+		// The daemon holds the key, not the passphrase: asking for it again keeps a stolen,
+		// unlocked device from evicting the owner's others.
+		pass, err := g.passphrase(false)
+		if err != nil {
+			return err
+		}
+		if err := d.RemoveDevice(dev.ID, pass); err != nil {
 			return err
 		}
 		return g.printRemoved(dev)
@@ -121,6 +147,6 @@ func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
 func (g *globals) printRemoved(d node.Device) error {
 	out := map[string]any{"removed": d.ID, "name": d.Name}
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "%s (%s) removed; every device refuses it once it learns of the removal.\n", d.Name, d.ID)
+		fmt.Fprintf(w, "%s (%s) removed; every device refuses it once it learns of the removal.\n", shown(d.Name), shown(d.ID))
 	})
 }

@@ -63,8 +63,8 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 		})
 	}
 	return g.print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "Joined the mesh as %s (%s) in %s.\n", out.Name, out.DeviceID, out.Dir)
-		fmt.Fprintf(w, "Devices: %v\n", out.Devices)
+		fmt.Fprintf(w, "Joined the mesh as %s (%s) in %s.\n", shown(out.Name), out.DeviceID, out.Dir)
+		fmt.Fprintf(w, "Devices: %v\n", shownAll(out.Devices))
 		if serr != nil {
 			fmt.Fprintf(w, "The first sync did not finish (%v); the daemon will go on.\n", serr)
 		}

@@ -42,7 +42,7 @@ func (c *lsCmd) Run(g *globals) error {
 			if r.Conflict != nil {
 				mark = "  [conflict]"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s%s\n", r.Collection, r.Key, v, mark)
+			fmt.Fprintf(tw, "%s\t%s\t%s%s\n", shown(r.Collection), shown(r.Key), shown(v), mark)
 		}
 		tw.Flush()
 		if len(out.Records) == 0 {

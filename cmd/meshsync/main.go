@@ -118,9 +118,9 @@ func usagef(format string, args ...any) error {
 }
 
 // describe turns an error into one line that says what was wrong and what to do, and picks
-// the exit code.
+// the exit code. The line is escaped: an error may quote a name another device chose.
 func describe(err error, g *globals) (string, int) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg := shown(strings.ReplaceAll(err.Error(), "\n", " "))
 	for _, h := range hints {
 		if errors.Is(err, h.err) {
 			code := exitFailure

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/skip2/go-qrcode"
+
+	"github.com/meshsync/meshsync/node"
 )
 
 type pairCmd struct {
 	netFlags
-	Expires time.Duration `help:"How long the invite stays valid." default:"10m"`
+	Expires time.Duration `help:"How long the invite stays valid (at most 24h)." default:"10m"`
 	Replica bool          `help:"Invite a blind replica: an always-on machine that stores and forwards envelopes but receives no key and can read nothing."`
 }
 
@@ -28,6 +30,9 @@ type pairOutput struct {
 func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 	if c.Expires <= 0 {
 		return usagef("--expires must be positive")
+	}
+	if c.Expires > node.MaxInviteExpiry {
+		return usagef("--expires %s is longer than the maximum of %gh: an invite is a key to the mesh while it lives; run `meshsync pair` again when the device is at hand", c.Expires, node.MaxInviteExpiry.Hours())
 	}
 	if d := g.daemon(ctx); d != nil {
 		defer d.Close()
@@ -85,7 +90,7 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 				if g.JSON {
 					return g.print(out, nil)
 				}
-				fmt.Fprintf(g.stdout, "%s joined the mesh.\n", d.Name)
+				fmt.Fprintf(g.stdout, "%s joined the mesh.\n", shown(d.Name))
 				return nil
 			}
 		}

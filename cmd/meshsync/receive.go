@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,10 @@ type receiveCmd struct {
 	Listen   []string `sep:"," default:"/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1" help:"Multiaddrs to listen on." placeholder:"MULTIADDR"`
 	Once     bool     `help:"Exit after the first share."`
 	PeerFile string   `name:"peer-file" help:"Once listening, write {\"peer_id\",\"addr\",\"addrs\"} as JSON to this file (for scripts)." placeholder:"FILE"`
+
+	Allow         []string `sep:"none" help:"Peer id of a device that may deliver shares (repeatable; \"meshsync --json status\" on it shows its peer_id). Without it every share is refused." placeholder:"PEER"`
+	MaxShareBytes byteSize `name:"max-share-bytes" default:"16MiB" help:"Refuse a share larger than this (B, KiB, MiB, GiB)." placeholder:"SIZE"`
+	MaxTotalBytes byteSize `name:"max-total-bytes" default:"1GiB" help:"Refuse shares once this much has been kept in this run." placeholder:"SIZE"`
 }
 
 // peerFile is what --peer-file holds: the peer id, and the addresses to give
@@ -67,9 +72,33 @@ type receiveEvent struct {
 	Count    int      `json:"count,omitempty"`
 	Fields   []string `json:"fields,omitempty"`
 	Received string   `json:"received_file,omitempty"`
+	Allowed  []string `json:"allowed,omitempty"` // listening: the senders that may deliver
+	Reason   string   `json:"reason,omitempty"`  // refused: why
+}
+
+// allowed parses --allow. Without it no sender is allowed: a destination outside the mesh
+// cannot see the mesh's grants, so it cannot tell a sender holding one from a stranger
+// who claims a grant id, and accepting anyone would let any peer fill its disk.
+func (c *receiveCmd) allowed() (map[peer.ID]bool, error) {
+	ok := map[peer.ID]bool{}
+	for _, a := range c.Allow {
+		p, err := peer.Decode(strings.TrimSpace(a))
+		if err != nil {
+			return nil, usagef("--allow %q: not a peer id (give the sending device's peer_id from `meshsync --json status`)", a)
+		}
+		ok[p] = true
+	}
+	if c.MaxShareBytes <= 0 || c.MaxTotalBytes <= 0 {
+		return nil, usagef("--max-share-bytes and --max-total-bytes must be positive")
+	}
+	return ok, nil
 }
 
 func (c *receiveCmd) Run(ctx context.Context, g *globals) error {
+	allowed, err := c.allowed()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(c.Out, 0o700); err != nil {
 		return fmt.Errorf("receive: %w", err)
 	}
@@ -105,7 +134,7 @@ func (c *receiveCmd) Run(ctx context.Context, g *globals) error {
 			Purpose: s.Header.Purpose, Count: len(s.Docs), Fields: s.Header.Fields, Received: filepath.Join(c.Out, receivedFile)}
 		g.print(ev, func(w io.Writer) {
 			fmt.Fprintf(w, "Received %d documents from %s for %q under grant %s (fields: %s); written to %s\n",
-				ev.Count, ev.Sender, ev.Purpose, ev.Grant, strings.Join(ev.Fields, ", "), ev.Received)
+				ev.Count, ev.Sender, ev.Purpose, shown(ev.Grant), shown(strings.Join(ev.Fields, ", ")), ev.Received)
 		})
 		select {
 		case got <- struct{}{}:
@@ -113,7 +142,25 @@ func (c *receiveCmd) Run(ctx context.Context, g *globals) error {
 		}
 		return nil
 	}
-	r := share.NewReceiver(h, &share.Options{OnShare: onShare})
+	allow := func(p peer.ID) error {
+		if !allowed[p] {
+			return fmt.Errorf("sender %s is not allowed by this destination: it takes shares only from the peers given with meshsync receive --allow", p)
+		}
+		return nil
+	}
+	onRefuse := func(p peer.ID, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ev := receiveEvent{Event: "refused", PeerID: h.ID().String(), Sender: p.String(), Reason: strings.TrimPrefix(err.Error(), share.ErrRefused.Error()+": ")}
+		g.print(ev, func(w io.Writer) {
+			fmt.Fprintf(w, "Refused a share from %s: %s\n", ev.Sender, shown(ev.Reason))
+			if !allowed[p] {
+				fmt.Fprintf(w, "To take shares from it, run meshsync receive again with --allow %s\n", ev.Sender)
+			}
+		})
+	}
+	r := share.NewReceiver(h, &share.Options{OnShare: onShare, Allow: allow, OnRefuse: onRefuse,
+		MaxBytes: int(c.MaxShareBytes), MaxTotalBytes: int64(c.MaxTotalBytes)})
 	defer r.Close()
 
 	addrs, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
@@ -121,10 +168,20 @@ func (c *receiveCmd) Run(ctx context.Context, g *globals) error {
 	for _, a := range addrs {
 		as = append(as, a.String())
 	}
-	if err := g.print(receiveEvent{Event: "listening", PeerID: h.ID().String(), Addrs: as}, func(w io.Writer) {
+	var allowList []string
+	for p := range allowed {
+		allowList = append(allowList, p.String())
+	}
+	slices.Sort(allowList)
+	if err := g.print(receiveEvent{Event: "listening", PeerID: h.ID().String(), Addrs: as, Allowed: allowList}, func(w io.Writer) {
 		fmt.Fprintln(w, h.ID())
 		for _, a := range as {
 			fmt.Fprintf(w, "  listening on %s\n", a)
+		}
+		if len(allowList) == 0 {
+			fmt.Fprintln(w, "No sender is allowed yet: every share is refused. Name the sending device with --allow PEER (its peer_id in `meshsync --json status`).")
+		} else {
+			fmt.Fprintf(w, "Shares are taken from %s only, up to %s each and %s in all.\n", strings.Join(allowList, ", "), c.MaxShareBytes, c.MaxTotalBytes)
 		}
 		fmt.Fprintf(w, "Grant it on a device of your mesh: meshsync consent grant COLLECTION --purpose P --to %s --field NAME=keep ...\n", h.ID())
 		fmt.Fprintf(w, "Shares are written to %s; stop with Ctrl-C.\n", filepath.Join(c.Out, receivedFile))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/share"
 )
 
 type shareCmd struct {
@@ -76,10 +77,13 @@ func (c *shareCmd) Run(ctx context.Context, g *globals) error {
 		if out.Verified {
 			fmt.Fprintln(w, "The destination's signed receipt verifies; see `meshsync audit`.")
 		} else {
-			fmt.Fprintf(w, "The destination's receipt does not verify: %s\n", out.ReceiptError)
+			fmt.Fprintf(w, "The destination's receipt does not verify: %s\n", shown(out.ReceiptError))
 		}
 	}); perr != nil {
 		return perr
+	}
+	if errors.Is(err, share.ErrRefused) {
+		return fmt.Errorf("the destination refused the share (recorded in `meshsync audit`): %w", err)
 	}
 	if errors.Is(err, consent.ErrBadReceipt) {
 		return fmt.Errorf("the documents were sent but the receipt does not verify (recorded in `meshsync audit`): %w", err)

@@ -68,9 +68,9 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 // writeStatus prints health warnings, then one line per device.
 func writeStatus(w io.Writer, st localapi.Status) {
 	for _, warn := range st.Warnings {
-		fmt.Fprintln(w, "! "+warn)
+		fmt.Fprintln(w, "! "+shown(warn))
 	}
-	fmt.Fprintf(w, "This device: %s (%s), %s\n", st.Device.Name, shortPeer(st.PeerID), st.Overall)
+	fmt.Fprintf(w, "This device: %s (%s), %s\n", shown(st.Device.Name), shortPeer(st.PeerID), st.Overall)
 	if len(st.Devices) == 0 {
 		fmt.Fprintln(w, "No other devices yet: add one with `meshsync pair`.")
 		return
@@ -82,7 +82,7 @@ func writeStatus(w io.Writer, st localapi.Status) {
 		if d.Removed {
 			state = "removed"
 		} else if d.Reason != "" {
-			state += " (" + d.Reason
+			state += " (" + shown(d.Reason)
 			if !d.NextRetry.IsZero() {
 				state += ", retry " + d.NextRetry.Local().Format("15:04:05")
 			}
@@ -99,6 +99,7 @@ func writeStatus(w io.Writer, st localapi.Status) {
 		if name == "" { // a blind replica knows devices by id only
 			name = d.DeviceID
 		}
+		name = shown(name)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)
 	}
 	tw.Flush()

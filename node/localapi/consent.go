@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/share"
 )
 
 // Consent errors keep their sentinels over the socket too.
@@ -30,6 +31,7 @@ func init() {
 		{"wrong_purpose", consent.ErrWrongPurpose},
 		{"revoked", consent.ErrRevoked},
 		{"expired", consent.ErrExpired},
+		{"share_refused", share.ErrRefused}, // before bad_receipt: a refusal also has no receipt
 		{"bad_receipt", consent.ErrBadReceipt},
 	}...)
 }

@@ -116,7 +116,12 @@ func (s *Server) AttachNode(n *node.Node) {
 		WriteJSON(w, n.Devices())
 	})
 	m.HandleFunc("DELETE /v1/device", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, n.RemoveDevice(r.URL.Query().Get("id")))
+		var req removeRequest
+		if err := ReadJSON(r, &req); err != nil {
+			WriteError(w, err)
+			return
+		}
+		reply(w, struct{}{}, n.RemoveDeviceConfirmed(req.ID, req.Passphrase))
 	})
 	m.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		streamEvents(w, r, n)
@@ -249,9 +254,17 @@ func (c *Client) Devices() ([]node.Device, error) {
 	return out, err
 }
 
-// RemoveDevice removes a device from the mesh.
-func (c *Client) RemoveDevice(id string) error {
-	return c.Do(bg, "DELETE", "/v1/device", url.Values{"id": {id}}, nil, nil)
+// removeRequest asks to remove a device; the passphrase confirms that the owner asks
+// (the daemon checks it against its store: store.ErrWrongPassphrase otherwise).
+type removeRequest struct {
+	ID         string `json:"id"`
+	Passphrase []byte `json:"passphrase"`
+}
+
+// RemoveDevice removes a device from the mesh, once the daemon has checked pass against
+// its store (store.ErrWrongPassphrase otherwise).
+func (c *Client) RemoveDevice(id string, pass []byte) error {
+	return c.Do(bg, "DELETE", "/v1/device", nil, removeRequest{ID: id, Passphrase: pass}, nil)
 }
 
 // Events streams events to fn until ctx ends, fn returns an error, or the daemon stops.

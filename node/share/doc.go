@@ -41,6 +41,11 @@
 //
 //   - The destination holds a whole share in memory (Options.MaxBytes, 256 MiB by default)
 //     before it signs the receipt, because the receipt covers the digest of every document.
+//     A frame that would pass MaxBytes, or what is left of MaxTotalBytes, is refused from
+//     its announced length, before its body is read.
+//   - By default a receiver takes shares from any peer that can connect; Options.Allow
+//     narrows that to the senders it names (`meshsync receive --allow`). A sender it
+//     refuses reads why, and nothing it sent is kept.
 //   - A share that breaks off midway may have delivered some documents: Result.Started says
 //     that bytes of documents may have left, and the sender must audit the share then.
 //   - The protocol authenticates both ends through the libp2p secure channel only; the

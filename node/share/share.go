@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -237,9 +238,10 @@ func parseReason(b []byte) (string, error) {
 	return string(b), nil
 }
 
-// reason cuts an error text down to a valid refusal reason.
+// reason cuts an error text down to a valid refusal reason (the sender adds ErrRefused's
+// own words).
 func reason(err error) []byte {
-	s := []rune(err.Error())
+	s := []rune(strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
 	var out []byte
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
@@ -420,7 +422,19 @@ type Options struct {
 	// Now is the clock of receipt times. Default time.Now.
 	Now func() time.Time
 	// MaxDocs and MaxBytes bound one share. Defaults DefaultMaxDocs and DefaultMaxBytes.
+	// A frame that would pass MaxBytes is refused before its body is read.
 	MaxDocs, MaxBytes int
+	// MaxTotalBytes bounds the bytes of every share the receiver keeps, over its life: a
+	// frame that would pass what is left is refused before its body is read, and a share
+	// that is not kept gives its bytes back. Default: no bound.
+	MaxTotalBytes int64
+	// Allow says whether a sender may deliver; an error refuses its share (the sender
+	// reads the error as the reason) before anything of it is read. Default: every peer
+	// that may connect.
+	Allow func(sender peer.ID) error
+	// OnRefuse is told of every share that was not kept (refused, broken or cut off), and
+	// why. Default: nothing.
+	OnRefuse func(sender peer.ID, err error)
 	// StepTimeout bounds every frame, SessionTimeout a whole share. Defaults
 	// DefaultStepTimeout and DefaultSessionTimeout.
 	StepTimeout, SessionTimeout time.Duration
@@ -431,9 +445,10 @@ type Options struct {
 
 // Receiver serves the share protocol on a host: the destination side.
 type Receiver struct {
-	h    host.Host
-	opts Options
-	sem  chan struct{}
+	h      host.Host
+	opts   Options
+	sem    chan struct{}
+	budget *budget // nil: no total bound
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -473,6 +488,9 @@ func NewReceiver(h host.Host, opts *Options) *Receiver {
 		o.MaxConcurrent = DefaultMaxConcurrent
 	}
 	r := &Receiver{h: h, opts: o, sem: make(chan struct{}, o.MaxConcurrent)}
+	if o.MaxTotalBytes > 0 {
+		r.budget = &budget{left: o.MaxTotalBytes}
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(ID, r.Handler)
 	return r
@@ -532,10 +550,16 @@ func (r *Receiver) Handler(s network.Stream) {
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 	f := rw{s: s, step: r.opts.StepTimeout}
-	sh, err := r.receive(f)
+	sh, used, err := r.receive(f)
 	if err == nil && r.opts.OnShare != nil {
 		if oerr := r.opts.OnShare(sh); oerr != nil {
 			err = fmt.Errorf("%w: the destination could not keep the share", ErrRefused)
+		}
+	}
+	if err != nil {
+		r.budget.give(used) // a share not kept takes nothing of the total
+		if r.opts.OnRefuse != nil {
+			r.opts.OnRefuse(s.Conn().RemotePeer(), err)
 		}
 	}
 	if err == nil {
@@ -561,57 +585,103 @@ func (r *Receiver) Handler(s network.Stream) {
 	s.Close()
 }
 
-// receive reads one share and signs its receipt.
-func (r *Receiver) receive(f rw) (Share, error) {
+// receive reads one share and signs its receipt. used is what it took of the total
+// budget, also on error.
+func (r *Receiver) receive(f rw) (sh Share, used int, err error) {
 	sender := f.s.Conn().RemotePeer()
+	if r.opts.Allow != nil {
+		if err := r.opts.Allow(sender); err != nil {
+			return Share{}, 0, fmt.Errorf("%w: %v", ErrRefused, err)
+		}
+	}
 	_, body, err := f.read(MaxHeader)
 	if err != nil {
-		return Share{}, err
+		return Share{}, 0, err
 	}
 	hdr, err := parseHeader(body)
 	if err != nil {
-		return Share{}, err
+		return Share{}, 0, err
 	}
 	if hdr.Count > r.opts.MaxDocs {
-		return Share{}, fmt.Errorf("%w: %d documents (this destination takes %d)", ErrTooLarge, hdr.Count, r.opts.MaxDocs)
+		return Share{}, 0, fmt.Errorf("%w: %d documents (this destination takes %d)", ErrTooLarge, hdr.Count, r.opts.MaxDocs)
 	}
 	rules, _ := hdr.rules() // validated by parseHeader
 	docs := make([][]byte, 0, min(hdr.Count, MaxBatchDocs))
 	total := 0
 	for {
-		t, body, err := f.read(wire.MaxFrame)
+		// Reserve what the next frame may hold, so that a frame past a bound is refused
+		// from its length alone, before its body is read.
+		room := min(r.opts.MaxBytes-total, wire.MaxFrame-1)
+		got := r.budget.take(room)
+		t, body, err := f.read(got + 1)
+		r.budget.give(got - len(body))
+		used += len(body)
+		if errors.Is(err, ErrTooLarge) {
+			switch {
+			case got < room:
+				return Share{}, used, fmt.Errorf("%w: this destination takes %d bytes in all and has %d left", ErrTooLarge, r.opts.MaxTotalBytes, got)
+			case room < wire.MaxFrame-1:
+				return Share{}, used, fmt.Errorf("%w: more than %d bytes in one share (this destination's limit)", ErrTooLarge, r.opts.MaxBytes)
+			}
+		}
 		if err != nil {
-			return Share{}, err
+			return Share{}, used, err
 		}
 		if t == typeEnd && len(body) == 0 {
 			break
 		}
 		if t != typeBatch {
-			return Share{}, fmt.Errorf("%w: frame %q in a share", ErrProtocol, byte(t))
+			return Share{}, used, fmt.Errorf("%w: frame %q in a share", ErrProtocol, byte(t))
 		}
 		total += len(body)
-		if total > r.opts.MaxBytes {
-			return Share{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, r.opts.MaxBytes)
-		}
 		batch, err := parseBatch(body)
 		if err != nil {
-			return Share{}, err
+			return Share{}, used, err
 		}
 		if len(docs)+len(batch) > hdr.Count {
-			return Share{}, fmt.Errorf("%w: more documents than the header's %d", ErrProtocol, hdr.Count)
+			return Share{}, used, fmt.Errorf("%w: more documents than the header's %d", ErrProtocol, hdr.Count)
 		}
 		docs = append(docs, batch...)
 	}
 	if len(docs) != hdr.Count {
-		return Share{}, fmt.Errorf("%w: %d documents, header said %d", ErrProtocol, len(docs), hdr.Count)
+		return Share{}, used, fmt.Errorf("%w: %d documents, header said %d", ErrProtocol, len(docs), hdr.Count)
 	}
 	if r.opts.Sign == nil {
-		return Share{}, fmt.Errorf("%w: the destination has no key to sign receipts", ErrRefused)
+		return Share{}, used, fmt.Errorf("%w: the destination has no key to sign receipts", ErrRefused)
 	}
 	g := consent.Grant{ID: hdr.Grant, Purpose: hdr.Purpose, Destination: r.h.ID().String(), Fields: rules}
 	sr, err := consent.SignReceipt(consent.NewReceipt(g, sender.String(), docs, r.opts.Now()), r.opts.Sign)
 	if err != nil {
-		return Share{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Share{}, used, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	return Share{Sender: sender, Header: hdr, Docs: docs, Receipt: sr}, nil
+	return Share{Sender: sender, Header: hdr, Docs: docs, Receipt: sr}, used, nil
+}
+
+// budget is the byte allowance that every share of a receiver draws on
+// (Options.MaxTotalBytes). A nil *budget has no bound.
+type budget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+// take reserves up to want bytes and returns how many it reserved.
+func (b *budget) take(want int) int {
+	if b == nil {
+		return want
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(int64(want), b.left)
+	b.left -= n
+	return int(n)
+}
+
+// give returns n reserved bytes.
+func (b *budget) give(n int) {
+	if b == nil || n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.left += int64(n)
+	b.mu.Unlock()
 }

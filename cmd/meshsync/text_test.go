@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/localapi"
+	"github.com/meshsync/meshsync/store"
+)
+
+func TestShown(t *testing.T) {
+	tests := []struct{ in, want string }{
+		// Left as they are.
+		{"laptop", "laptop"},
+		{"Zoë's phone 📱", "Zoë's phone 📱"},
+		{`C:\x`, `C:\x`},
+		// C0, DEL and C1 controls.
+		{"a\x1b[2Jb", `a\x1b[2Jb`},
+		{"line\nforged", `line\x0aforged`},
+		{"tab\there", `tab\x09here`},
+		{"del\x7f", `del\x7f`},
+		{"csi\u009b2J", `csi\u009b2J`},
+		// Bidi marks, overrides and isolates.
+		{"gpj.\u202eexe", `gpj.\u202eexe`},
+		{"\u202a\u202b\u202c\u202d", `\u202a\u202b\u202c\u202d`},
+		{"\u2066x\u2069", `\u2066x\u2069`},
+		{"\u200f\u200e\u061c", `\u200f\u200e\u061c`},
+		// Invalid UTF-8: a lone 0x9b byte is CSI to an 8-bit terminal.
+		{"bad\x9b2J", `bad\x9b2J`},
+	}
+	for _, tc := range tests {
+		if got := shown(tc.in); got != tc.want {
+			t.Errorf("shown(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// hostileName is a device name that clears the screen and reverses the rest of the line.
+const hostileName = "evil\x1b[2J\u202etxt.exe"
+
+// checkEscaped fails unless out shows the hostile name escaped and holds no raw control.
+func checkEscaped(t *testing.T, what, out string) {
+	t.Helper()
+	if strings.ContainsAny(out, "\x1b\u202e") {
+		t.Errorf("%s prints a raw escape or bidi override:\n%q", what, out)
+	}
+	if !strings.Contains(out, `evil\x1b[2J\u202etxt.exe`) {
+		t.Errorf("%s does not show the name escaped:\n%q", what, out)
+	}
+}
+
+// TestDeviceNamesShownEscaped: status, devices, devices rm, joins and errors print a
+// device name that holds "\x1b[2J" and "\u202e" escaped; JSON output keeps it exact.
+func TestDeviceNamesShownEscaped(t *testing.T) {
+	dev := node.Device{ID: "d-evil", Name: hostileName, Role: node.RoleDevice}
+
+	var b bytes.Buffer
+	writeStatus(&b, localapi.Status{
+		Device:   store.DeviceInfo{ID: "d-self", Name: hostileName},
+		Warnings: []string{"device " + hostileName + " has a clock 2h ahead"},
+		Devices: []localapi.DeviceStatus{{DeviceState: node.DeviceState{DeviceID: "d-evil", Name: hostileName,
+			Status: node.StatusError, Reason: "refused by " + hostileName}}},
+	})
+	checkEscaped(t, "status", b.String())
+
+	b.Reset()
+	writeDevices(&b, []node.Device{dev}, "self")
+	checkEscaped(t, "devices", b.String())
+
+	b.Reset()
+	g := &globals{stdout: &b}
+	if err := g.printRemoved(dev); err != nil {
+		t.Fatal(err)
+	}
+	checkEscaped(t, "devices rm", b.String())
+
+	msg, _ := describe(fmt.Errorf("sync with %s: refused", hostileName), g)
+	checkEscaped(t, "an error", msg)
+
+	b.Reset()
+	g.JSON = true
+	if err := g.printRemoved(dev); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Name string }
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got.Name != hostileName {
+		t.Errorf("JSON name %q (%v), want the exact name %q", got.Name, err, hostileName)
+	}
+}
