@@ -1,0 +1,116 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/meshsync/meshsync/merkle"
+)
+
+// The background re-seal of old envelopes under the newest key (see rotate.go).
+
+// ResealStats reports one Reseal call.
+type ResealStats struct {
+	// Resealed counts envelopes sealed again under the newest key.
+	Resealed int
+	// Records counts the records looked at.
+	Records int
+	// Unreadable counts envelopes under a key this device does not hold (left as they are).
+	Unreadable int
+	// Done is set when the pass reached the last record: nothing under an older epoch is
+	// left that this device can open (until more arrive).
+	Done bool
+}
+
+// Reseal seals again, under the newest key this device holds, up to about limit envelopes
+// that are still under an older epoch, keeping their versions (a fresh nonce each), and
+// remembers where it stopped. Call it until Done. Every store that sees both envelopes
+// keeps the re-sealed one (the higher epoch), so re-sealing on any device converges.
+func (s *Store) Reseal(limit int) (ResealStats, error) {
+	var st ResealStats
+	if err := s.needKey("reseal"); err != nil {
+		return st, err
+	}
+	if limit <= 0 {
+		limit = DefaultResealBatch
+	}
+	err := s.Update(func(t *Tx) error {
+		st = ResealStats{}
+		if err := s.loadEpochKeys(t.tx); err != nil {
+			return err
+		}
+		epoch, key := s.keys.sealKey()
+		meta := t.tx.Bucket(bucketMeta)
+		if epoch == 0 {
+			st.Done = true
+			return meta.Delete(metaResealCursor)
+		}
+		// The cursor is the first record not looked at yet.
+		from := bytes.Clone(meta.Get(metaResealCursor))
+		c := t.tx.Bucket(bucketIDs).Cursor()
+		k, _ := c.First()
+		if from != nil {
+			k, _ = c.Seek(from)
+		}
+		for ; k != nil; k, _ = c.Next() {
+			if st.Resealed >= limit || st.Records >= 64*limit {
+				return meta.Put(metaResealCursor, bytes.Clone(k))
+			}
+			st.Records++
+			var id merkle.ID
+			copy(id[:], k)
+			n, bad, err := t.resealRecord(id, epoch, key)
+			if err != nil {
+				return err
+			}
+			st.Resealed += n
+			st.Unreadable += bad
+		}
+		st.Done = true
+		return meta.Delete(metaResealCursor)
+	})
+	if err != nil {
+		return ResealStats{}, fmt.Errorf("reseal: %w", err)
+	}
+	return st, nil
+}
+
+// resealRecord re-seals the envelopes of one record that are under an epoch older than
+// epoch. Key grants stay under epoch 0.
+func (t *Tx) resealRecord(id merkle.ID, epoch uint32, key []byte) (resealed, unreadable int, err error) {
+	set, err := t.antichain(id)
+	if err != nil {
+		return 0, 0, err
+	}
+	next := slices.Clone(set)
+	for i, h := range set {
+		if h.env.KeyEpoch >= epoch {
+			continue
+		}
+		p, err := t.s.keys.open(h.env)
+		if err != nil {
+			unreadable++
+			continue
+		}
+		if underMeshKey(p) {
+			continue
+		}
+		plain, err := p.marshal()
+		if err != nil {
+			return 0, 0, err
+		}
+		e, err := t.s.keys.sealWith(id, h.env.Version, plain, epoch, key)
+		if err != nil {
+			return 0, 0, err
+		}
+		if next[i], err = newHashed(e); err != nil {
+			return 0, 0, err
+		}
+		resealed++
+	}
+	if resealed == 0 {
+		return 0, unreadable, nil
+	}
+	return resealed, unreadable, t.replace(id, set, next)
+}
