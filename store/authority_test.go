@@ -214,14 +214,23 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 	mustPut(t, m, "notes", "after-normal", `"m after its removal"`)
 	hostile = append(hostile, allEnvelopes(t, m)...)
 	batch := append(slices.Clone(hostile), removal...)
-	// b and c receive the removal and m's writes in a random order and grouping.
+	// b and c receive the removal and m's writes in a random order, and in a random split
+	// that always keeps the removal with or before m's later writes: a device that takes
+	// m's writes before it hears of the removal holds them, and vouches for them when it
+	// does (the gap the threat model names; TestRemovalGapVouches).
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 	for _, dst := range []*Store{b, c} {
 		order := slices.Clone(batch)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		cut := rng.IntN(len(order) + 1)
+		last := 0 // the split may not put a write of m before the last removal envelope
+		for i, raw := range order {
+			if slices.ContainsFunc(removal, func(r []byte) bool { return string(r) == string(raw) }) {
+				last = i
+			}
+		}
+		cut := last + rng.IntN(len(order)-last+1)
 		for _, part := range [][][]byte{order[:cut], order[cut:]} {
 			if _, err := dst.Apply(part); err != nil {
 				t.Fatal(err)
@@ -250,6 +259,47 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 	}
 	if envelopeSet(t, b) != envelopeSet(t, c) {
 		t.Error("b and c hold different envelopes")
+	}
+}
+
+// A device that takes a removed device's writes before it hears of the removal keeps
+// them: learning of it, it writes how far it had seen the removed device, and the others
+// take what it vouches for. Nothing that reached a remaining device is dropped, and the
+// mesh converges; what no remaining device held stays refused.
+func TestRemovalGapVouches(t *testing.T) {
+	clk := newFakeClock()
+	ms := soloMesh(t, clk, "a", "b", "m")
+	a, b, m := ms[0], ms[1], ms[2]
+	clk.Add(time.Minute)
+	if err := a.Remove(m.device.ID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	mustPut(t, m, "notes", "gap", `"taken by b before it heard"`)
+	gap := allEnvelopes(t, m)
+	mustApply(t, b, gap)
+	mustPut(t, m, "notes", "later", `"after b heard"`)
+	for range 2 {
+		mustApply(t, b, allEnvelopes(t, a))
+		mustApply(t, a, allEnvelopes(t, b))
+	}
+	res, err := b.Apply(allEnvelopes(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != 0 {
+		t.Errorf("b took %d writes of m after it heard of the removal", res.Added)
+	}
+	for _, s := range []*Store{a, b} {
+		if _, err := s.Get("notes", "gap"); err != nil {
+			t.Errorf("%s: the write b held before it heard: %v", s.device.Name, err)
+		}
+		if _, err := s.Get("notes", "later"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s reads m's later write: %v", s.device.Name, err)
+		}
+	}
+	if envelopeSet(t, a) != envelopeSet(t, b) {
+		t.Error("a and b differ")
 	}
 }
 
