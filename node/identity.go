@@ -12,8 +12,10 @@ import (
 	"github.com/meshsync/meshsync/store"
 )
 
-// The device's libp2p identity key lives in the store's sealed local state: it is
-// encrypted under the mesh key like everything else and never synced.
+// The device's libp2p identity key lives in the store's sealed local state, never synced:
+// it is sealed under the store's local key, which comes from a secret the passphrase wraps
+// (not from the mesh key), so that another member holding a copy of the file cannot log in
+// as this device.
 const localIdentity = "identity"
 
 func saveIdentity(st *store.Store, sk crypto.PrivKey) error {

@@ -102,3 +102,17 @@ func (s *Store) GetLocal(name string, v any) (bool, error) {
 func (t *Tx) PutLocal(name string, v any) error {
 	return t.s.putLocalJSON(t.tx, "x/"+name, v)
 }
+
+// verifyLocal opens every sealed value of the local and history buckets (Verify).
+func (s *Store) verifyLocal(tx *bolt.Tx, r *Report) {
+	check := func(bucket []byte, prefix string) {
+		_ = tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if _, err := s.openLocal(prefix+string(k), v); err != nil {
+				r.addf("local state: %v", err)
+			}
+			return nil
+		})
+	}
+	check(bucketLocal, "")
+	check(bucketHist, "hist/")
+}
