@@ -41,7 +41,8 @@ type ReplicaToken struct {
 	MeshID [16]byte `json:"mesh_id"`
 	// Proof keys the sync-hello proofs between devices and replicas.
 	Proof []byte `json:"proof"`
-	// Rendezvous keys the DHT rendezvous and the mDNS service name.
+	// Rendezvous is epoch 0's discovery key (DHT rendezvous, mDNS names); the keys of
+	// later epochs reach the replica from the devices (AdoptDiscoveryKeys).
 	Rendezvous []byte `json:"rendezvous"`
 }
 

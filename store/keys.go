@@ -289,6 +289,8 @@ func (k *keyring) setLocal(sec secrets) {
 
 // Subkey returns the key for a named purpose ("rendezvous", "pairing", "consent" or
 // "replica": the proof key between devices and blind replicas), derived from the mesh key.
+// "rendezvous" is epoch 0's discovery key; discovery uses DiscoveryKeys, which follow the
+// key epochs.
 // Other layers (discovery, pairing) use it; the data keys never leave the store. A blind
 // replica has only "rendezvous" and "replica" (from its token).
 func (s *Store) Subkey(purpose string) ([]byte, error) {

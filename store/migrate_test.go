@@ -284,3 +284,37 @@ func TestV1BackupFixtureImports(t *testing.T) {
 		t.Errorf("import into the store it came from: %+v", st)
 	}
 }
+
+// TestMigrationOnFullDiskOpensAsV1: a migration that cannot commit for want of disk space
+// leaves the store at version 1 and opens it as it is (the local key still from the mesh
+// key, every local value readable); a passphrase change then migrates it first, and the
+// next open finds version 2.
+func TestMigrationOnFullDiskOpensAsV1(t *testing.T) {
+	e := loadFixtureExpect(t)
+	dir := fixtureDir(t, "store")
+	migrateHook = func() error { return ErrDiskFull }
+	s, err := Open(dir, fixtureStorePass, fixtureOpts(e))
+	migrateHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := headerVersionOf(t, s); v != headerV1 {
+		t.Fatalf("header version %d after a failed migration, want 1", v)
+	}
+	checkFixtureStore(t, s, e)
+	newPass := []byte("a new passphrase")
+	if err := s.ChangePassphrase(fixtureStorePass, newPass, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := headerVersionOf(t, s); v != headerV2 {
+		t.Fatalf("header version %d after a passphrase change, want 2", v)
+	}
+	checkFixtureStore(t, s, e)
+	s.Close()
+	s, err = Open(dir, newPass, fixtureOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkFixtureStore(t, s, e)
+}
