@@ -1,9 +1,6 @@
 package node
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -221,14 +217,6 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.Con
 }
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
-// mdnsServiceName derives the LAN service name from the mesh key, so that meshes do not
-// see each other's devices and outsiders cannot tell which devices belong together.
-func mdnsServiceName(rendezvousKey []byte) string {
-	m := hmac.New(sha256.New, rendezvousKey)
-	m.Write([]byte("meshsync/v1/mdns"))
-	return "_m" + hex.EncodeToString(m.Sum(nil)[:6]) + "._udp"
-}
-
 type mdnsNotifee struct{ n *Node }
 
 func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
@@ -247,14 +235,11 @@ func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 	}
 }
 
+// startMDNSLocked starts LAN discovery (mdns.go). n.mu is held.
 func (n *Node) startMDNSLocked() {
-	key, err := n.st.Subkey("rendezvous")
-	if err != nil {
-		n.log.Warn("mdns disabled", "err", err)
-		return
-	}
-	svc := mdns.NewMdnsService(n.host, mdnsServiceName(key), mdnsNotifee{n})
+	svc := newMeshMDNS(n, n.host)
 	if err := svc.Start(); err != nil {
+		svc.Close()
 		n.log.Warn("mdns disabled", "err", err)
 		return
 	}

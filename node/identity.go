@@ -19,9 +19,11 @@ import (
 
 // The device's libp2p identity is its store's signing key (store.SigningKey): the key
 // that signs its authority records is the key its peer id names, so a device record binds
-// a device id to a peer id by a signature. The store keeps it sealed in its local state.
-// Releases before signatures kept a libp2p key of their own under localIdentity; opening
-// such a store moves that key into the store, so that the device keeps its peer id.
+// a device id to a peer id by a signature. The store keeps it in its local state, sealed
+// under a key from a secret the passphrase wraps (not from the mesh key), so that another
+// member holding a copy of the file cannot log in as this device. Releases before
+// signatures kept a libp2p key of their own under localIdentity; opening such a store
+// moves that key into the store, so that the device keeps its peer id.
 const localIdentity = "identity"
 
 // loadLegacyIdentity reads the identity key a release before signatures kept.

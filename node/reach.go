@@ -19,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multihash"
+
+	"github.com/meshsync/meshsync/store"
 )
 
 // Reaching devices beyond the LAN: DHT rendezvous, circuit relay v2 with autorelay, DCUtR
@@ -104,12 +106,11 @@ func (n *Node) startReachLocked(h host.Host) error {
 		return fmt.Errorf("dht: %w", err)
 	}
 	n.dht.Store(d)
-	key, err := n.st.Subkey("rendezvous")
-	if err != nil {
+	if _, err := n.st.DiscoveryKeys(); err != nil {
 		return fmt.Errorf("rendezvous key: %w", err)
 	}
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.rendezvousLoop(n.ctx, h, d, boot, key) }()
+	go func() { defer n.wg.Done(); n.rendezvousLoop(n.ctx, h, d, boot) }()
 	return nil
 }
 
@@ -120,9 +121,13 @@ func (n *Node) dhtServing() bool {
 	return d != nil && d.Mode() == dht.ModeServer
 }
 
+// rendezvousLookKeys is how many discovery keys, newest first, a rendezvous round looks
+// for the other devices under.
+const rendezvousLookKeys = 2
+
 // rendezvousCID is the DHT key a mesh's devices announce themselves under on day (UTC):
-// a keyed hash of the day under the rendezvous subkey, so that only members can compute
-// it and two days' keys cannot be linked.
+// a keyed hash of the day under a discovery key (store.DiscoveryKeys: one per key epoch),
+// so that only members of the epoch can compute it and two days' keys cannot be linked.
 func rendezvousCID(key []byte, day time.Time) cid.Cid {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("meshsync/v1/dht-rendezvous/"))
@@ -133,8 +138,10 @@ func rendezvousCID(key []byte, day time.Time) cid.Cid {
 
 // rendezvousLoop announces this device under today's key and looks for the others under
 // today's and yesterday's (clocks near midnight disagree), every cfg.Rendezvous; a round
-// that fails or misses a device is retried sooner.
-func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo, key []byte) {
+// that fails or misses a device is retried sooner. Each round takes the discovery keys
+// anew: the current one to announce under, the newest two to look under (a device that
+// has not adopted the newest key epoch yet announces under the previous one).
+func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo) {
 	retry := 2 * time.Second
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -144,7 +151,12 @@ func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, 
 			return
 		case <-timer.C:
 		}
-		ok := n.rendezvousRound(ctx, h, d, boot, key)
+		ok := false
+		if keys, err := n.st.DiscoveryKeys(); err != nil {
+			n.log.Info("rendezvous: no discovery key", "err", err)
+		} else {
+			ok = n.rendezvousRound(ctx, h, d, boot, keys)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -160,7 +172,7 @@ func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, 
 
 // rendezvousRound runs one round; it reports whether the announce worked and every
 // device of the mesh is connected.
-func (n *Node) rendezvousRound(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo, key []byte) bool {
+func (n *Node) rendezvousRound(ctx context.Context, h host.Host, d *dht.IpfsDHT, boot []peer.AddrInfo, keys []store.DiscoveryKey) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for _, b := range boot {
@@ -178,13 +190,17 @@ func (n *Node) rendezvousRound(ctx context.Context, h host.Host, d *dht.IpfsDHT,
 	}
 	now := n.cfg.Now()
 	ok := true
-	if err := d.Provide(ctx, rendezvousCID(key, now), true); err != nil {
+	if err := d.Provide(ctx, rendezvousCID(keys[0].Key, now), true); err != nil {
 		n.log.Info("rendezvous: announce failed", "err", err)
 		ok = false
 	}
 	found := 0
-	for _, day := range []time.Time{now, now.Add(-24 * time.Hour)} {
-		for pi := range d.FindProvidersAsync(ctx, rendezvousCID(key, day), 32) {
+	var cids []cid.Cid
+	for _, k := range keys[:min(rendezvousLookKeys, len(keys))] {
+		cids = append(cids, rendezvousCID(k.Key, now), rendezvousCID(k.Key, now.Add(-24*time.Hour)))
+	}
+	for _, c := range cids {
+		for pi := range d.FindProvidersAsync(ctx, c, 32) {
 			// Only a hint: anyone who learnt the key could announce under it, so only
 			// current devices are used, and they still prove membership (the gater, the
 			// hello's mesh proof).

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -33,9 +34,13 @@ const localReplicaMembers = "replica-members"
 // maxMembersFrame bounds one members message.
 const maxMembersFrame = 256 << 10
 
-// membersMsg is the members message.
+// membersMsg is the members message. Discovery carries the mesh's current discovery keys
+// (store.DiscoveryKeys), newest first: a replica holds no epoch key to derive them from,
+// and needs them to announce itself where the devices look (a replica of an older
+// meshsync ignores the field and stays at epoch 0's key).
 type membersMsg struct {
-	Devices []Device `json:"devices"`
+	Devices   []Device             `json:"devices"`
+	Discovery []store.DiscoveryKey `json:"discovery,omitempty"`
 }
 
 // memberView strips what a replica need not know (names, times, keys) from a device
@@ -195,6 +200,11 @@ func (n *Node) sendMembers(ctx context.Context, p peer.ID) error {
 	for _, d := range n.Devices() {
 		m.Devices = append(m.Devices, memberView(d))
 	}
+	keys, err := n.st.DiscoveryKeys()
+	if err != nil {
+		return err
+	}
+	m.Discovery = keys
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -250,6 +260,9 @@ func (n *Node) applyMembers(b []byte) error {
 	if _, err := n.st.GetLocal(localReplicaMembers, &held); err != nil {
 		return err
 	}
+	if err := n.adoptDiscoveryKeys(b); err != nil {
+		return err
+	}
 	next := mergeMembers(held, told)
 	if slices.EqualFunc(next, held, func(a, b Device) bool {
 		return a.ID == b.ID && a.PeerID == b.PeerID && a.Role == b.Role && a.Removed == b.Removed && slices.Equal(a.Addrs, b.Addrs) &&
@@ -261,6 +274,27 @@ func (n *Node) applyMembers(b []byte) error {
 		return err
 	}
 	return n.devicesChanged()
+}
+
+// adoptDiscoveryKeys keeps the discovery keys of a members message (a device that sends
+// none is of an older meshsync).
+func (n *Node) adoptDiscoveryKeys(b []byte) error {
+	var m struct {
+		Discovery []store.DiscoveryKey `json:"discovery"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("%w: members message: %v", ErrProtocol, err)
+	}
+	if len(m.Discovery) == 0 {
+		return nil
+	}
+	if _, err := n.st.AdoptDiscoveryKeys(m.Discovery); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // loadReplicaMembers is loadDevices on a blind replica.

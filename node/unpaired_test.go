@@ -217,12 +217,12 @@ func TestUnpairedMDNSPeerRefused(t *testing.T) {
 	}
 	a, lc := unpairedNode(t, func(c *Config) { c.EnableMDNS = true })
 	h := plainHost(t)
-	key, err := a.st.Subkey("rendezvous")
+	keys, err := a.st.DiscoveryKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := make(chan peer.AddrInfo, 16)
-	svc := mdns.NewMdnsService(h, mdnsServiceName(key), notifeeFunc(func(pi peer.AddrInfo) {
+	svc := mdns.NewMdnsService(h, mdnsName(keys[0].Key, a.id), notifeeFunc(func(pi peer.AddrInfo) {
 		select {
 		case found <- pi:
 		default:

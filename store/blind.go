@@ -41,7 +41,8 @@ type ReplicaToken struct {
 	MeshID [16]byte `json:"mesh_id"`
 	// Proof keys the sync-hello proofs between devices and replicas.
 	Proof []byte `json:"proof"`
-	// Rendezvous keys the DHT rendezvous and the mDNS service name.
+	// Rendezvous is epoch 0's discovery key (DHT rendezvous, mDNS names); the keys of
+	// later epochs reach the replica from the devices (AdoptDiscoveryKeys).
 	Rendezvous []byte `json:"rendezvous"`
 }
 
@@ -83,10 +84,11 @@ func InitReplica(dir string, pass []byte, tok ReplicaToken, opts *Options) (*Sto
 	return Init(dir, pass, &o)
 }
 
-// newBlindKeyring is the keyring of a blind replica: a local key from its own secret, the
-// mesh id, and no data, id or index key.
+// newBlindKeyring is the keyring of a blind replica: its own secret, the mesh id, and no
+// data, id or index key. Its local key comes, as a device's does, from the local secret its
+// header wraps (setLocal): the passphrase protects it.
 func newBlindKeyring(secret []byte) *keyring {
-	return &keyring{root: secret, blind: true, local: subkey(secret, labelLocal), data: map[uint32][]byte{}}
+	return &keyring{root: secret, blind: true, data: map[uint32][]byte{}}
 }
 
 // initReplicaMeta writes what marks a new store as a blind replica, in Init's transaction.

@@ -9,9 +9,14 @@
 // id the store keeps the antichain of versions that nothing it holds dominates; reading a
 // record resolves that antichain with the collection's policy (package resolve).
 //
-// The passphrase is stretched with Argon2id into a key that unwraps a random mesh key; all
-// other keys come from the mesh key by HKDF. Nothing is written in clear but the header
-// (KDF parameters, salt, wrapped key), the store epoch and the envelope versions.
+// The passphrase is stretched with Argon2id into a key that unwraps a random mesh key and a
+// random local secret of this device; the mesh's keys come from the mesh key by HKDF, and
+// the key sealing local state (identity, key-agreement key, epoch keys, progress) from the
+// local secret, so that another member with a copy of the file opens none of it. Nothing is
+// written in clear but the header (KDF parameters, salt, wrapped secrets), the store epoch
+// and the envelope versions. A store of header version 1 (local state under a key from the
+// mesh key) migrates when it is opened; a meshsync older than header version 2 refuses a
+// migrated store ("store header version 2 is not supported").
 //
 // # Usage
 //

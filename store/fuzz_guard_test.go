@@ -12,13 +12,17 @@ import (
 // which whoever holds the disk can edit): no panic, and what parses encodes back to the
 // same bytes.
 func FuzzHeader(f *testing.F) {
-	h, err := wrapMeshKey(make([]byte, meshKeySize), testPass, testKDF)
+	h, err := newHeader(secrets{root: make([]byte, meshKeySize), local: make([]byte, localSecretSize)}, testPass, testKDF)
 	if err != nil {
 		f.Fatal(err)
 	}
 	good := h.marshal()
 	f.Add(good)
 	f.Add(good[:20])
+	v1 := *h // a version-1 header: the mesh key alone
+	v1.Version = headerV1
+	v1.Wrapped = v1.Wrapped[:wrappedSize(headerV1)]
+	f.Add(v1.marshal())
 	f.Add([]byte(headerPrefix))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := parseHeader(b)

@@ -39,21 +39,54 @@ func (p KDFParams) belowFloor() bool {
 
 // Maximums guard against a header that asks for absurd work (a denial of service by file edit).
 const (
-	maxKDFMemory  = 4 << 20 // KiB (4 GiB)
-	maxKDFTime    = 64
-	meshKeySize   = 32
-	saltSize      = 16
-	headerVersion = 1
+	maxKDFMemory = 4 << 20 // KiB (4 GiB)
+	maxKDFTime   = 64
+	meshKeySize  = 32
+	saltSize     = 16
+	// localSecretSize is the size of a device's local secret (header version 2).
+	localSecretSize = 32
+)
+
+// Store header versions. Version 1 wraps the mesh key alone, and the key that seals local
+// state is derived from the mesh key, which every member holds: a member with a copy of
+// another device's file opens its local state without its passphrase. Version 2 wraps the
+// mesh key and a random local secret of this device, from which the local key comes, so
+// the passphrase protects local state. Open migrates version 1 to version 2.
+const (
+	headerV1      = 1
+	headerV2      = 2
+	headerVersion = headerV2 // what Init and ChangePassphrase write
 )
 
 // header is the clear, authenticated part of a store: KDF parameters, salt and the wrapped
-// mesh key. The wrap's associated data covers every other field, so changing the
-// parameters makes the unwrap fail.
+// secrets. The wrap's associated data covers every other field, so changing the version or
+// the parameters makes the unwrap fail.
+//
+// Layout (version 2; version 1 differs only in the version byte and a 32-byte plaintext):
+//
+//	"meshsync-store"  14 bytes
+//	version            1 byte (2)
+//	argon2 time        4 bytes, big endian
+//	argon2 memory      4 bytes, big endian (KiB)
+//	argon2 threads     1 byte
+//	salt              16 bytes
+//	nonce             24 bytes (XChaCha20-Poly1305)
+//	wrapped           80 bytes: seal(KEK, nonce, root(32) || local secret(32), AD)
+//
+// AD is every byte before the nonce; KEK = Argon2id(passphrase, salt, time, memory,
+// threads, 32). root is the mesh key, or a blind replica's own random secret.
 type header struct {
+	Version byte
 	KDF     KDFParams
 	Salt    [saltSize]byte
 	Nonce   [chacha20poly1305.NonceSizeX]byte
-	Wrapped []byte // mesh key sealed under the key-encryption key
+	Wrapped []byte // the secrets sealed under the key-encryption key
+}
+
+// secrets is what a header wraps.
+type secrets struct {
+	root  []byte // the mesh key, or a blind replica's own secret
+	local []byte // this device's local secret; nil in a version-1 header
 }
 
 const headerPrefix = "meshsync-store"
@@ -61,7 +94,7 @@ const headerPrefix = "meshsync-store"
 func (h *header) ad() []byte {
 	b := make([]byte, 0, 64)
 	b = append(b, headerPrefix...)
-	b = append(b, headerVersion)
+	b = append(b, h.Version)
 	b = binary.BigEndian.AppendUint32(b, h.KDF.Time)
 	b = binary.BigEndian.AppendUint32(b, h.KDF.Memory)
 	b = append(b, h.KDF.Threads)
@@ -75,17 +108,27 @@ func (h *header) marshal() []byte {
 	return append(b, h.Wrapped...)
 }
 
+// wrappedSize is the size of the sealed secrets in a header of version v.
+func wrappedSize(v byte) int {
+	if v == headerV1 {
+		return meshKeySize + chacha20poly1305.Overhead
+	}
+	return meshKeySize + localSecretSize + chacha20poly1305.Overhead
+}
+
 func parseHeader(b []byte) (*header, error) {
 	fixed := len(headerPrefix) + 1 + 4 + 4 + 1 + saltSize + chacha20poly1305.NonceSizeX
-	want := fixed + meshKeySize + chacha20poly1305.Overhead
-	if len(b) != want || string(b[:len(headerPrefix)]) != headerPrefix {
+	if len(b) <= len(headerPrefix) || string(b[:len(headerPrefix)]) != headerPrefix {
 		return nil, fmt.Errorf("%w: store header has the wrong size or magic", ErrCorrupt)
 	}
 	p := b[len(headerPrefix):]
-	if p[0] != headerVersion {
-		return nil, fmt.Errorf("%w: store header version %d is not supported by this meshsync", ErrCorrupt, p[0])
+	if p[0] != headerV1 && p[0] != headerV2 {
+		return nil, fmt.Errorf("%w: store header version %d is not supported by this meshsync (upgrade meshsync)", ErrCorrupt, p[0])
 	}
-	h := &header{}
+	if len(b) != fixed+wrappedSize(p[0]) {
+		return nil, fmt.Errorf("%w: store header has the wrong size or magic", ErrCorrupt)
+	}
+	h := &header{Version: p[0]}
 	h.KDF.Time = binary.BigEndian.Uint32(p[1:])
 	h.KDF.Memory = binary.BigEndian.Uint32(p[5:])
 	h.KDF.Threads = p[9]
@@ -99,8 +142,8 @@ func deriveKEK(pass []byte, salt []byte, p KDFParams) []byte {
 	return argon2.IDKey(pass, salt, p.Time, p.Memory, p.Threads, 32)
 }
 
-// wrapMeshKey builds a fresh header wrapping meshKey under pass with params p.
-func wrapMeshKey(meshKey, pass []byte, p KDFParams) (*header, error) {
+// newHeader builds a fresh version-2 header wrapping sec under pass with params p.
+func newHeader(sec secrets, pass []byte, p KDFParams) (*header, error) {
 	if p.belowFloor() {
 		return nil, fmt.Errorf("%w: need at least t=%d m=%d KiB p=%d", ErrWeakKDF, kdfFloor.Time, kdfFloor.Memory, kdfFloor.Threads)
 	}
@@ -111,37 +154,67 @@ func wrapMeshKey(meshKey, pass []byte, p KDFParams) (*header, error) {
 	if _, err := rand.Read(h.Salt[:]); err != nil {
 		return nil, err
 	}
-	if _, err := rand.Read(h.Nonce[:]); err != nil {
+	if err := h.seal(deriveKEK(pass, h.Salt[:], p), sec); err != nil {
 		return nil, err
 	}
-	kek := deriveKEK(pass, h.Salt[:], p)
-	aead, err := chacha20poly1305.NewX(kek)
-	if err != nil {
-		return nil, err
-	}
-	h.Wrapped = aead.Seal(nil, h.Nonce[:], meshKey, h.ad())
 	return h, nil
 }
 
-// unwrap derives the KEK from pass and opens the mesh key. A failed open is a wrong
-// passphrase (or an edited header, which cannot be told apart).
-func (h *header) unwrap(pass []byte) ([]byte, error) {
+// seal makes h a version-2 header wrapping sec under kek (derived from h's salt and
+// parameters), with a fresh nonce.
+func (h *header) seal(kek []byte, sec secrets) error {
+	if len(sec.root) != meshKeySize || len(sec.local) != localSecretSize {
+		return fmt.Errorf("store header: secrets of the wrong size")
+	}
+	h.Version = headerV2
+	if _, err := rand.Read(h.Nonce[:]); err != nil {
+		return err
+	}
+	aead, err := chacha20poly1305.NewX(kek)
+	if err != nil {
+		return err
+	}
+	plain := append(append(make([]byte, 0, meshKeySize+localSecretSize), sec.root...), sec.local...)
+	h.Wrapped = aead.Seal(nil, h.Nonce[:], plain, h.ad())
+	clear(plain)
+	return nil
+}
+
+// kek checks the header's parameters and derives the key-encryption key from pass.
+func (h *header) kek(pass []byte) ([]byte, error) {
 	if h.KDF.belowFloor() {
 		return nil, fmt.Errorf("%w: header asks for t=%d m=%d KiB p=%d; refusing to open (the file may have been tampered with)", ErrWeakKDF, h.KDF.Time, h.KDF.Memory, h.KDF.Threads)
 	}
 	if h.KDF.Memory > maxKDFMemory || h.KDF.Time > maxKDFTime || h.KDF.Threads == 0 {
 		return nil, fmt.Errorf("%w: key-derivation parameters out of range", ErrCorrupt)
 	}
-	kek := deriveKEK(pass, h.Salt[:], h.KDF)
+	return deriveKEK(pass, h.Salt[:], h.KDF), nil
+}
+
+// open unwraps the secrets with kek. A failed open is a wrong passphrase (or an edited
+// header, which cannot be told apart).
+func (h *header) open(kek []byte) (secrets, error) {
 	aead, err := chacha20poly1305.NewX(kek)
 	if err != nil {
-		return nil, err
+		return secrets{}, err
 	}
-	key, err := aead.Open(nil, h.Nonce[:], h.Wrapped, h.ad())
+	plain, err := aead.Open(nil, h.Nonce[:], h.Wrapped, h.ad())
 	if err != nil {
-		return nil, ErrWrongPassphrase
+		return secrets{}, ErrWrongPassphrase
 	}
-	return key, nil
+	if h.Version == headerV1 {
+		return secrets{root: plain}, nil
+	}
+	return secrets{root: plain[:meshKeySize], local: plain[meshKeySize:]}, nil
+}
+
+// unwrap derives the KEK from pass and opens the secrets.
+func (h *header) unwrap(pass []byte) (secrets, error) {
+	kek, err := h.kek(pass)
+	if err != nil {
+		return secrets{}, err
+	}
+	return h.open(kek)
 }
 
 // Subkey labels. Every key the mesh uses comes from the mesh key by HKDF-SHA256 under one of
@@ -150,7 +223,8 @@ const (
 	labelData       = "meshsync/v1/data/epoch/"
 	labelID         = "meshsync/v1/id"
 	labelIndex      = "meshsync/v1/index"
-	labelLocal      = "meshsync/v1/local"
+	labelLocal      = "meshsync/v1/local" // version-1 stores only: from the mesh key (or a replica's secret)
+	labelLocalV2    = "meshsync/v2/local" // from the local secret the header wraps
 	labelRendezvous = "meshsync/v1/rendezvous"
 	labelPairing    = "meshsync/v1/pairing"
 	labelMesh       = "meshsync/v1/mesh-id"
@@ -167,14 +241,17 @@ func subkey(meshKey []byte, label string) []byte {
 
 // keyring holds the keys derived from the mesh key for one open store.
 type keyring struct {
-	root   []byte // the secret the header wraps: the mesh key, or a replica's own secret
-	blind  bool   // a blind replica: no mesh key, no data, id or index key
-	mesh   []byte
-	id     []byte // HMAC key for record ids; never rotates
-	index  []byte // HMAC key for the collection index
-	local  []byte // seals device-local state
-	meshID [16]byte
-	data   map[uint32][]byte // the data key of epoch 0, derived from the mesh key
+	root  []byte // the secret the header wraps: the mesh key, or a replica's own secret
+	blind bool   // a blind replica: no mesh key, no data, id or index key
+	mesh  []byte
+	id    []byte // HMAC key for record ids; never rotates
+	index []byte // HMAC key for the collection index
+	local []byte // seals device-local state (setLocal); nil until then, and nothing seals
+	// localSecret is the secret the local key comes from (header version 2), rewrapped
+	// when the passphrase changes; nil while a version-1 store is being migrated.
+	localSecret []byte
+	meshID      [16]byte
+	data        map[uint32][]byte // the data key of epoch 0, derived from the mesh key
 
 	// Keys of later epochs, received after a device removal (rotate.go): nil until the
 	// store loads them, then replaced whole (copy on write) under epochMu.
@@ -190,7 +267,6 @@ func newKeyring(meshKey []byte) *keyring {
 		mesh:  meshKey,
 		id:    subkey(meshKey, labelID),
 		index: subkey(meshKey, labelIndex),
-		local: subkey(meshKey, labelLocal),
 		data:  map[uint32][]byte{},
 	}
 	copy(k.meshID[:], subkey(meshKey, labelMesh))
@@ -198,8 +274,25 @@ func newKeyring(meshKey []byte) *keyring {
 	return k
 }
 
+// localKey is the key that seals local state: from the local secret (header version 2), or
+// in a version-1 store from the root secret, which on a device is the mesh key.
+func localKey(sec secrets) []byte {
+	if sec.local == nil {
+		return subkey(sec.root, labelLocal)
+	}
+	return subkey(sec.local, labelLocalV2)
+}
+
+// setLocal keys the local state with sec (the secrets the header wrapped).
+func (k *keyring) setLocal(sec secrets) {
+	k.localSecret = sec.local
+	k.local = localKey(sec)
+}
+
 // Subkey returns the key for a named purpose ("rendezvous", "pairing", "consent" or
 // "replica": the proof key between devices and blind replicas), derived from the mesh key.
+// "rendezvous" is epoch 0's discovery key; discovery uses DiscoveryKeys, which follow the
+// key epochs.
 // Other layers (discovery, pairing) use it; the data keys never leave the store. A blind
 // replica has only "rendezvous" and "replica" (from its token).
 func (s *Store) Subkey(purpose string) ([]byte, error) {

@@ -9,12 +9,23 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Device-local state (device name, peer progress, identity key) is sealed under the local
-// key with its name as associated data, so that nothing in the file reads in clear and a
-// value cannot be moved to another name.
+// Device-local state (device name, peer progress, identity key, key-agreement key, epoch
+// keys, the history of resolved conflicts) is sealed under the local key with its name as
+// associated data, so that nothing in the file reads in clear and a value cannot be moved
+// to another name. The local key comes from a random local secret that the store header
+// wraps under the passphrase (keys.go), never from the mesh key: another member of the mesh
+// holding a copy of this file opens none of it.
 
 func (s *Store) sealLocal(name string, plain []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(s.keys.local)
+	return sealLocalWith(s.keys.local, name, plain)
+}
+
+func (s *Store) openLocal(name string, sealed []byte) ([]byte, error) {
+	return openLocalWith(s.keys.local, name, sealed)
+}
+
+func sealLocalWith(key []byte, name string, plain []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
 	}
@@ -25,8 +36,8 @@ func (s *Store) sealLocal(name string, plain []byte) ([]byte, error) {
 	return aead.Seal(nonce, nonce, plain, []byte(name)), nil
 }
 
-func (s *Store) openLocal(name string, sealed []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(s.keys.local)
+func openLocalWith(key []byte, name string, sealed []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
 	}
@@ -90,4 +101,18 @@ func (s *Store) GetLocal(name string, v any) (bool, error) {
 // PutLocal is Store.PutLocal inside a transaction.
 func (t *Tx) PutLocal(name string, v any) error {
 	return t.s.putLocalJSON(t.tx, "x/"+name, v)
+}
+
+// verifyLocal opens every sealed value of the local and history buckets (Verify).
+func (s *Store) verifyLocal(tx *bolt.Tx, r *Report) {
+	check := func(bucket []byte, prefix string) {
+		_ = tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if _, err := s.openLocal(prefix+string(k), v); err != nil {
+				r.addf("local state: %v", err)
+			}
+			return nil
+		})
+	}
+	check(bucketLocal, "")
+	check(bucketHist, "hist/")
 }

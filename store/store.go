@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
@@ -178,7 +179,11 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 	} else if len(meshKey) != meshKeySize {
 		return nil, fmt.Errorf("init store: mesh key must be %d bytes", meshKeySize)
 	}
-	hdr, err := wrapMeshKey(meshKey, pass, o.KDF)
+	sec := secrets{root: meshKey, local: make([]byte, localSecretSize)}
+	if _, err := rand.Read(sec.local); err != nil {
+		return nil, err
+	}
+	hdr, err := newHeader(sec, pass, o.KDF)
 	if err != nil {
 		return nil, fmt.Errorf("init store: %w", err)
 	}
@@ -192,6 +197,7 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 	} else {
 		s.keys = newKeyring(meshKey)
 	}
+	s.keys.setLocal(sec)
 	var devID [8]byte
 	if _, err := rand.Read(devID[:]); err != nil {
 		db.Close()
@@ -264,6 +270,8 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dir: dir, opts: o}
+	var hdr *header
+	var kek []byte
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
@@ -275,21 +283,26 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		if hb == nil {
 			return fmt.Errorf("%w: no header", ErrCorrupt)
 		}
-		hdr, err := parseHeader(hb)
-		if err != nil {
+		var err error
+		if hdr, err = parseHeader(hb); err != nil {
 			return err
 		}
-		meshKey, err := hdr.unwrap(pass)
+		if kek, err = hdr.kek(pass); err != nil {
+			return err
+		}
+		sec, err := hdr.open(kek)
 		if err != nil {
 			return err
 		}
 		if string(meta.Get(metaKind)) == kindReplica {
-			s.keys = newBlindKeyring(meshKey)
+			s.keys = newBlindKeyring(sec.root)
+			s.keys.setLocal(sec)
 			if err := s.openReplicaMeta(tx); err != nil {
 				return err
 			}
 		} else {
-			s.keys = newKeyring(meshKey)
+			s.keys = newKeyring(sec.root)
+			s.keys.setLocal(sec)
 			if err := s.loadEpochKeys(tx); err != nil { // keys of rotated epochs
 				return err
 			}
@@ -312,6 +325,15 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.clock.MaxSkew = o.MaxSkew
+	if hdr.Version == headerV1 {
+		// A store of an older meshsync: its local state moves under a key of its own, in
+		// one transaction. On a full disk the store opens as it is (its local key then
+		// still comes from the mesh key) and the next open tries again.
+		if err := s.migrateV1(kek); err != nil && !errors.Is(err, ErrDiskFull) {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+	}
 	// Pruning old conflict history is housekeeping: a store on a full disk still opens
 	// (read-only work goes on) and prunes at a later open.
 	_ = s.pruneHistory()
@@ -395,27 +417,46 @@ func (s *Store) ClockSkew() time.Duration {
 	return s.skew
 }
 
-// ChangePassphrase rewraps the mesh key under newPass. Nothing else is re-encrypted.
+// ChangePassphrase rewraps the mesh key (or a replica's secret) and the local secret under
+// newPass. Nothing else is re-encrypted.
 func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error {
 	if len(newPass) == 0 {
 		return fmt.Errorf("change passphrase: the new passphrase is empty")
 	}
+	hdr, err := s.readHeader()
+	if err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
+	kek, err := hdr.kek(oldPass)
+	if err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
+	if _, err := hdr.open(kek); err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
+	if hdr.Version == headerV1 { // an open that could not migrate (a full disk)
+		if err := s.migrateV1(kek); err != nil {
+			return fmt.Errorf("change passphrase: %w", err)
+		}
+	}
+	p := hdr.KDF
+	if kdf != nil {
+		p = *kdf
+	}
+	nh, err := newHeader(secrets{root: s.keys.root, local: s.keys.localSecret}, newPass, p)
+	if err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
+	checked, err := s.readHeader() // after a migration, the version-2 header
+	if err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
 	return s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		hdr, err := parseHeader(meta.Get(metaHeader))
-		if err != nil {
-			return err
-		}
-		if _, err := hdr.unwrap(oldPass); err != nil {
-			return fmt.Errorf("change passphrase: %w", err)
-		}
-		p := hdr.KDF
-		if kdf != nil {
-			p = *kdf
-		}
-		nh, err := wrapMeshKey(s.keys.root, newPass, p)
-		if err != nil {
-			return fmt.Errorf("change passphrase: %w", err)
+		// Two changes at once: the one that commits second would rewrap under a
+		// passphrase it did not check.
+		if !bytes.Equal(meta.Get(metaHeader), checked.marshal()) {
+			return fmt.Errorf("change passphrase: the store header changed meanwhile; try again")
 		}
 		return meta.Put(metaHeader, nh.marshal())
 	})
@@ -430,26 +471,29 @@ func (s *Store) CheckPassphrase(pass []byte) error {
 	if len(pass) == 0 {
 		return fmt.Errorf("check passphrase: %w: it is empty", ErrWrongPassphrase)
 	}
-	var hb []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		hb = append([]byte(nil), tx.Bucket(bucketMeta).Get(metaHeader)...)
-		return nil
-	})
+	hdr, err := s.readHeader()
 	if err != nil {
 		return fmt.Errorf("check passphrase: %w", err)
 	}
-	hdr, err := parseHeader(hb)
+	sec, err := hdr.unwrap(pass)
 	if err != nil {
 		return fmt.Errorf("check passphrase: %w", err)
 	}
-	key, err := hdr.unwrap(pass)
-	if err != nil {
-		return fmt.Errorf("check passphrase: %w", err)
-	}
-	if subtle.ConstantTimeCompare(key, s.keys.root) != 1 {
+	if subtle.ConstantTimeCompare(sec.root, s.keys.root) != 1 {
 		return fmt.Errorf("check passphrase: %w", ErrWrongPassphrase)
 	}
 	return nil
+}
+
+// readHeader reads and parses the store header.
+func (s *Store) readHeader() (*header, error) {
+	var hdr *header
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		hdr, err = parseHeader(tx.Bucket(bucketMeta).Get(metaHeader))
+		return err
+	})
+	return hdr, err
 }
 
 // MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new

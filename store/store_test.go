@@ -202,7 +202,7 @@ func TestKDFFloor(t *testing.T) {
 }
 
 func TestHeaderTamper(t *testing.T) {
-	h, err := wrapMeshKey(make([]byte, 32), testPass, testKDF)
+	h, err := newHeader(secrets{root: make([]byte, meshKeySize), local: make([]byte, localSecretSize)}, testPass, testKDF)
 	if err != nil {
 		t.Fatal(err)
 	}

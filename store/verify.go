@@ -31,7 +31,7 @@ func (r *Report) addf(format string, args ...any) {
 
 // Verify opens every envelope and checks every index: the id index against the envelopes,
 // each antichain, the collection index, and the Merkle tree against a rebuild from the id
-// index. It reports exactly what is wrong; an error means the check itself could not run.
+// index; and it opens every sealed local value and history entry. It reports exactly what is wrong; an error means the check itself could not run.
 func (s *Store) Verify() (*Report, error) {
 	r := &Report{Problems: []string{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -152,6 +152,7 @@ func (s *Store) Verify() (*Report, error) {
 		if seen != len(rebuilt) {
 			r.addf("merkle tree: %d nodes stored, a rebuild has %d", seen, len(rebuilt))
 		}
+		s.verifyLocal(tx, r)
 		return nil
 	})
 	if err != nil {
