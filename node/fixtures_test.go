@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,4 +64,68 @@ func TestNodeOpensV1Fixtures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestV1FixtureUpgradesToSignedRecords: a store from before signed records is moved to
+// them when a node first opens it: the devices its list named stay members, every record
+// that carries authority is signed, and a device paired from it afterwards takes every
+// record it holds (none is refused as unsigned), so the two converge byte for byte.
+func TestV1FixtureUpgradesToSignedRecords(t *testing.T) {
+	dir, exp := copyFixture(t, "store")
+	cfg := testConfig(t, "upgraded")
+	cfg.Dir, cfg.Passphrase = dir, fixtureStorePass
+	n, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if ok, err := n.st.Upgraded(); err != nil || !ok {
+		t.Fatalf("not upgraded: %v", err)
+	}
+	members, err := n.st.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := 0
+	for _, d := range n.Devices() {
+		if !d.Removed {
+			listed++
+		}
+	}
+	current := 0
+	for _, m := range members {
+		if !m.Removed {
+			current++
+		}
+	}
+	if listed < 2 || current < listed {
+		t.Errorf("after the upgrade: %d members, %d devices listed (%+v)", current, listed, n.Devices())
+	}
+	if got := n.PeerID().String(); got != exp.PeerID {
+		t.Errorf("peer id %s, want %s", got, exp.PeerID)
+	}
+	mustStart(t, n)
+	code, _, err := n.Invite(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := Join(ctxT(t, 30*time.Second), testConfig(t, "joiner"), code, "joiner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	mustStart(t, j)
+	eventually(t, "the joiner holds what the upgraded store holds", func() error {
+		n.SyncNow(context.Background())
+		a, b := envelopesOf(t, n), envelopesOf(t, j)
+		if len(a) != len(b) {
+			return fmt.Errorf("%d envelopes on the upgraded device, %d on the joiner", len(a), len(b))
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				return fmt.Errorf("envelope sets differ")
+			}
+		}
+		return nil
+	})
 }
