@@ -39,8 +39,8 @@ func newDevice(t *testing.T, name string, meshKey []byte, c *clock) (*store.Stor
 func pair(t *testing.T, a, b *store.Store) {
 	t.Helper()
 	for _, p := range [][2]*store.Store{{a, b}, {b, a}} {
-		key := p[1].SigningKey().Public().(ed25519.PublicKey)
-		if err := p[0].AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{p[1].Device().ID: key}); err != nil {
+		key := p[1].Keys().SigningKey().Public().(ed25519.PublicKey)
+		if err := p[0].Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{p[1].Device().ID: key}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +50,7 @@ func pair(t *testing.T, a, b *store.Store) {
 func envelopes(t *testing.T, s *store.Store) [][]byte {
 	t.Helper()
 	var out [][]byte
-	if _, err := s.Since(0, 0, func(_ uint64, raw []byte) error {
+	if _, err := s.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
 		out = append(out, append([]byte(nil), raw...))
 		return nil
 	}); err != nil {
@@ -61,7 +61,7 @@ func envelopes(t *testing.T, s *store.Store) [][]byte {
 
 func syncTo(t *testing.T, from, to *store.Store) {
 	t.Helper()
-	res, err := to.Apply(envelopes(t, from))
+	res, err := to.Replication().Apply(envelopes(t, from))
 	if err != nil || len(res.Rejected) > 0 {
 		t.Fatalf("sync: %v %v", err, res.Rejected)
 	}
@@ -71,7 +71,7 @@ func syncTo(t *testing.T, from, to *store.Store) {
 func TestTwoDevices(t *testing.T) {
 	c := &clock{t: t0}
 	sa, ra := newDevice(t, "laptop", nil, c)
-	sb, rb := newDevice(t, "phone", sa.MeshKeyForPairing(), c)
+	sb, rb := newDevice(t, "phone", sa.Keys().MeshKeyForPairing(), c)
 	pair(t, sa, sb)
 
 	t.Run("grant on A, revoke on B, A refuses after sync", func(t *testing.T) {
@@ -104,10 +104,10 @@ func TestTwoDevices(t *testing.T) {
 			t.Fatalf("A after sync: %v, want ErrRevoked", err)
 		}
 		// An old copy of the grant arriving later changes nothing.
-		if _, err := sa.Apply(stale); err != nil {
+		if _, err := sa.Replication().Apply(stale); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sb.Apply(stale); err != nil {
+		if _, err := sb.Replication().Apply(stale); err != nil {
 			t.Fatal(err)
 		}
 		for name, r := range map[string]*Registry{"A": ra, "B": rb} {

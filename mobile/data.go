@@ -171,7 +171,7 @@ func (m *Node) List(collection, prefix string) (string, error) {
 func (m *Node) Conflicts() (string, error) {
 	var out string
 	err := m.with(func(n *node.Node) error {
-		cs, err := n.Store().Conflicts()
+		cs, err := n.Store().Conflicts().List()
 		if err != nil {
 			return fmt.Errorf("conflicts: %w", err)
 		}
@@ -192,7 +192,7 @@ func (m *Node) Conflicts() (string, error) {
 // error is CodeStale. Errors: CodeNotFound, CodeAmbiguous, CodeStale, CodeInvalid.
 func (m *Node) ResolveConflict(id string, pick int, valueJSON string, expectVersions int) error {
 	return m.with(func(n *node.Node) error {
-		c, err := n.Store().Conflict(id)
+		c, err := n.Store().Conflicts().Get(id)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", id, err)
 		}
@@ -200,7 +200,7 @@ func (m *Node) ResolveConflict(id string, pick int, valueJSON string, expectVers
 		if pick == 0 {
 			value = []byte(valueJSON)
 		}
-		if err := n.Store().ResolveConflict(c.ID, pick, value, expectVersions); err != nil {
+		if err := n.Store().Conflicts().Resolve(c.ID, pick, value, expectVersions); err != nil {
 			return fmt.Errorf("resolve %s: %w", id, err)
 		}
 		return nil
@@ -274,7 +274,7 @@ func (m *Node) SetPolicy(collection, policyJSON string) error {
 		return wrap(err)
 	}
 	return m.with(func(n *node.Node) error {
-		if err := n.Store().SetPolicy(collection, p); err != nil {
+		if err := n.Store().Policies().Set(collection, p); err != nil {
 			return fmt.Errorf("set policy of %s: %w", collection, err)
 		}
 		return nil
@@ -286,7 +286,7 @@ func (m *Node) SetPolicy(collection, policyJSON string) error {
 func (m *Node) Policy(collection string) (string, error) {
 	var out string
 	err := m.with(func(n *node.Node) error {
-		p, explicit, err := n.Store().Policy(collection)
+		p, explicit, err := n.Store().Policies().Get(collection)
 		if err != nil {
 			return fmt.Errorf("policy of %s: %w", collection, err)
 		}

@@ -123,7 +123,7 @@ func (f *forwarder) run() {
 			}
 			f.l.OnChange(c.Collection, c.Key, c.Deleted, c.Local)
 			if c.Conflict {
-				if ci, err := f.inner.Store().Conflict(c.Collection + "/" + c.Key); err == nil {
+				if ci, err := f.inner.Store().Conflicts().Get(c.Collection + "/" + c.Key); err == nil {
 					if js, err := marshal(view.FromConflict(ci)); err == nil {
 						f.l.OnConflict(js)
 					}

@@ -177,12 +177,12 @@ func (m *Node) attachLocked(inner *node.Node) {
 	st := inner.States()
 	m.self = identity{deviceID: st.DeviceID, name: st.Name, peerID: st.PeerID}
 	if m.dirty {
-		if err := inner.Store().PutLocal(policyName, m.sig.policy); err == nil {
+		if err := inner.Store().Local().Put(policyName, m.sig.policy); err == nil {
 			m.dirty = false
 		}
 	} else {
 		var p string
-		if ok, err := inner.Store().GetLocal(policyName, &p); err == nil && ok && checkPolicy(p) == nil {
+		if ok, err := inner.Store().Local().Get(policyName, &p); err == nil && ok && checkPolicy(p) == nil {
 			m.sig.policy = p
 		}
 	}
@@ -393,7 +393,7 @@ func (m *Node) SetSyncPolicy(policy string) error {
 	m.sig.policy = policy
 	m.dirty = true
 	if m.inner != nil {
-		if err := m.inner.Store().PutLocal(policyName, policy); err != nil {
+		if err := m.inner.Store().Local().Put(policyName, policy); err != nil {
 			return wrap(fmt.Errorf("save sync policy: %w", err))
 		}
 		m.dirty = false

@@ -84,7 +84,7 @@ func loadDevices(st *store.Store) ([]Device, error) {
 	if st.Blind() {
 		return loadReplicaMembers(st)
 	}
-	members, err := st.Members()
+	members, err := st.Authority().Members()
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func loadDevices(st *store.Store) ([]Device, error) {
 		byID[d.ID] = d
 	}
 	var boot []Device
-	if ok, err := st.GetLocal(localBootstrap, &boot); err == nil && ok {
+	if ok, err := st.Local().Get(localBootstrap, &boot); err == nil && ok {
 		for _, b := range boot {
 			if _, ok := byID[b.ID]; !ok {
 				byID[b.ID] = b
@@ -159,7 +159,7 @@ func (n *Node) reloadDevices() error {
 		return fmt.Errorf("load device list: %w", err)
 	}
 	var removed []peer.ID
-	if _, err := n.st.GetLocal(localRemoved, &removed); err != nil {
+	if _, err := n.st.Local().Get(localRemoved, &removed); err != nil {
 		return fmt.Errorf("load removed peers: %w", err)
 	}
 	grew := false
@@ -170,7 +170,7 @@ func (n *Node) reloadDevices() error {
 		}
 	}
 	if grew {
-		if err := n.st.PutLocal(localRemoved, removed); err != nil {
+		if err := n.st.Local().Put(localRemoved, removed); err != nil {
 			return fmt.Errorf("save removed peers: %w", err)
 		}
 	}
@@ -239,7 +239,7 @@ func (n *Node) RemoveDevice(id string) error {
 	}
 	// A signed removal record: every device that learns of it refuses the device's
 	// later writes, and no later write of it can undo it (store/authority.go).
-	if err := n.st.Remove(resolve.DeviceID(id)); err != nil {
+	if err := n.st.Authority().Remove(resolve.DeviceID(id)); err != nil {
 		return fmt.Errorf("remove device %s: %w", id, err)
 	}
 	if err := n.reloadDevices(); err != nil {

@@ -28,7 +28,7 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 	for _, n := range nodes {
 		waitSynced(t, n)
 	}
-	before, err := a.st.DiscoveryKeys()
+	before, err := a.st.Keys().DiscoveryKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 	if err := a.RemoveDevice(d.DeviceID()); err != nil {
 		t.Fatal(err)
 	}
-	after, err := a.st.DiscoveryKeys()
+	after, err := a.st.Keys().DiscoveryKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +53,11 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 	// b may start an epoch of its own at the same time (concurrent rotations): compare
 	// with a's current key each time.
 	eventually(t, "b and the replica move to the new discovery key", func() error {
-		if after, err = a.st.DiscoveryKeys(); err != nil {
+		if after, err = a.st.Keys().DiscoveryKeys(); err != nil {
 			return err
 		}
 		for _, n := range []*Node{b, r} {
-			k, err := n.st.DiscoveryKeys()
+			k, err := n.st.Keys().DiscoveryKeys()
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 		}
 		return nil
 	})
-	held, err := d.st.DiscoveryKeys()
+	held, err := d.st.Keys().DiscoveryKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,37 +107,37 @@ func TestWriteStoreFixtures(t *testing.T) {
 	// A conflict, resolved on a: its losing value stays in a's history.
 	// The concurrent write comes from a detached copy of the mesh (a store joined with the
 	// mesh key that never syncs), so that the two writes are concurrent for sure.
-	c, err := store.Init(filepath.Join(t.TempDir(), "c"), fixtureStorePass, &store.Options{MeshKey: a.Store().MeshKeyForPairing(), DeviceName: "detached", KDF: store.TestKDF})
+	c, err := store.Init(filepath.Join(t.TempDir(), "c"), fixtureStorePass, &store.Options{MeshKey: a.Store().Keys().MeshKeyForPairing(), DeviceName: "detached", KDF: store.TestKDF})
 	must(err)
 	must(c.Put("notes", "shared", []byte(`{"v":"detached"}`)))
 	must(a.Store().Put("notes", "shared", []byte(`{"v":"laptop"}`)))
 	var raw [][]byte
-	_, err = c.Since(0, 0, func(_ uint64, e []byte) error { raw = append(raw, append([]byte(nil), e...)); return nil })
+	_, err = c.Replication().Since(0, 0, func(_ uint64, e []byte) error { raw = append(raw, append([]byte(nil), e...)); return nil })
 	must(err)
 	must(c.Close())
-	if _, err := a.Store().Apply(raw); err != nil {
+	if _, err := a.Store().Replication().Apply(raw); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := a.Store().Conflicts()
+	cs, err := a.Store().Conflicts().List()
 	must(err)
 	if len(cs) == 0 {
 		t.Fatal("no conflict to resolve")
 	}
 	for _, c := range cs {
-		must(a.Store().ResolveConflict(c.ID, 1, nil, 0))
+		must(a.Store().Conflicts().Resolve(c.ID, 1, nil, 0))
 	}
 
 	// A key rotation granted to b: both devices hold the epoch-1 key in their local state.
-	bkx, err := b.Store().KeyAgreementKey()
+	bkx, err := b.Store().Keys().KeyAgreementKey()
 	must(err)
-	if _, err := a.Store().RotateKey(map[resolve.DeviceID]string{b.Store().Device().ID: bkx}); err != nil {
+	if _, err := a.Store().Keys().RotateKey(map[resolve.DeviceID]string{b.Store().Device().ID: bkx}); err != nil {
 		t.Fatal(err)
 	}
 	must(a.Put("notes", "after-rotation", []byte(`{"epoch":1}`)))
 	waitSyncedAll(t, a, b)
 	eventually(t, "the replica holds a's envelopes", func() error {
-		ar, _ := a.Store().Root()
-		rr, _ := r.Store().Root()
+		ar, _ := a.Store().Replication().Root()
+		rr, _ := r.Store().Replication().Root()
 		if ar != rr {
 			r.SyncNow(ctx)
 			return fmt.Errorf("replica holds %d records, a %d", rr.Count, ar.Count)
@@ -148,13 +148,13 @@ func TestWriteStoreFixtures(t *testing.T) {
 	var exp fixtureExpect
 	exp.Created = time.Now().UTC().Truncate(time.Second)
 	exp.Commit = os.Getenv("MESHSYNC_FIXTURE_COMMIT")
-	mid := a.Store().MeshID()
+	mid := a.Store().Keys().MeshID()
 	exp.MeshID = fmt.Sprintf("%x", mid)
 	exp.Device = a.Store().Device()
 	exp.PeerID = a.PeerID().String()
-	exp.KXPublic, err = a.Store().KeyAgreementKey()
+	exp.KXPublic, err = a.Store().Keys().KeyAgreementKey()
 	must(err)
-	exp.Epochs, err = a.Store().KeyEpochs()
+	exp.Epochs, err = a.Store().Keys().KeyEpochs()
 	must(err)
 	exp.Records = map[string]string{}
 	for _, coll := range []string{"notes", "todo"} {
@@ -164,7 +164,7 @@ func TestWriteStoreFixtures(t *testing.T) {
 			exp.Records[coll+"/"+rec.Key] = string(rec.Value)
 		}
 	}
-	hist, err := a.Store().History("", "")
+	hist, err := a.Store().Conflicts().History("", "")
 	must(err)
 	exp.History = len(hist)
 	exp.Replica.Device = r.Store().Device()

@@ -79,10 +79,10 @@ func TestV1FixtureUpgradesToSignedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if ok, err := n.st.Upgraded(); err != nil || !ok {
+	if ok, err := n.st.Authority().Upgraded(); err != nil || !ok {
 		t.Fatalf("not upgraded: %v", err)
 	}
-	members, err := n.st.Members()
+	members, err := n.st.Authority().Members()
 	if err != nil {
 		t.Fatal(err)
 	}

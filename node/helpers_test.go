@@ -155,7 +155,7 @@ func admitPeer(t *testing.T, a *Node, id string, p peer.ID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ad, err := a.st.Admit(resolve.DeviceID(id), key)
+	ad, err := a.st.Authority().Admit(resolve.DeviceID(id), key)
 	if err != nil {
 		t.Fatal(err)
 	}

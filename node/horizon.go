@@ -120,7 +120,7 @@ func planResync(now time.Time, ttl time.Duration, self, peer horizonInfo, initia
 
 // myHorizon is what this node's hello says about its tombstones.
 func (n *Node) myHorizon() horizonInfo {
-	return horizonInfo{Horizon: n.st.Horizon(), LastContact: n.st.LastContact()}
+	return horizonInfo{Horizon: n.st.Replication().Horizon(), LastContact: n.st.Replication().LastContact()}
 }
 
 // sessionPlan decides what the session does about horizons once both hellos are known;
@@ -135,7 +135,7 @@ func (n *Node) sessionPlan(mine, theirs *wire.Hello, initiator bool) resyncPlan 
 		if limit := now.Add(-ttl + horizonSlack); adopt.After(limit) {
 			adopt = limit
 		}
-		if err := n.st.AdoptHorizon(adopt); err != nil {
+		if err := n.st.Replication().AdoptHorizon(adopt); err != nil {
 			n.log.Warn("adopt a device's tombstone horizon", "err", err)
 		}
 	}
@@ -204,11 +204,11 @@ func compareID(a, b merkle.ID) int {
 // finishResync ends a full resync on the side that was away: it forgets the old records
 // the peer no longer holds, and reports the resync.
 func (n *Node) finishResync(p peer.ID, plan resyncPlan, since time.Time, lacks []merkle.ID, res *sessionResult) error {
-	forgot, err := n.st.ForgetBefore(lacks, since)
+	forgot, err := n.st.Replication().ForgetBefore(lacks, since)
 	if err != nil {
 		return fmt.Errorf("full resync: %w", err)
 	}
-	if err := n.st.AdoptHorizon(plan.Adopt); err != nil {
+	if err := n.st.Replication().AdoptHorizon(plan.Adopt); err != nil {
 		return fmt.Errorf("full resync: %w", err)
 	}
 	res.FullResync = &FullResync{
@@ -265,7 +265,7 @@ func (f *FullResync) String() string {
 // recentFullResync is the last full resync if it ended less than fullResyncShown ago.
 func (n *Node) recentFullResync() *FullResync {
 	var f FullResync
-	if ok, err := n.st.GetLocal(localFullResync, &f); err != nil || !ok {
+	if ok, err := n.st.Local().Get(localFullResync, &f); err != nil || !ok {
 		return nil
 	}
 	if n.cfg.Now().Sub(f.At) > fullResyncShown {
@@ -279,7 +279,7 @@ func (n *Node) recentFullResync() *FullResync {
 func (t *tracker) fullResync(p peer.ID, f FullResync) {
 	t.do(func() {
 		var last FullResync
-		if ok, err := t.n.st.GetLocal(localFullResync, &last); err == nil && ok && last.Since.Equal(f.Since) {
+		if ok, err := t.n.st.Local().Get(localFullResync, &last); err == nil && ok && last.Since.Equal(f.Since) {
 			if names := strings.Split(last.With, ", "); !slices.Contains(names, f.With) {
 				f.With = strings.Join(append(names, f.With), ", ")
 			} else {
@@ -293,7 +293,7 @@ func (t *tracker) fullResync(p peer.ID, f FullResync) {
 			f.BytesOut += last.BytesOut
 			f.MerkleMessages += last.MerkleMessages
 		}
-		if err := t.n.st.PutLocal(localFullResync, f); err != nil {
+		if err := t.n.st.Local().Put(localFullResync, f); err != nil {
 			t.n.log.Warn("record the full resync", "err", err)
 		}
 		t.note = f.String()
@@ -307,10 +307,10 @@ func (n *Node) collectLoop(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.CollectEvery)
 	defer tick.Stop()
 	for {
-		if k, err := n.st.CollectTombstones(); err != nil {
+		if k, err := n.st.Replication().CollectTombstones(); err != nil {
 			n.log.Warn("collect tombstones", "err", err)
 		} else if k > 0 {
-			n.log.Info("collected tombstones", "records", k, "horizon", n.st.Horizon())
+			n.log.Info("collected tombstones", "records", k, "horizon", n.st.Replication().Horizon())
 		}
 		select {
 		case <-ctx.Done():

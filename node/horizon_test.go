@@ -213,7 +213,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 
 	// a goes away; b and c delete records a holds and keep syncing.
 	a = reopen(t, a)
-	aContact := a.st.LastContact()
+	aContact := a.st.Replication().LastContact()
 	mustDo(t, b.Delete("notes", "b2"))
 	mustDo(t, b.Delete("notes", "b3"))
 	mustDo(t, c.Delete("notes", "a2"))
@@ -235,8 +235,8 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 			t.Fatal(err)
 		}
 	}
-	if !b.st.LastContact().After(aContact) {
-		t.Fatalf("b's last contact %v is not after a's %v", b.st.LastContact(), aContact)
+	if !b.st.Replication().LastContact().After(aContact) {
+		t.Fatalf("b's last contact %v is not after a's %v", b.st.Replication().LastContact(), aContact)
 	}
 
 	clk.Add(time.Duration(days) * day)
@@ -246,7 +246,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 		collectors = collectors[:1]
 	}
 	for _, n := range collectors {
-		k, err := n.st.CollectTombstones()
+		k, err := n.st.Replication().CollectTombstones()
 		mustDo(t, err)
 		res.collected += k
 	}
@@ -264,17 +264,17 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 			// b refuses the tombstones it dropped that c still holds: they agree once
 			// every device has collected.
 			for _, n := range nodes {
-				if _, err := n.st.CollectTombstones(); err != nil {
+				if _, err := n.st.Replication().CollectTombstones(); err != nil {
 					return err
 				}
 			}
 		}
-		ra, err := a.st.Root()
+		ra, err := a.st.Replication().Root()
 		if err != nil {
 			return err
 		}
 		for _, n := range nodes[1:] {
-			r, err := n.st.Root()
+			r, err := n.st.Replication().Root()
 			if err != nil {
 				return err
 			}
@@ -313,7 +313,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 				}
 			}
 		}
-		if _, rb := n.st.RolledBack(); rb {
+		if _, rb := n.st.Replication().RolledBack(); rb {
 			t.Errorf("%s believes its store was rolled back", n.self.Name)
 		}
 		rep, err := n.st.Verify()

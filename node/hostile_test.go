@@ -64,7 +64,7 @@ func newHostile(t testing.TB, target *Node, name string) *hostile {
 // forge seals f under the hostile device's keys (store.Store.SealForTest).
 func (h *hostile) forge(f store.Forgery) []byte {
 	h.t.Helper()
-	raw, err := h.st.SealForTest(f)
+	raw, err := h.st.Replication().SealForTest(f)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func (h *hostile) openPush(ctx context.Context) (*hostileSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sess.write(wire.TypePushOpen, (&wire.PushOpen{Epoch: h.st.Epoch()}).Marshal()); err != nil {
+	if err := sess.write(wire.TypePushOpen, (&wire.PushOpen{Epoch: h.st.Replication().Epoch()}).Marshal()); err != nil {
 		sess.s.Reset()
 		return nil, err
 	}

@@ -29,7 +29,7 @@ const localIdentity = "identity"
 // loadLegacyIdentity reads the identity key a release before signatures kept.
 func loadLegacyIdentity(st *store.Store) (crypto.PrivKey, error) {
 	var b []byte
-	ok, err := st.GetLocal(localIdentity, &b)
+	ok, err := st.Local().Get(localIdentity, &b)
 	if err != nil {
 		return nil, fmt.Errorf("load identity: %w", err)
 	}
@@ -71,7 +71,7 @@ func rawKey(sk crypto.PrivKey) (ed25519.PrivateKey, error) {
 func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
 	// The data keys of rotated epochs, and the key-agreement key they are granted to
 	// (rotation.go), come with the identity.
-	if err := st.LoadKeyEpochs(); err != nil {
+	if err := st.Keys().LoadKeyEpochs(); err != nil {
 		return nil, err
 	}
 	legacy, err := loadLegacyIdentity(st)
@@ -83,20 +83,20 @@ func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := st.AdoptSigningKey(raw); err != nil {
+		if err := st.Keys().AdoptSigningKey(raw); err != nil {
 			return nil, err
 		}
 	}
-	if st.SigningKey() == nil {
+	if st.Keys().SigningKey() == nil {
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.AdoptSigningKey(k); err != nil {
+		if err := st.Keys().AdoptSigningKey(k); err != nil {
 			return nil, err
 		}
 	}
-	sk, err := libp2pKey(st.SigningKey())
+	sk, err := libp2pKey(st.Keys().SigningKey())
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func ensureIdentity(st *store.Store, now time.Time) (crypto.PrivKey, error) {
 // upgradeAuthority moves a store made before signatures (or restored from a backup) to
 // signed records, trusting the devices its list names.
 func upgradeAuthority(st *store.Store) error {
-	if ok, err := st.Upgraded(); err != nil || ok {
+	if ok, err := st.Authority().Upgraded(); err != nil || ok {
 		return err
 	}
 	recs, err := st.List(DevicesCollection, "")
@@ -126,7 +126,7 @@ func upgradeAuthority(st *store.Store) error {
 		return err
 	}
 	var removed []peer.ID
-	if _, err := st.GetLocal(localRemoved, &removed); err != nil {
+	if _, err := st.Local().Get(localRemoved, &removed); err != nil {
 		return err
 	}
 	devs := map[resolve.DeviceID]store.LegacyDevice{}
@@ -146,7 +146,7 @@ func upgradeAuthority(st *store.Store) error {
 		}
 		devs[resolve.DeviceID(d.ID)] = ld
 	}
-	return st.Upgrade(devs)
+	return st.Authority().Upgrade(devs)
 }
 
 // ensureOwnRecord writes this device's record, admitted by itself, when the store has none
@@ -154,7 +154,7 @@ func upgradeAuthority(st *store.Store) error {
 // An existing record is brought up to date with the signing key.
 func ensureOwnRecord(st *store.Store, now time.Time) error {
 	self := st.Device().ID
-	members, err := st.Members()
+	members, err := st.Authority().Members()
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func ensureOwnRecord(st *store.Store, now time.Time) error {
 	if i < 0 || members[i].By != "" {
 		return nil // not an anchor of its own: its inviter writes its record
 	}
-	pub := st.SigningKey().Public().(ed25519.PublicKey)
+	pub := st.Keys().SigningKey().Public().(ed25519.PublicKey)
 	rec, err := st.Get(DevicesCollection, string(self))
 	var d Device
 	switch {
@@ -182,7 +182,7 @@ func ensureOwnRecord(st *store.Store, now time.Time) error {
 			return nil
 		}
 	}
-	ad, err := st.Admit(self, pub)
+	ad, err := st.Authority().Admit(self, pub)
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,7 @@ func (m *meshMDNS) Close() error {
 // refresh recomputes the names: it re-announces under a new name when the current
 // discovery key changed, and starts and stops browsers as devices and keys come and go.
 func (m *meshMDNS) refresh() error {
-	keys, err := m.n.st.DiscoveryKeys()
+	keys, err := m.n.st.Keys().DiscoveryKeys()
 	if err != nil {
 		return err
 	}

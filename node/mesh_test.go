@@ -72,7 +72,7 @@ func TestRestartKeepsStateAndProgress(t *testing.T) {
 	cfg := b.cfg
 	before := b.progress.get(a.id)
 	// The envelopes b got from a are not sent back to a, before or after a restart.
-	lastSeq, _ := b.st.LastSeq()
+	lastSeq, _ := b.st.Replication().LastSeq()
 	echoes := func(n *Node) (k int) {
 		f := n.progress.echoFilter(a.id)
 		for seq := uint64(1); seq <= lastSeq; seq++ {

@@ -100,13 +100,13 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	rk, err := st.Subkey("replica")
+	rk, err := st.Keys().Subkey(store.PurposeReplica)
 	if err != nil {
 		return nil, err
 	}
 	pk := rk // a blind replica proves with the replica key only
 	if !st.Blind() {
-		if pk, err = st.Subkey("pairing"); err != nil {
+		if pk, err = st.Keys().Subkey(store.PurposePairing); err != nil {
 			return nil, err
 		}
 	}

@@ -275,10 +275,10 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 		return false, true, fmt.Errorf("%w: wrong secret", ErrInviteRefused)
 	}
 	// From here on the invite is spent, whatever happens (the claim keeps others out).
-	offer := &pairMsg{MeshKey: n.st.MeshKeyForPairing(), Devices: n.Devices()}
+	offer := &pairMsg{MeshKey: n.st.Keys().MeshKeyForPairing(), Devices: n.Devices()}
 	role := RoleDevice
 	if inv.replica {
-		tok, err := n.st.ReplicaToken()
+		tok, err := n.st.Keys().ReplicaToken()
 		if err != nil {
 			return true, false, err
 		}
@@ -313,7 +313,7 @@ func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wron
 	if err != nil {
 		return true, false, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
-	ad, err := n.st.Admit(resolve.DeviceID(conf.DeviceID), key)
+	ad, err := n.st.Authority().Admit(resolve.DeviceID(conf.DeviceID), key)
 	if err != nil {
 		return true, false, err
 	}
@@ -385,7 +385,7 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 			return "", err
 		}
 		if m.Token == nil {
-			if err := st.AddAnchors(inviterMembers(m.Devices)); err != nil {
+			if err := st.Authority().AddAnchors(inviterMembers(m.Devices)); err != nil {
 				return "", err
 			}
 		}
@@ -401,7 +401,7 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		if st.Blind() {
 			name = localReplicaMembers
 		}
-		if err := st.PutLocal(name, devs); err != nil {
+		if err := st.Local().Put(name, devs); err != nil {
 			return "", err
 		}
 		return string(st.Device().ID), nil

@@ -117,7 +117,7 @@ func noStoreIn(t *testing.T, dir string) {
 // and each relayed attempt counts against the invite, which dies after three.
 func TestPairingRelayMITM(t *testing.T) {
 	inviter := newMesh(t, 1)[0]
-	meshKey := inviter.st.MeshKeyForPairing()
+	meshKey := inviter.st.Keys().MeshKeyForPairing()
 	code, _, err := inviter.Invite(time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 		seen := append(bytes.Clone(proxy.toInv.Bytes()), proxy.toJoin.Bytes()...)
 		proxy.mu.Unlock()
 		for name, secret := range map[string][]byte{
-			"mesh key": inviter.st.MeshKeyForPairing(), "invite secret": inv.Secret[:],
+			"mesh key": inviter.st.Keys().MeshKeyForPairing(), "invite secret": inv.Secret[:],
 			"proof": pairProof(inv.Secret, inviter.id, j.id),
 		} {
 			if bytes.Contains(seen, secret) {
@@ -335,7 +335,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 			for k := range 9 {
 				at := 40 + k*(sent[toInviter]-40)/9 // byte 40 is in the handshake
 				inviter := newMesh(t, 1)[0]
-				meshKey := inviter.st.MeshKeyForPairing()
+				meshKey := inviter.st.Keys().MeshKeyForPairing()
 				code, _, _ := inviter.Invite(time.Minute)
 				proxy := newTCPProxy(t, nodeTCPAddr(t, inviter), map[bool]int{true: at, false: -1}[toInviter], map[bool]int{true: -1, false: at}[toInviter])
 				cfg := testConfig(t, fmt.Sprint("j", k))

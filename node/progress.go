@@ -34,7 +34,7 @@ type progressTable struct {
 func newProgressTable(st *store.Store) *progressTable {
 	t := &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}}
 	var saved map[string][][2]uint64
-	if ok, err := st.GetLocal(localEcho, &saved); err == nil && ok {
+	if ok, err := st.Local().Get(localEcho, &saved); err == nil && ok {
 		for ps, rs := range saved {
 			p, err := peer.Decode(ps)
 			if err != nil {
@@ -74,7 +74,7 @@ func (t *progressTable) get(p peer.ID) progress {
 		return pr
 	}
 	var pr progress
-	if ok, err := t.st.GetLocal(progressName(p), &pr); err == nil && ok {
+	if ok, err := t.st.Local().Get(progressName(p), &pr); err == nil && ok {
 		t.m[p] = pr
 	}
 	return pr
@@ -140,7 +140,7 @@ func (t *progressTable) save(p peer.ID, pr progress) error {
 	t.mu.Lock()
 	pr = t.m[p]
 	t.mu.Unlock()
-	if err := t.st.PutLocal(progressName(p), pr); err != nil {
+	if err := t.st.Local().Put(progressName(p), pr); err != nil {
 		return err
 	}
 	t.set(p, pr, true)
@@ -156,7 +156,7 @@ func (t *progressTable) flush() {
 	}
 	t.mu.Unlock()
 	for p, pr := range m {
-		if t.st.PutLocal(progressName(p), pr) == nil {
+		if t.st.Local().Put(progressName(p), pr) == nil {
 			t.set(p, pr, true)
 		}
 	}
@@ -231,7 +231,7 @@ func (t *progressTable) echoFilter(p peer.ID) func(seq uint64) bool {
 func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyResult, error) {
 	var echoFrom, echoTo uint64
 	wrote := false
-	ar, err := n.st.ApplyWith(envs, func(tx *store.Tx, ar store.ApplyResult) error {
+	ar, err := n.st.Replication().ApplyWith(envs, func(tx *store.Tx, ar store.ApplyResult) error {
 		if ar.LastSeq > 0 {
 			echoFrom, echoTo = ar.FirstSeq-1, ar.LastSeq
 			n.progress.received(p, echoFrom, echoTo)

@@ -50,7 +50,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 	rw := &frameRW{s: s, step: n.cfg.StepTimeout, limit: 64}
-	if err := rw.write(wire.TypePushOpen, (&wire.PushOpen{Epoch: n.st.Epoch()}).Marshal()); err != nil {
+	if err := rw.write(wire.TypePushOpen, (&wire.PushOpen{Epoch: n.st.Replication().Epoch()}).Marshal()); err != nil {
 		return fmt.Errorf("push open: %w", err)
 	}
 	keepalive := time.NewTimer(n.cfg.PushIdle / 2)
@@ -73,7 +73,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 		return nil
 	}
 	for {
-		upto, err := n.st.LastSeq()
+		upto, err := n.st.Replication().LastSeq()
 		if err != nil {
 			return err
 		}

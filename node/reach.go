@@ -106,7 +106,7 @@ func (n *Node) startReachLocked(h host.Host) error {
 		return fmt.Errorf("dht: %w", err)
 	}
 	n.dht.Store(d)
-	if _, err := n.st.DiscoveryKeys(); err != nil {
+	if _, err := n.st.Keys().DiscoveryKeys(); err != nil {
 		return fmt.Errorf("rendezvous key: %w", err)
 	}
 	n.wg.Add(1)
@@ -152,7 +152,7 @@ func (n *Node) rendezvousLoop(ctx context.Context, h host.Host, d *dht.IpfsDHT, 
 		case <-timer.C:
 		}
 		ok := false
-		if keys, err := n.st.DiscoveryKeys(); err != nil {
+		if keys, err := n.st.Keys().DiscoveryKeys(); err != nil {
 			n.log.Info("rendezvous: no discovery key", "err", err)
 		} else {
 			ok = n.rendezvousRound(ctx, h, d, boot, keys)

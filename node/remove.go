@@ -8,7 +8,7 @@ import "fmt"
 // owner's other devices. Apps and control APIs that remove a device on a person's request
 // call this one; RemoveDevice is for callers that already confirmed it.
 func (n *Node) RemoveDeviceConfirmed(id string, pass []byte) error {
-	if err := n.st.CheckPassphrase(pass); err != nil {
+	if err := n.st.Keys().CheckPassphrase(pass); err != nil {
 		return fmt.Errorf("remove device %s: %w", id, err)
 	}
 	return n.RemoveDevice(id)

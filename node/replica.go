@@ -200,7 +200,7 @@ func (n *Node) sendMembers(ctx context.Context, p peer.ID) error {
 	for _, d := range n.Devices() {
 		m.Devices = append(m.Devices, memberView(d))
 	}
-	keys, err := n.st.DiscoveryKeys()
+	keys, err := n.st.Keys().DiscoveryKeys()
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (n *Node) applyMembers(b []byte) error {
 		return err
 	}
 	var held []Device
-	if _, err := n.st.GetLocal(localReplicaMembers, &held); err != nil {
+	if _, err := n.st.Local().Get(localReplicaMembers, &held); err != nil {
 		return err
 	}
 	if err := n.adoptDiscoveryKeys(b); err != nil {
@@ -270,7 +270,7 @@ func (n *Node) applyMembers(b []byte) error {
 	}) {
 		return nil
 	}
-	if err := n.st.PutLocal(localReplicaMembers, next); err != nil {
+	if err := n.st.Local().Put(localReplicaMembers, next); err != nil {
 		return err
 	}
 	return n.devicesChanged()
@@ -288,7 +288,7 @@ func (n *Node) adoptDiscoveryKeys(b []byte) error {
 	if len(m.Discovery) == 0 {
 		return nil
 	}
-	if _, err := n.st.AdoptDiscoveryKeys(m.Discovery); err != nil {
+	if _, err := n.st.Keys().AdoptDiscoveryKeys(m.Discovery); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
@@ -300,7 +300,7 @@ func (n *Node) adoptDiscoveryKeys(b []byte) error {
 // loadReplicaMembers is loadDevices on a blind replica.
 func loadReplicaMembers(st *store.Store) ([]Device, error) {
 	var out []Device
-	if _, err := st.GetLocal(localReplicaMembers, &out); err != nil {
+	if _, err := st.Local().Get(localReplicaMembers, &out); err != nil {
 		return nil, fmt.Errorf("load the replica's device list: %w", err)
 	}
 	return out, nil

@@ -87,8 +87,8 @@ func TestBlindReplicaBridgesDevicesNeverOnlineTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the replica holds A's writes", func() error {
-		ra, _ := a.Store().Root()
-		rr, _ := r.Store().Root()
+		ra, _ := a.Store().Replication().Root()
+		rr, _ := r.Store().Replication().Root()
 		if ra != rr {
 			a.SyncNow(context.Background())
 			return fmt.Errorf("roots: A %d records, replica %d", ra.Count, rr.Count)

@@ -57,7 +57,7 @@ func TestRestoredStoreStartsNewEpoch(t *testing.T) {
 	}
 	eventually(t, "a has b's later writes", func() error { return hasValue(a, "notes", "lost9", `"after the copy"`) })
 	waitSynced(t, a)
-	oldEpoch := b.st.Epoch()
+	oldEpoch := b.st.Replication().Epoch()
 	b.Close()
 	copyFileT(t, file+".old", file) // the disk is restored from the old copy
 
@@ -71,8 +71,8 @@ func TestRestoredStoreStartsNewEpoch(t *testing.T) {
 		b.SyncNow(context.Background())
 		return hasValue(b, "notes", "lost9", `"after the copy"`)
 	})
-	if _, ok := b.st.RolledBack(); !ok || b.st.Epoch() == oldEpoch {
-		t.Errorf("b did not notice it was rolled back (new epoch: %v)", b.st.Epoch() != oldEpoch)
+	if _, ok := b.st.Replication().RolledBack(); !ok || b.st.Replication().Epoch() == oldEpoch {
+		t.Errorf("b did not notice it was rolled back (new epoch: %v)", b.st.Replication().Epoch() != oldEpoch)
 	}
 	b.Put("notes", "fresh", []byte(`"after the restore"`))
 	eventually(t, "a gets b's new write", func() error { return hasValue(a, "notes", "fresh", `"after the restore"`) })

@@ -89,7 +89,7 @@ func ensureKeyAgreement(st *store.Store) error {
 	if st.Blind() {
 		return nil
 	}
-	pub, err := st.KeyAgreementKey()
+	pub, err := st.Keys().KeyAgreementKey()
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (n *Node) keysChanged() error {
 		// told it (replica.go). A device's store computes its cuts itself.
 		for _, d := range devs {
 			if d.Removed && d.ID != string(n.self.ID) {
-				if err := n.st.RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
+				if err := n.st.Authority().RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
 					return err
 				}
 			}
@@ -154,26 +154,26 @@ func (n *Node) keysChanged() error {
 			members[resolve.DeviceID(d.ID)] = d.KeyAgreement
 		}
 	}
-	need, err := n.st.NeedsRotation()
+	need, err := n.st.Keys().NeedsRotation()
 	if err != nil {
 		return err
 	}
 	rotated := false
 	if need {
-		ke, err := n.st.RotateKey(members)
+		ke, err := n.st.Keys().RotateKey(members)
 		if err != nil {
 			return err
 		}
 		rotated = true
 		n.log.Info("started key epoch", "epoch", ke.Epoch, "key", ke.KeyID, "recipients", len(ke.Recipients))
 	}
-	kes, err := n.st.KeyEpochs()
+	kes, err := n.st.Keys().KeyEpochs()
 	if err != nil {
 		return err
 	}
 	for dev, pub := range members {
 		if slices.ContainsFunc(kes, func(k store.KeyEpoch) bool { return !slices.Contains(k.Recipients, dev) }) {
-			if _, err := n.st.GrantKeys(dev, pub); err != nil {
+			if _, err := n.st.Keys().GrantKeys(dev, pub); err != nil {
 				n.log.Warn("grant keys", "device", dev, "err", err)
 			}
 		}
@@ -191,7 +191,7 @@ func (n *Node) keysChanged() error {
 // removedPeers is the sticky list of peers this device has seen removed.
 func (n *Node) removedPeers() []peer.ID {
 	var removed []peer.ID
-	_, _ = n.st.GetLocal(localRemoved, &removed)
+	_, _ = n.st.Local().Get(localRemoved, &removed)
 	return removed
 }
 
@@ -213,7 +213,7 @@ func (n *Node) resealLoop(r *rotation, delay time.Duration) {
 	r.stats.Started, r.stats.Finished = n.cfg.Now(), time.Time{}
 	r.mu.Unlock()
 	for n.ctx.Err() == nil {
-		st, err := n.st.Reseal(store.DefaultResealBatch)
+		st, err := n.st.Keys().Reseal(store.DefaultResealBatch)
 		if err != nil {
 			if !errors.Is(err, store.ErrClosed) && n.ctx.Err() == nil {
 				n.log.Warn("re-seal", "err", err)

@@ -18,7 +18,7 @@ import (
 func envelopesOf(t testing.TB, n *Node) []string {
 	t.Helper()
 	var out []string
-	if _, err := n.st.Since(0, 0, func(_ uint64, raw []byte) error {
+	if _, err := n.st.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
 		out = append(out, string(raw))
 		return nil
 	}); err != nil {
@@ -46,7 +46,7 @@ func newEnvelopes(t testing.TB, n *Node, before []string) [][]byte {
 
 // sealingEpoch is the key epoch n seals new writes under (0: the mesh key's).
 func sealingEpoch(n *Node) (uint32, error) {
-	kes, err := n.st.KeyEpochs()
+	kes, err := n.st.Keys().KeyEpochs()
 	if err != nil {
 		return 0, err
 	}
@@ -107,7 +107,7 @@ func TestRemovalRotatesKey(t *testing.T) {
 		if _, ok := b.isMember(d.id); ok {
 			return fmt.Errorf("d still a member on b")
 		}
-		rev, err := b.st.Revoked()
+		rev, err := b.st.Authority().Revoked()
 		if err != nil {
 			return err
 		}
@@ -148,7 +148,7 @@ func TestRemovalRotatesKey(t *testing.T) {
 			t.Errorf("removed device synced with %s", n.self.Name)
 		}
 		// As a device that has not heard of the removal would relay them.
-		res, err := n.st.Apply(late)
+		res, err := n.st.Replication().Apply(late)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,14 +178,14 @@ func TestRemovalRotatesKey(t *testing.T) {
 		})
 	}
 	var after [][]byte
-	if err := a.st.Envelopes(ids, func(raw []byte) error { after = append(after, bytes.Clone(raw)); return nil }); err != nil {
+	if err := a.st.Replication().Envelopes(ids, func(raw []byte) error { after = append(after, bytes.Clone(raw)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var all [][]byte
 	for _, e := range envelopesOf(t, a) {
 		all = append(all, []byte(e))
 	}
-	res, err := d2.st.Apply(append(after, all...))
+	res, err := d2.st.Replication().Apply(append(after, all...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +197,10 @@ func TestRemovalRotatesKey(t *testing.T) {
 	if len(res.Rejected) < len(after) {
 		t.Errorf("d opened %d envelopes sealed after its removal", len(after)-len(res.Rejected))
 	}
-	if n, err := d2.st.AdoptKeys(); err != nil || n != 0 {
+	if n, err := d2.st.Keys().AdoptKeys(); err != nil || n != 0 {
 		t.Errorf("d adopted %d keys (%v)", n, err)
 	}
-	if kes, _ := d2.st.KeyEpochs(); len(kes) != 0 {
+	if kes, _ := d2.st.Keys().KeyEpochs(); len(kes) != 0 {
 		t.Errorf("d holds key epochs %+v", kes)
 	}
 	for _, k := range []string{"after-a", "after-b"} {
@@ -275,8 +275,8 @@ func TestJoinAfterRotation(t *testing.T) {
 	eventually(t, "e reads the record written under the new epoch", func() error {
 		err := hasValue(e, "notes", "after", `"new"`)
 		if err != nil {
-			kes, _ := a.st.KeyEpochs()
-			kese, _ := e.st.KeyEpochs()
+			kes, _ := a.st.Keys().KeyEpochs()
+			kese, _ := e.st.Keys().KeyEpochs()
 			return fmt.Errorf("%v; a's devices %+v; a's keys %+v; e's keys %+v", err, a.Devices(), kes, kese)
 		}
 		return nil
@@ -318,7 +318,7 @@ func TestConcurrentRemovals(t *testing.T) {
 		a.SyncNow(context.Background())
 		var keys [2]store.KeyEpoch
 		for i, n := range []*Node{a, b} {
-			kes, err := n.st.KeyEpochs()
+			kes, err := n.st.Keys().KeyEpochs()
 			if err != nil {
 				return err
 			}
@@ -344,9 +344,9 @@ func TestConcurrentRemovals(t *testing.T) {
 	eventually(t, "b reads the final write", func() error { return hasValue(b, "notes", "final", `"f"`) })
 	rec, _ := a.Get("notes", "final")
 	var raw [][]byte
-	a.st.Envelopes([]merkle.ID{rec.ID}, func(b []byte) error { raw = append(raw, bytes.Clone(b)); return nil })
+	a.st.Replication().Envelopes([]merkle.ID{rec.ID}, func(b []byte) error { raw = append(raw, bytes.Clone(b)); return nil })
 	for _, x := range []*Node{c, d} {
-		res, err := x.st.Apply(raw)
+		res, err := x.st.Replication().Apply(raw)
 		if err != nil || res.Added != 0 {
 			t.Errorf("%s opened the final write: %v %+v", x.self.Name, err, res)
 		}

@@ -174,7 +174,7 @@ func TestHostilePeer(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	evil := fakeDevice(t, a)
 	goodHello := func() []byte {
-		root, _ := a.st.Root()
+		root, _ := a.st.Replication().Root()
 		h := &wire.Hello{Version: wire.Version, Proof: helloProof(a.pairKey, 'I', evil.ID(), a.id), RootCount: root.Count + 1}
 		return h.Marshal()
 	}

@@ -15,13 +15,14 @@ import (
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node/share"
+	"github.com/meshsync/meshsync/store"
 )
 
 // Consent returns a consent registry over the node's store, with the node's clock, and the
 // device list (removed devices and this one included) as the check that a destination is
 // not a device of the mesh. Registries are cheap; take one per operation.
 func (n *Node) Consent() (*consent.Registry, error) {
-	key, err := n.st.Subkey("consent")
+	key, err := n.st.Keys().Subkey(store.PurposeConsent)
 	if err != nil {
 		return nil, fmt.Errorf("consent key: %w", err)
 	}

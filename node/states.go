@@ -242,7 +242,7 @@ func (t *tracker) state(p peer.ID) *DeviceState {
 	s := &DeviceState{DeviceID: d.ID, PeerID: p, Name: d.Name, Status: StatusOffline, PendingIn: -1, PendingOut: -1}
 	if d.ID != "" {
 		var saved DeviceState
-		if ok, err := t.n.st.GetLocal(stateName(d.ID), &saved); err == nil && ok && saved.PeerID == p {
+		if ok, err := t.n.st.Local().Get(stateName(d.ID), &saved); err == nil && ok && saved.PeerID == p {
 			*s = saved
 			s.Connected = false
 			if s.Status == StatusSyncing { // the session ended with the process
@@ -267,7 +267,7 @@ func (t *tracker) update(p peer.ID, fn func(s *DeviceState)) {
 	if t.dirty[p] {
 		t.persistOne(p)
 	}
-	if last, err := t.n.st.LastSeq(); err == nil {
+	if last, err := t.n.st.Replication().LastSeq(); err == nil {
 		t.fillPending(s, last)
 	}
 	ev := StateEvent{Device: *s, Overall: t.overall(), Note: t.note}
@@ -287,7 +287,7 @@ func (t *tracker) persistOne(p peer.ID) {
 	if s == nil || s.DeviceID == "" {
 		return
 	}
-	if err := t.n.st.PutLocal(stateName(s.DeviceID), s); err == nil {
+	if err := t.n.st.Local().Put(stateName(s.DeviceID), s); err == nil {
 		delete(t.dirty, p)
 	}
 }
@@ -343,7 +343,7 @@ func (t *tracker) loadConflicts(from peer.ID, ids []string) {
 	if t.n.blind {
 		return // a replica cannot tell a conflict from concurrent versions it cannot open
 	}
-	cs, err := t.n.st.Conflicts()
+	cs, err := t.n.st.Conflicts().List()
 	if err != nil {
 		t.n.log.Warn("list conflicts", "err", err)
 		return
@@ -613,7 +613,7 @@ func (t *tracker) attemptsSince(t0 time.Time) (done bool, failed []string) {
 
 func (t *tracker) snapshot() States {
 	out := States{DeviceID: string(t.n.self.ID), Name: t.n.self.Name, PeerID: t.n.id}
-	last, lastErr := t.n.st.LastSeq()
+	last, lastErr := t.n.st.Replication().LastSeq()
 	ok := t.call(func() {
 		for p := range t.n.devices.Load().byPeer {
 			if _, ok := t.n.isMember(p); ok {
@@ -635,7 +635,7 @@ func (t *tracker) snapshot() States {
 		out.Name = d.Name
 	}
 	out.Refused = t.refusal.Load()
-	out.ClockSkew = t.n.st.ClockSkew()
+	out.ClockSkew = t.n.st.Replication().ClockSkew()
 	slices.SortFunc(out.Devices, func(a, b DeviceState) int {
 		if a.Name != b.Name {
 			if a.Name < b.Name {

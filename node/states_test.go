@@ -115,7 +115,7 @@ func TestConflictStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a2.Close()
-	cs, err := a2.Store().Conflicts()
+	cs, err := a2.Store().Conflicts().List()
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("store conflicts %d, %v", len(cs), err)
 	}
@@ -127,7 +127,7 @@ func TestConflictStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("device after restart: %+v", st.Devices)
 	}
 	mustStart(t, a2)
-	if err := a2.Store().ResolveConflict(cs[0].ID, 1, nil, len(cs[0].Versions)); err != nil {
+	if err := a2.Store().Conflicts().Resolve(cs[0].ID, 1, nil, len(cs[0].Versions)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "resolved", func() error {

@@ -138,11 +138,11 @@ func roleByte(initiator bool) byte {
 }
 
 func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
-	seq, err := n.st.LastSeq()
+	seq, err := n.st.Replication().LastSeq()
 	if err != nil {
 		return nil, err
 	}
-	root, err := n.st.Root()
+	root, err := n.st.Replication().Root()
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 	return &wire.Hello{
 		Version:     wire.Version,
 		Proof:       helloProof(n.proofKey(p), roleByte(initiator), n.id, p),
-		Epoch:       n.st.Epoch(),
+		Epoch:       n.st.Replication().Epoch(),
 		KnownEpoch:  pr.Epoch,
 		KnownSeq:    pr.Seq,
 		LastSeq:     seq,
@@ -311,8 +311,8 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	// Compare with the store as it is now, not at the hello: a push may have taken the
 	// store (and the peer's knowledge of it) further since.
 	if theirs.KnownEpoch == mine.Epoch && theirs.KnownSeq > mine.LastSeq {
-		if now, err := n.st.LastSeq(); err == nil && theirs.KnownSeq > now && n.st.Epoch() == mine.Epoch {
-			if err := n.st.NoteRollback(); err != nil {
+		if now, err := n.st.Replication().LastSeq(); err == nil && theirs.KnownSeq > now && n.st.Replication().Epoch() == mine.Epoch {
+			if err := n.st.Replication().NoteRollback(); err != nil {
 				return res, fmt.Errorf("note rollback: %w", err)
 			}
 			n.log.Warn("store rolled back: new epoch", "peer", shortID(p), "peer_knows", theirs.KnownSeq, "store_has", now)
@@ -381,7 +381,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			return res, err
 		}
 	}
-	if err := n.st.NoteContact(started); err != nil {
+	if err := n.st.Replication().NoteContact(started); err != nil {
 		n.log.Warn("note the last contact", "err", err)
 	}
 	return res, nil
@@ -394,12 +394,12 @@ func (n *Node) reconcile(rw *frameRW, initiator bool, res *sessionResult) (need,
 	var sess *merkle.Session
 	var msg []byte
 	if initiator {
-		sess = merkle.NewInitiator(n.st.Summary(), cfg)
+		sess = merkle.NewInitiator(n.st.Replication().Summary(), cfg)
 		if msg, err = sess.Start(); err != nil {
 			return nil, nil, fmt.Errorf("reconcile: %w", err)
 		}
 	} else {
-		sess = merkle.NewResponder(n.st.Summary(), cfg)
+		sess = merkle.NewResponder(n.st.Replication().Summary(), cfg)
 	}
 	for {
 		if msg != nil {
@@ -470,7 +470,7 @@ func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from, upto uint64, 
 		}
 		for i := 0; i < len(have); i += idsPerLookup {
 			var chunk [][]byte
-			err := n.st.Envelopes(have[i:min(i+idsPerLookup, len(have))], func(raw []byte) error {
+			err := n.st.Replication().Envelopes(have[i:min(i+idsPerLookup, len(have))], func(raw []byte) error {
 				if keep != nil && !keep(raw) {
 					return nil
 				}
@@ -503,7 +503,7 @@ func (n *Node) sendEnvelopes(rw *frameRW, p peer.ID, m mode, from, upto uint64, 
 func (n *Node) collectSince(from, upto uint64, skip func(uint64) bool) ([][]byte, uint64, error) {
 	var envs [][]byte
 	size, last := 0, from
-	_, err := n.st.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
+	_, err := n.st.Replication().SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
 		if len(envs) > 0 && size+len(raw) > batchBytes {
 			return errBatchFull
 		}

@@ -78,7 +78,7 @@ func TestRemovedDeviceCannotUndoItsRemoval(t *testing.T) {
 	batch := append(slices.Clone(hostile), removal...)
 	rand.New(rand.NewPCG(seed, 1)).Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
 	for _, part := range [][][]byte{batch[:len(batch)/2], batch[len(batch)/2:]} {
-		if _, err := c2.st.Apply(part); err != nil {
+		if _, err := c2.st.Replication().Apply(part); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -160,7 +160,7 @@ func TestEpochMintedBeforeRemovalDoesNotCount(t *testing.T) {
 			return nil
 		})
 	}
-	ke, err := m.st.RotateKey(map[resolve.DeviceID]string{resolve.DeviceID(a.DeviceID()): kx[a.DeviceID()], resolve.DeviceID(b.DeviceID()): kx[b.DeviceID()]})
+	ke, err := m.st.Keys().RotateKey(map[resolve.DeviceID]string{resolve.DeviceID(a.DeviceID()): kx[a.DeviceID()], resolve.DeviceID(b.DeviceID()): kx[b.DeviceID()]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestEpochMintedBeforeRemovalDoesNotCount(t *testing.T) {
 	}
 	for _, n := range []*Node{a, b} {
 		eventually(t, "the devices adopt m's epoch", func() error {
-			kes, err := n.st.KeyEpochs()
+			kes, err := n.st.Keys().KeyEpochs()
 			if err != nil || len(kes) == 0 {
 				return fmt.Errorf("%s holds no epoch key (%v)", n.self.Name, err)
 			}
@@ -192,7 +192,7 @@ func TestEpochMintedBeforeRemovalDoesNotCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	var raw [][]byte
-	if err := a.st.Envelopes([]merkle.ID{rec.ID}, func(b []byte) error { raw = append(raw, bytes.Clone(b)); return nil }); err != nil {
+	if err := a.st.Replication().Envelopes([]merkle.ID{rec.ID}, func(b []byte) error { raw = append(raw, bytes.Clone(b)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// m, with its store and every key it ever held, opens nothing written after.
@@ -201,10 +201,10 @@ func TestEpochMintedBeforeRemovalDoesNotCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ms.Close()
-	if err := ms.LoadKeyEpochs(); err != nil {
+	if err := ms.Keys().LoadKeyEpochs(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := ms.Apply(raw)
+	res, err := ms.Replication().Apply(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func (c *logCounter) accepted() int {
 func leakMarkers(t *testing.T, n *Node) [][]byte {
 	t.Helper()
 	out := [][]byte{[]byte(unpairedCanary)}
-	if _, err := n.st.Since(0, 0, func(_ uint64, raw []byte) error {
+	if _, err := n.st.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
 		env, err := store.UnmarshalEnvelope(raw)
 		if err != nil {
 			return err
@@ -81,11 +81,11 @@ func leakMarkers(t *testing.T, n *Node) [][]byte {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	root, err := n.st.Root()
+	root, err := n.st.Replication().Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch, mesh := n.st.Epoch(), n.st.MeshID()
+	epoch, mesh := n.st.Replication().Epoch(), n.st.Keys().MeshID()
 	return append(out, bytes.Clone(root.FP[:]), epoch[:], mesh[:])
 }
 
@@ -217,7 +217,7 @@ func TestUnpairedMDNSPeerRefused(t *testing.T) {
 	}
 	a, lc := unpairedNode(t, func(c *Config) { c.EnableMDNS = true })
 	h := plainHost(t)
-	keys, err := a.st.DiscoveryKeys()
+	keys, err := a.st.Keys().DiscoveryKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,8 @@ func (s *Store) anchors(tx *bolt.Tx) (map[resolve.DeviceID]ed25519.PublicKey, er
 
 // Anchored reports whether this store has trust anchors (a store made before signatures
 // existed has none until it is upgraded: see Upgrade).
-func (s *Store) Anchored() (bool, error) {
+func (h Authority) Anchored() (bool, error) {
+	s := h.s
 	var n int
 	err := s.db.View(func(tx *bolt.Tx) error {
 		a, err := s.anchors(tx)
@@ -43,7 +44,8 @@ func (s *Store) Anchored() (bool, error) {
 // AddAnchors adds devices this store trusts without proof: the members an inviter vouched
 // for at pairing. Only meshsync's pairing calls it, with what came over the authenticated
 // channel.
-func (s *Store) AddAnchors(devs map[resolve.DeviceID]ed25519.PublicKey) error {
+func (h Authority) AddAnchors(devs map[resolve.DeviceID]ed25519.PublicKey) error {
+	s := h.s
 	err := s.Update(func(t *Tx) error { return t.addAnchors(devs, true) })
 	if err != nil {
 		return fmt.Errorf("add trust anchors: %w", err)
@@ -119,11 +121,15 @@ func restoredAnchors(members map[resolve.DeviceID][]byte, s *Store) map[resolve.
 
 // SigningKey returns this device's Ed25519 signing key (also its libp2p identity), or nil
 // when the store has none yet (one made before signatures existed; see AdoptSigningKey).
-func (s *Store) SigningKey() ed25519.PrivateKey { return s.signer }
+func (h Keys) SigningKey() ed25519.PrivateKey {
+	s := h.s
+	return s.signer
+}
 
 // AdoptSigningKey makes key this device's signing key when the store has none: an upgraded
 // store takes the identity key its node already used. A store with another key refuses.
-func (s *Store) AdoptSigningKey(key ed25519.PrivateKey) error {
+func (h Keys) AdoptSigningKey(key ed25519.PrivateKey) error {
+	s := h.s
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("adopt signing key: %w: not an Ed25519 key", ErrInvalid)
 	}

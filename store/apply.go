@@ -43,13 +43,15 @@ type Rejected struct {
 // Apply merges envelopes from another device (or a backup) into the store in one
 // transaction. It is idempotent and order-independent: any grouping and order of the same
 // envelopes leaves byte-identical stores. A bad envelope is rejected alone.
-func (s *Store) Apply(raw [][]byte) (ApplyResult, error) {
-	return s.ApplyWith(raw, nil)
+func (h Replication) Apply(raw [][]byte) (ApplyResult, error) {
+	s := h.s
+	return s.Replication().ApplyWith(raw, nil)
 }
 
 // ApplyWith is Apply, and then calls fn (when not nil) in the same transaction, so that a
 // caller can record its progress (Tx.PutLocal) atomically with the envelopes.
-func (s *Store) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
+func (h Replication) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
+	s := h.s
 	var res ApplyResult
 	err := s.Update(func(t *Tx) error {
 		res = ApplyResult{}
@@ -315,7 +317,8 @@ func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[m
 }
 
 // LastSeq is the highest local sequence number given to an envelope so far.
-func (s *Store) LastSeq() (uint64, error) {
+func (h Replication) LastSeq() (uint64, error) {
+	s := h.s
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
@@ -330,12 +333,14 @@ func (s *Store) LastSeq() (uint64, error) {
 // returns an error or limit envelopes were seen (limit 0: no limit). It returns the last
 // sequence number visited. This is the fast path of a sync with a peer that remembers
 // (epoch, sequence) from last time.
-func (s *Store) Since(after uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
-	return s.SinceUpTo(after, ^uint64(0), limit, fn)
+func (h Replication) Since(after uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
+	s := h.s
+	return s.Replication().SinceUpTo(after, ^uint64(0), limit, fn)
 }
 
 // SinceUpTo is Since limited to sequence numbers up to upto (inclusive).
-func (s *Store) SinceUpTo(after, upto uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
+func (h Replication) SinceUpTo(after, upto uint64, limit int, fn func(seq uint64, raw []byte) error) (uint64, error) {
+	s := h.s
 	last := after
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEnv).Cursor()
@@ -360,7 +365,8 @@ func (s *Store) SinceUpTo(after, upto uint64, limit int, fn func(seq uint64, raw
 }
 
 // Envelopes returns the encoded envelopes held for each of ids (none for an unknown id).
-func (s *Store) Envelopes(ids []merkle.ID, fn func(raw []byte) error) error {
+func (h Replication) Envelopes(ids []merkle.ID, fn func(raw []byte) error) error {
+	s := h.s
 	return s.db.View(func(tx *bolt.Tx) error {
 		t := s.newTx(tx)
 		envs := tx.Bucket(bucketEnv)

@@ -13,7 +13,7 @@ import (
 func allEnvelopes(t testing.TB, s *Store) [][]byte {
 	t.Helper()
 	var out [][]byte
-	if _, err := s.Since(0, 0, func(_ uint64, raw []byte) error {
+	if _, err := s.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
 		out = append(out, bytes.Clone(raw))
 		return nil
 	}); err != nil {
@@ -61,7 +61,7 @@ func peer(t testing.TB, s *Store, name string, opts *Options) *Store {
 
 func mustApply(t testing.TB, s *Store, envs [][]byte) ApplyResult {
 	t.Helper()
-	res, err := s.Apply(envs)
+	res, err := s.Replication().Apply(envs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestApplyRejectsTampered(t *testing.T) {
 	envs := allEnvelopes(t, a)
 	bad := bytes.Clone(envs[0])
 	bad[len(bad)-1] ^= 1
-	res, err := b.Apply([][]byte{bad, []byte("garbage"), allEnvelopes(t, stranger)[0], envs[0]})
+	res, err := b.Replication().Apply([][]byte{bad, []byte("garbage"), allEnvelopes(t, stranger)[0], envs[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 					p = p[n:]
 				}
 				sets = append(sets, envelopeSet(t, rep))
-				root, _ := rep.Root()
+				root, _ := rep.Replication().Root()
 				sets[r] += fmt.Sprintf("/%x/%d", root.FP, root.Count)
 			}
 			for r := 1; r < len(sets); r++ {
@@ -233,8 +233,8 @@ func TestClockPersistsAndClamps(t *testing.T) {
 	f := peer(t, s, "future", o)
 	f.Put("c", "f", []byte(`3`))
 	res := mustApply(t, s, allEnvelopes(t, f))
-	if res.Skew < 364*24*time.Hour || s.ClockSkew() != res.Skew {
-		t.Errorf("skew reported %v / %v", res.Skew, s.ClockSkew())
+	if res.Skew < 364*24*time.Hour || s.Replication().ClockSkew() != res.Skew {
+		t.Errorf("skew reported %v / %v", res.Skew, s.Replication().ClockSkew())
 	}
 	s.Put("c", "k", []byte(`4`))
 	r3, _ := s.Get("c", "k")
@@ -248,15 +248,15 @@ func TestSinceFastPath(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		s.Put("c", fmt.Sprint(i), []byte(`1`))
 	}
-	last, _ := s.LastSeq()
+	last, _ := s.Replication().LastSeq()
 	s.Put("c", "3", []byte(`2`)) // replaces envelope of key 3
 	s.Put("c", "new", []byte(`3`))
 	var got int
-	end, err := s.Since(last, 0, func(uint64, []byte) error { got++; return nil })
+	end, err := s.Replication().Since(last, 0, func(uint64, []byte) error { got++; return nil })
 	if err != nil || got != 2 {
 		t.Fatalf("since: %d envelopes, %v", got, err)
 	}
-	if l, _ := s.LastSeq(); end != l {
+	if l, _ := s.Replication().LastSeq(); end != l {
 		t.Errorf("Since returned %d, last seq %d", end, l)
 	}
 	if n := len(allEnvelopes(t, s)); n != 11 {
@@ -271,8 +271,8 @@ func TestApplyWithRecordsProgressAndSeqRange(t *testing.T) {
 		a.Put("c", fmt.Sprint(i), []byte(`1`))
 	}
 	b.Put("c", "own", []byte(`1`))
-	before, _ := b.LastSeq()
-	res, err := b.ApplyWith(allEnvelopes(t, a), func(tx *Tx, r ApplyResult) error {
+	before, _ := b.Replication().LastSeq()
+	res, err := b.Replication().ApplyWith(allEnvelopes(t, a), func(tx *Tx, r ApplyResult) error {
 		return tx.PutLocal("progress", r.LastSeq)
 	})
 	if err != nil {
@@ -282,15 +282,15 @@ func TestApplyWithRecordsProgressAndSeqRange(t *testing.T) {
 		t.Errorf("seq range %d..%d, want %d..%d", res.FirstSeq, res.LastSeq, before+1, before+5)
 	}
 	var got uint64
-	if ok, err := b.GetLocal("progress", &got); !ok || err != nil || got != res.LastSeq {
+	if ok, err := b.Local().Get("progress", &got); !ok || err != nil || got != res.LastSeq {
 		t.Errorf("progress = %d %v %v", got, ok, err)
 	}
 	n := 0
-	b.SinceUpTo(res.FirstSeq, res.LastSeq-1, 0, func(uint64, []byte) error { n++; return nil })
+	b.Replication().SinceUpTo(res.FirstSeq, res.LastSeq-1, 0, func(uint64, []byte) error { n++; return nil })
 	if n != 3 {
 		t.Errorf("SinceUpTo saw %d envelopes, want 3", n)
 	}
-	again, _ := b.Apply(allEnvelopes(t, a))
+	again, _ := b.Replication().Apply(allEnvelopes(t, a))
 	if again.FirstSeq != 0 || again.LastSeq != 0 {
 		t.Errorf("stale batch reports seqs %d..%d", again.FirstSeq, again.LastSeq)
 	}

@@ -349,7 +349,8 @@ func (t *Tx) versions(collection string, fn func(resolve.Version, *payload)) err
 
 // Admit signs the admission of a device (its id and signing key) into the mesh, for its
 // inviter to put in the device's record.
-func (s *Store) Admit(dev resolve.DeviceID, key ed25519.PublicKey) (Admission, error) {
+func (h Authority) Admit(dev resolve.DeviceID, key ed25519.PublicKey) (Admission, error) {
+	s := h.s
 	if s.signer == nil {
 		return Admission{}, fmt.Errorf("admit %s: %w", dev, ErrNoSigningKey)
 	}
@@ -365,7 +366,8 @@ func (s *Store) Admit(dev resolve.DeviceID, key ed25519.PublicKey) (Admission, e
 
 // Members lists every device the signed records admit, removed ones included, sorted by
 // id. A blind replica, which cannot read the records, has none.
-func (s *Store) Members() ([]Member, error) {
+func (h Authority) Members() ([]Member, error) {
+	s := h.s
 	var out []Member
 	err := s.View(func(t *Tx) error {
 		a, err := t.authority()
@@ -388,7 +390,8 @@ func (s *Store) Members() ([]Member, error) {
 // Remove records that this device removes dev from the mesh: a signed removal record with
 // the furthest of dev's writes this store holds. From then on every store that learns of
 // it refuses dev's later writes, and the node starts a new key epoch. It is idempotent.
-func (s *Store) Remove(dev resolve.DeviceID) error {
+func (h Authority) Remove(dev resolve.DeviceID) error {
+	s := h.s
 	if err := s.needKey("remove device"); err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func soloMesh(t *testing.T, clk *fakeClock, names ...string) []*Store {
 		}
 		t.Cleanup(func() { mustVerifyClose(t, p) })
 		writeDeviceRecord(t, a, p.device.ID, pubOf(p), nil)
-		if err := p.AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{a.device.ID: pubOf(a)}); err != nil {
+		if err := p.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{a.device.ID: pubOf(a)}); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, p)
@@ -49,7 +49,7 @@ func pubOf(s *Store) ed25519.PublicKey { return s.signer.Public().(ed25519.Publi
 // nil and dev is by's own id.
 func writeDeviceRecord(t *testing.T, by *Store, dev resolve.DeviceID, key ed25519.PublicKey, extra map[string]any) {
 	t.Helper()
-	ad, err := by.Admit(dev, key)
+	ad, err := by.Authority().Admit(dev, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func versionAt(dev resolve.DeviceID, clk *fakeClock, counter uint64) resolve.Ver
 
 func memberOf(t *testing.T, s *Store, dev resolve.DeviceID) (Member, bool) {
 	t.Helper()
-	ms, err := s.Members()
+	ms, err := s.Authority().Members()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestAuthorityRefusesForgeries(t *testing.T) {
 	strangerAd.Sig = ed25519.Sign(stranger, admissionMessage(a.keys.meshID, strangerID, stranger.Public().(ed25519.PublicKey), strangerID, 1))
 	strangerRec, _ := json.Marshal(map[string]any{"id": strangerID, "key": []byte(stranger.Public().(ed25519.PublicKey)), "admission": strangerAd})
 	_, other, _ := ed25519.GenerateKey(nil)
-	rekeyAd, _ := m.Admit(b.device.ID, other.Public().(ed25519.PublicKey))
+	rekeyAd, _ := m.Authority().Admit(b.device.ID, other.Public().(ed25519.PublicKey))
 	rekey, _ := json.Marshal(map[string]any{"id": b.device.ID, "key": []byte(other.Public().(ed25519.PublicKey)), "admission": rekeyAd})
 	self := m.device.ID
 	cases := []struct {
@@ -159,10 +159,10 @@ func TestAuthorityRefusesForgeries(t *testing.T) {
 		// Counters that would wrap a device's next write.
 		{"counter 2^64-1", forge(t, m, m.signer, resolve.Version{Device: self, Clock: 5, VV: resolve.VersionVector{self: 1, a.device.ID: 1<<64 - 1}}, PolicyCollection, "x", resolve.KindJSON, policy), ErrCounterRange},
 	}
-	root, _ := a.Root()
+	root, _ := a.Replication().Root()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := a.Apply([][]byte{c.raw})
+			res, err := a.Replication().Apply([][]byte{c.raw})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +172,7 @@ func TestAuthorityRefusesForgeries(t *testing.T) {
 			t.Logf("refused: %v", res.Rejected[0].Err)
 		})
 	}
-	if r, _ := a.Root(); r != root {
+	if r, _ := a.Replication().Root(); r != root {
 		t.Error("a's store changed")
 	}
 	if _, ok := memberOf(t, a, strangerID); ok {
@@ -196,7 +196,7 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 		mustApply(t, s, allEnvelopes(t, m))
 	}
 	clk.Add(time.Minute)
-	if err := a.Remove(m.device.ID); err != nil {
+	if err := a.Authority().Remove(m.device.ID); err != nil {
 		t.Fatal(err)
 	}
 	removal := allEnvelopes(t, a)
@@ -232,7 +232,7 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 		}
 		cut := last + rng.IntN(len(order)-last+1)
 		for _, part := range [][][]byte{order[:cut], order[cut:]} {
-			if _, err := dst.Apply(part); err != nil {
+			if _, err := dst.Replication().Apply(part); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -271,7 +271,7 @@ func TestRemovalGapVouches(t *testing.T) {
 	ms := soloMesh(t, clk, "a", "b", "m")
 	a, b, m := ms[0], ms[1], ms[2]
 	clk.Add(time.Minute)
-	if err := a.Remove(m.device.ID); err != nil {
+	if err := a.Authority().Remove(m.device.ID); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute)
@@ -283,7 +283,7 @@ func TestRemovalGapVouches(t *testing.T) {
 		mustApply(t, b, allEnvelopes(t, a))
 		mustApply(t, a, allEnvelopes(t, b))
 	}
-	res, err := b.Apply(allEnvelopes(t, m))
+	res, err := b.Replication().Apply(allEnvelopes(t, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func peerOfMesh(t *testing.T, a *Store, clk *fakeClock, name string) *Store {
 	}
 	t.Cleanup(func() { mustVerifyClose(t, p) })
 	writeDeviceRecord(t, a, p.device.ID, pubOf(p), nil)
-	if err := p.AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{a.device.ID: pubOf(a)}); err != nil {
+	if err := p.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{a.device.ID: pubOf(a)}); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -381,11 +381,11 @@ func TestDuellingRemovals(t *testing.T) {
 	ms := soloMesh(t, clk, "a", "p", "l", "c")
 	a, p, l, c := ms[0], ms[1], ms[2], ms[3]
 	clk.Add(time.Minute)
-	if err := p.Remove(l.device.ID); err != nil {
+	if err := p.Authority().Remove(l.device.ID); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(2 * time.Minute)
-	if err := l.Remove(p.device.ID); err != nil {
+	if err := l.Authority().Remove(p.device.ID); err != nil {
 		t.Fatal(err)
 	}
 	fromP, fromL := allEnvelopes(t, p), allEnvelopes(t, l)
@@ -395,7 +395,7 @@ func TestDuellingRemovals(t *testing.T) {
 			first, second = fromL, fromP
 		}
 		mustApply(t, s, first)
-		if _, err := s.Apply(second); err != nil {
+		if _, err := s.Replication().Apply(second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -411,7 +411,7 @@ func TestDuellingRemovals(t *testing.T) {
 	late, _ := json.Marshal(removalRec{Device: a.device.ID, By: p.device.ID})
 	raw := forge(t, p, p.signer, versionAt(p.device.ID, clk, 9), RemovalsCollection, removalKey(a.device.ID, p.device.ID), resolve.KindJSON, late)
 	for _, s := range []*Store{a, c} {
-		s.Apply([][]byte{raw})
+		s.Replication().Apply([][]byte{raw})
 		if mem, _ := memberOf(t, s, a.device.ID); mem.Removed {
 			t.Errorf("%s: a removed by a device removed an hour earlier", s.device.Name)
 		}
@@ -426,20 +426,20 @@ func TestEpochsBelongToMembers(t *testing.T) {
 	ms := soloMesh(t, clk, "a", "b", "m")
 	a, b, m := ms[0], ms[1], ms[2]
 	// m starts epoch 1 for a and b and keeps the key itself.
-	if _, err := m.RotateKey(map[resolve.DeviceID]string{a.device.ID: kx(t, a), b.device.ID: kx(t, b)}); err != nil {
+	if _, err := m.Keys().RotateKey(map[resolve.DeviceID]string{a.device.ID: kx(t, a), b.device.ID: kx(t, b)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []*Store{a, b} {
 		mustApply(t, s, allEnvelopes(t, m))
 	}
 	clk.Add(time.Minute)
-	if err := a.Remove(m.device.ID); err != nil {
+	if err := a.Authority().Remove(m.device.ID); err != nil {
 		t.Fatal(err)
 	}
-	if need, err := a.NeedsRotation(); err != nil || !need {
+	if need, err := a.Keys().NeedsRotation(); err != nil || !need {
 		t.Fatalf("a removed m, whose epoch it seals under, yet asks no rotation (%v)", err)
 	}
-	ke, err := a.RotateKey(map[resolve.DeviceID]string{b.device.ID: kx(t, b), m.device.ID: kx(t, m)})
+	ke, err := a.Keys().RotateKey(map[resolve.DeviceID]string{b.device.ID: kx(t, b), m.device.ID: kx(t, m)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +451,7 @@ func TestEpochsBelongToMembers(t *testing.T) {
 	if e := sealedEpoch(t, b, "notes", "secret"); e != 2 {
 		t.Errorf("written under epoch %d, want 2", e)
 	}
-	m.Apply(allEnvelopes(t, a))
+	m.Replication().Apply(allEnvelopes(t, a))
 	if _, err := m.Get("notes", "secret"); err == nil {
 		t.Error("m reads a write made after its removal")
 	}
@@ -463,7 +463,7 @@ func TestEpochsBelongToMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.RotateKey(nil); !errors.Is(err, ErrEpochRange) {
+	if _, err := a.Keys().RotateKey(nil); !errors.Is(err, ErrEpochRange) {
 		t.Errorf("rotation past MaxEpoch: %v, want ErrEpochRange", err)
 	}
 }
@@ -476,16 +476,16 @@ func TestForgedWriteUnderOldKeyRefused(t *testing.T) {
 	ms := soloMesh(t, clk, "a", "b", "m")
 	a, b, m := ms[0], ms[1], ms[2]
 	clk.Add(time.Minute)
-	if err := a.Remove(m.device.ID); err != nil {
+	if err := a.Authority().Remove(m.device.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.RotateKey(map[resolve.DeviceID]string{b.device.ID: kx(t, b)}); err != nil {
+	if _, err := a.Keys().RotateKey(map[resolve.DeviceID]string{b.device.ID: kx(t, b)}); err != nil {
 		t.Fatal(err)
 	}
 	mustApply(t, b, allEnvelopes(t, a))
 	clk.Add(time.Minute)
 	forged := forge(t, m, nil, versionAt(b.device.ID, clk, 3), "notes", "forged", resolve.KindJSON, []byte(`"m in b's name"`))
-	res, err := a.Apply([][]byte{forged})
+	res, err := a.Replication().Apply([][]byte{forged})
 	if err != nil {
 		t.Fatal(err)
 	}

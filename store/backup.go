@@ -137,8 +137,8 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 		_, err = out.Write(append(b, '\n'))
 		return err
 	}
-	meshID := s.MeshID()
-	if err := s.LoadKeyEpochs(); err != nil {
+	meshID := s.Keys().MeshID()
+	if err := s.Keys().LoadKeyEpochs(); err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
 	var epochKeys []epochKey

@@ -20,7 +20,7 @@ func rotatedPair(t *testing.T) (a, b *Store) {
 	writeNotes(t, a, "old", 5)
 	syncBoth(t, a, b)
 	revoke(t, a, b)
-	if _, err := a.RotateKey(map[resolve.DeviceID]string{}); err != nil {
+	if _, err := a.Keys().RotateKey(map[resolve.DeviceID]string{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Put("notes", "after", []byte(`"sealed under epoch 1"`)); err != nil {
@@ -34,7 +34,7 @@ func rotatedPair(t *testing.T) (a, b *Store) {
 func rotatedBackup(t *testing.T) (b *Store, backup []byte) {
 	t.Helper()
 	a, b := rotatedPair(t)
-	if err := b.LoadKeyEpochs(); err != nil {
+	if err := b.Keys().LoadKeyEpochs(); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(b.keys.keysOf(1)); n != 0 {

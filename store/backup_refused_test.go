@@ -205,7 +205,7 @@ func (rt *refusalTally) one(s *Store, seq0 uint64, c refusalCase) {
 	start := time.Now()
 	st, err := s.Import(bytes.NewReader(data), pass, false)
 	spent := time.Since(start)
-	seq, serr := s.LastSeq()
+	seq, serr := s.Replication().LastSeq()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.spent[c.class] += spent
@@ -470,11 +470,11 @@ func TestBackupRefusedByClass(t *testing.T) {
 	sub := target.Subscribe(1)
 	defer sub.Close()
 	set0 := envelopeSet(t, target)
-	root0, err := target.Root()
+	root0, err := target.Replication().Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq0, err := target.LastSeq()
+	seq0, err := target.Replication().LastSeq()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +485,7 @@ func TestBackupRefusedByClass(t *testing.T) {
 	if envelopeSet(t, target) != set0 {
 		t.Fatal("a refused backup changed the store's envelopes")
 	}
-	if root, _ := target.Root(); root != root0 {
+	if root, _ := target.Replication().Root(); root != root0 {
 		t.Fatal("a refused backup changed the Merkle root")
 	}
 	select {
@@ -519,7 +519,7 @@ func TestBackupRefusedByClass(t *testing.T) {
 	if err != nil || st.New == 0 {
 		t.Fatalf("genuine import: %+v, %v", st, err)
 	}
-	if root, _ := target.Root(); root == root0 {
+	if root, _ := target.Replication().Root(); root == root0 {
 		t.Fatal("a genuine import left the Merkle root unchanged")
 	}
 }
@@ -542,7 +542,7 @@ func TestStoreHeaderDowngradeRefused(t *testing.T) {
 	if err := s.Put("notes", "k", []byte(`"v"`)); err != nil {
 		t.Fatal(err)
 	}
-	root0, _ := s.Root()
+	root0, _ := s.Replication().Root()
 	s.Close()
 	path := filepath.Join(dir, FileName)
 	editHeader := func(fn func(h *header)) {
@@ -604,7 +604,7 @@ func TestStoreHeaderDowngradeRefused(t *testing.T) {
 		t.Fatalf("genuine header: %v", err)
 	}
 	defer mustVerifyClose(t, s)
-	if root, _ := s.Root(); root != root0 {
+	if root, _ := s.Replication().Root(); root != root0 {
 		t.Error("the store changed")
 	}
 	t.Logf("downgraded store headers tried: %d (each refused unless an error above says otherwise)", cases)

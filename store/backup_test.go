@@ -37,7 +37,7 @@ func TestBackupRestore(t *testing.T) {
 	if st.New != 21 || st.Envelopes != 21 {
 		t.Errorf("restore stats %+v", st)
 	}
-	if r.Device().ID == a.Device().ID || r.MeshID() != a.MeshID() {
+	if r.Device().ID == a.Device().ID || r.Keys().MeshID() != a.Keys().MeshID() {
 		t.Error("restore must keep the mesh and make a new device")
 	}
 	if envelopeSet(t, r) != envelopeSet(t, a) {
@@ -111,7 +111,7 @@ func TestBackupRefusedWhole(t *testing.T) {
 	b := peer(t, a, "b", nil)
 	b.Put("c", "own", []byte(`1`))
 	want := envelopeSet(t, b)
-	root0, _ := b.Root()
+	root0, _ := b.Replication().Root()
 	try := func(name string, data []byte, pass []byte) {
 		t.Helper()
 		_, err := b.Import(bytes.NewReader(data), pass, false)
@@ -142,7 +142,7 @@ func TestBackupRefusedWhole(t *testing.T) {
 	if envelopeSet(t, b) != want {
 		t.Fatal("a refused backup changed the store")
 	}
-	if root, _ := b.Root(); root != root0 {
+	if root, _ := b.Replication().Root(); root != root0 {
 		t.Fatal("a refused backup changed the Merkle root")
 	}
 	// Restore of a damaged file leaves no store behind.
@@ -167,12 +167,12 @@ func FuzzBackupReader(f *testing.F) {
 	f.Add([]byte("age-encryption.org/v1\n"))
 	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, data []byte) {
-		before, _ := s.LastSeq()
+		before, _ := s.Replication().LastSeq()
 		_, err := s.Import(bytes.NewReader(data), backupPass, false)
 		if err == nil {
 			return // only the genuine file (or a re-import of it) may pass
 		}
-		if after, _ := s.LastSeq(); after != before {
+		if after, _ := s.Replication().LastSeq(); after != before {
 			t.Fatalf("a refused backup wrote to the store: %v", err)
 		}
 	})

@@ -58,7 +58,8 @@ func (t *ReplicaToken) Valid() error {
 }
 
 // ReplicaToken derives the token a device hands to a new blind replica at pairing.
-func (s *Store) ReplicaToken() (ReplicaToken, error) {
+func (h Keys) ReplicaToken() (ReplicaToken, error) {
+	s := h.s
 	if s.keys.blind {
 		return ReplicaToken{}, fmt.Errorf("replica token: %w", ErrBlind)
 	}

@@ -13,13 +13,13 @@ import (
 func copyAll(t *testing.T, from, to *Store) int {
 	t.Helper()
 	var raw [][]byte
-	if _, err := from.Since(0, 0, func(_ uint64, b []byte) error {
+	if _, err := from.Replication().Since(0, 0, func(_ uint64, b []byte) error {
 		raw = append(raw, bytes.Clone(b))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := to.Apply(raw)
+	res, err := to.Replication().Apply(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 	a.Put(canaries[0], canaries[1]+"-3", []byte(`{"side":"a"}`))
 	b.Put(canaries[0], canaries[1]+"-3", []byte(`{"side":"b"}`))
 
-	tok, err := a.ReplicaToken()
+	tok, err := a.Keys().ReplicaToken()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +59,8 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Blind() || r.MeshID() != a.MeshID() {
-		t.Fatalf("replica: blind %v, mesh id %x want %x", r.Blind(), r.MeshID(), a.MeshID())
+	if !r.Blind() || r.Keys().MeshID() != a.Keys().MeshID() {
+		t.Fatalf("replica: blind %v, mesh id %x want %x", r.Blind(), r.Keys().MeshID(), a.Keys().MeshID())
 	}
 	copyAll(t, a, r)
 	copyAll(t, b, r)
@@ -80,12 +80,12 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 		"put":  r.Put("c", "k", []byte(`1`)),
 		"list": func() error { _, err := r.List("", ""); return err }(),
 		"conflicts": func() error {
-			_, err := r.Conflicts()
+			_, err := r.Conflicts().List()
 			return err
 		}(),
 		"export": func() error { _, err := r.Export(&bytes.Buffer{}, []byte("x"), nil); return err }(),
 		"pairing subkey": func() error {
-			_, err := r.Subkey("pairing")
+			_, err := r.Keys().Subkey(PurposePairing)
 			return err
 		}(),
 	} {
@@ -93,10 +93,10 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 			t.Errorf("%s on a replica: %v, want ErrBlind", name, err)
 		}
 	}
-	if k, err := r.Subkey("replica"); err != nil || !bytes.Equal(k, tok.Proof) {
+	if k, err := r.Keys().Subkey(PurposeReplica); err != nil || !bytes.Equal(k, tok.Proof) {
 		t.Errorf("replica proof key: %v", err)
 	}
-	if r.MeshKeyForPairing() != nil {
+	if r.Keys().MeshKeyForPairing() != nil {
 		t.Error("a replica hands out a mesh key")
 	}
 
@@ -119,9 +119,9 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 	copyAll(t, r, c)
 	copyAll(t, a, b)
 	copyAll(t, b, a)
-	ra, _ := a.Root()
-	rr, _ := r.Root()
-	rc, _ := c.Root()
+	ra, _ := a.Replication().Root()
+	rr, _ := r.Replication().Root()
+	rc, _ := c.Replication().Root()
 	if ra != rr || rr != rc {
 		t.Errorf("roots differ: device %v, replica %v, via replica %v", ra, rr, rc)
 	}
@@ -137,7 +137,7 @@ func TestBlindReplicaForwardsWithoutReading(t *testing.T) {
 	}
 	// Row 24: the replica sees sizes only in Padmé buckets.
 	sizes := map[int]int{}
-	if _, err := r.Since(0, 0, func(_ uint64, raw []byte) error {
+	if _, err := r.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
 		e, err := UnmarshalEnvelope(raw)
 		if err != nil {
 			return err

@@ -48,7 +48,8 @@ func (c *ConflictInfo) ShortID() string { return hex.EncodeToString(c.ID[:8]) }
 
 // Conflicts lists every record whose concurrent versions conflict (open user-choice
 // conflicts, and those a strategy resolved automatically but no write has closed yet).
-func (s *Store) Conflicts() ([]ConflictInfo, error) {
+func (h Conflicts) List() ([]ConflictInfo, error) {
+	s := h.s
 	if err := s.needKey("conflicts"); err != nil {
 		return nil, err
 	}
@@ -79,8 +80,9 @@ func (s *Store) Conflicts() ([]ConflictInfo, error) {
 
 // Conflict returns the conflict whose id starts with prefix (hex), or the conflict of the
 // record named "collection/key".
-func (s *Store) Conflict(prefix string) (*ConflictInfo, error) {
-	all, err := s.Conflicts()
+func (h Conflicts) Get(prefix string) (*ConflictInfo, error) {
+	s := h.s
+	all, err := s.Conflicts().List()
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +144,8 @@ func cmpU64(a, b uint64) int {
 // version: the value of version pick (1-based, in ConflictInfo.Versions order) or, when pick
 // is 0, value (JSON). expect is the number of versions the caller saw; if the record holds
 // another number now, nothing is written and ErrStale says to look again.
-func (s *Store) ResolveConflict(id merkle.ID, pick int, value []byte, expect int) error {
+func (h Conflicts) Resolve(id merkle.ID, pick int, value []byte, expect int) error {
+	s := h.s
 	return s.Update(func(t *Tx) error {
 		ci, err := t.conflictInfo(id)
 		if err != nil {
@@ -234,7 +237,8 @@ func (t *Tx) recordHistory(old, next []hashed) error {
 
 // History returns the losing values of resolved conflicts still within the retention
 // period, newest first; with a collection (and key) only those.
-func (s *Store) History(collection, key string) ([]HistoryEntry, error) {
+func (h Conflicts) History(collection, key string) ([]HistoryEntry, error) {
+	s := h.s
 	var out []HistoryEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketHist).Cursor()
@@ -280,7 +284,8 @@ func (s *Store) pruneHistory() error {
 
 // SetPolicy sets the conflict policy of a collection. The policy is a synced record, so every
 // device resolves the collection alike.
-func (s *Store) SetPolicy(collection string, p resolve.Policy) error {
+func (h Policies) Set(collection string, p resolve.Policy) error {
+	s := h.s
 	collection, _, err := canonicalNames(collection, "x", false)
 	if err != nil {
 		return err
@@ -299,7 +304,8 @@ func (s *Store) SetPolicy(collection string, p resolve.Policy) error {
 }
 
 // Policies returns every collection's explicit policy.
-func (s *Store) Policies() (map[string]resolve.Policy, error) {
+func (h Policies) List() (map[string]resolve.Policy, error) {
+	s := h.s
 	recs, err := s.List(PolicyCollection, "")
 	if err != nil {
 		return nil, err
@@ -317,7 +323,8 @@ func (s *Store) Policies() (map[string]resolve.Policy, error) {
 
 // Policy returns a collection's policy with defaults filled in, and whether it was set
 // explicitly.
-func (s *Store) Policy(collection string) (resolve.Policy, bool, error) {
+func (h Policies) Get(collection string) (resolve.Policy, bool, error) {
+	s := h.s
 	var p resolve.Policy
 	var explicit bool
 	err := s.View(func(t *Tx) error {

@@ -12,7 +12,7 @@ import (
 // forgeNote seals a JSON record under s's keys with the version vector vv, written by dev.
 func forgeNote(t testing.TB, s *Store, key string, dev resolve.DeviceID, vv resolve.VersionVector) []byte {
 	t.Helper()
-	raw, err := s.SealForTest(Forgery{
+	raw, err := s.Replication().SealForTest(Forgery{
 		Collection: "notes", Key: key, Value: []byte(`{"v":"forged"}`),
 		Version: resolve.Version{Device: dev, Clock: resolve.Timestamp(1 << 40), VV: vv},
 	})
@@ -55,7 +55,7 @@ func TestHostileCountersNeverWrap(t *testing.T) {
 		{"a third device at 2^63", resolve.VersionVector{"0123456789abcdef": 1 << 63, mdev: 1}},
 	}
 	for i, c := range refused {
-		res, err := a.Apply([][]byte{forgeNote(t, m, fmt.Sprint("refused", i), mdev, c.vv)})
+		res, err := a.Replication().Apply([][]byte{forgeNote(t, m, fmt.Sprint("refused", i), mdev, c.vv)})
 		if err != nil {
 			t.Fatal(err)
 		}

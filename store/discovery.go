@@ -40,7 +40,8 @@ type DiscoveryKey struct {
 // DiscoveryKeys returns the discovery keys this device holds, the current one first (on a
 // device, the one of the key new writes are sealed under), then older ones by epoch, down to
 // epoch 0's; at most MaxDiscoveryKeys.
-func (s *Store) DiscoveryKeys() ([]DiscoveryKey, error) {
+func (h Keys) DiscoveryKeys() ([]DiscoveryKey, error) {
+	s := h.s
 	if s.keys.blind {
 		var held []DiscoveryKey
 		err := s.db.View(func(tx *bolt.Tx) error { return s.getLocalJSON(tx, localDiscovery, &held) })
@@ -49,7 +50,7 @@ func (s *Store) DiscoveryKeys() ([]DiscoveryKey, error) {
 		}
 		return withEpoch0(held, s.token.Rendezvous), nil
 	}
-	if err := s.LoadKeyEpochs(); err != nil {
+	if err := s.Keys().LoadKeyEpochs(); err != nil {
 		return nil, fmt.Errorf("discovery keys: %w", err)
 	}
 	var out []DiscoveryKey
@@ -82,7 +83,8 @@ func withEpoch0(keys []DiscoveryKey, zero []byte) []DiscoveryKey {
 // first, as DiscoveryKeys returns them), unless it holds newer ones already. It reports
 // whether they replaced what the replica held. On a device it does nothing: a device
 // derives its keys from the epochs it holds.
-func (s *Store) AdoptDiscoveryKeys(keys []DiscoveryKey) (bool, error) {
+func (h Keys) AdoptDiscoveryKeys(keys []DiscoveryKey) (bool, error) {
+	s := h.s
 	if !s.keys.blind {
 		return false, nil
 	}

@@ -160,7 +160,8 @@ func (s *Store) loadEpochKeys(tx *bolt.Tx) error {
 // LoadKeyEpochs reads the data keys of rotated epochs this device holds. Call it once after
 // Open, before reading records (a store that never saw a rotation has none; Apply, Verify,
 // Reseal and every write load them too).
-func (s *Store) LoadKeyEpochs() error {
+func (h Keys) LoadKeyEpochs() error {
+	s := h.s
 	return s.db.View(func(tx *bolt.Tx) error { return s.loadEpochKeys(tx) })
 }
 
@@ -202,7 +203,8 @@ func (s *Store) kxIdentity(tx *bolt.Tx, create bool) (*age.X25519Identity, error
 // KeyAgreementKey returns this device's public key-agreement key (an age X25519 recipient,
 // "age1…"), creating the key pair on first use. Its private half stays sealed in the store;
 // the public half goes in the device's record so that a rotating device can grant it keys.
-func (s *Store) KeyAgreementKey() (string, error) {
+func (h Keys) KeyAgreementKey() (string, error) {
+	s := h.s
 	if err := s.needKey("key-agreement key"); err != nil {
 		return "", err
 	}

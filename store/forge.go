@@ -34,7 +34,8 @@ type Forgery struct {
 // that forges another device's writes, sends counters no device reached, or names key
 // epochs that nobody started); meshsync itself never calls it. It writes nothing: the
 // envelope lives only in what it returns. A blind replica fails with ErrBlind.
-func (s *Store) SealForTest(f Forgery) ([]byte, error) {
+func (h Replication) SealForTest(f Forgery) ([]byte, error) {
+	s := h.s
 	if err := s.needKey("seal for test"); err != nil {
 		return nil, err
 	}

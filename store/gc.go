@@ -37,7 +37,8 @@ const localContact = "contact"
 
 // Horizon is the cut-off of the last tombstone collection (zero before the first): the
 // store may have dropped any tombstone older than it.
-func (s *Store) Horizon() time.Time {
+func (h Replication) Horizon() time.Time {
+	s := h.s
 	var ms uint64
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(metaHorizon); len(v) == 8 {
@@ -54,8 +55,8 @@ func (s *Store) Horizon() time.Time {
 // absence to resync fully. A device that resynced fully from a peer adopts the peer's
 // horizon: it now holds what the peer holds, and refuses as the peer does an old tombstone
 // that a device which has not collected yet hands back.
-func (s *Store) AdoptHorizon(h time.Time) error {
-	return s.update(func(tx *bolt.Tx) error { return raiseHorizon(tx, h) })
+func (r Replication) AdoptHorizon(h time.Time) error {
+	return r.s.update(func(tx *bolt.Tx) error { return raiseHorizon(tx, h) })
 }
 
 func raiseHorizon(tx *bolt.Tx, h time.Time) error {
@@ -69,7 +70,8 @@ func raiseHorizon(tx *bolt.Tx, h time.Time) error {
 
 // NoteContact records t as the time of the last completed sync session with another
 // device (the sync layer passes the session's start). It never moves back.
-func (s *Store) NoteContact(t time.Time) error {
+func (h Replication) NoteContact(t time.Time) error {
+	s := h.s
 	return s.update(func(tx *bolt.Tx) error {
 		var cur time.Time
 		if err := s.getLocalJSON(tx, localContact, &cur); err != nil {
@@ -83,7 +85,8 @@ func (s *Store) NoteContact(t time.Time) error {
 }
 
 // LastContact is the time NoteContact last recorded (zero when the store never synced).
-func (s *Store) LastContact() time.Time {
+func (h Replication) LastContact() time.Time {
+	s := h.s
 	var t time.Time
 	_ = s.db.View(func(tx *bolt.Tx) error { return s.getLocalJSON(tx, localContact, &t) })
 	return t
@@ -94,12 +97,13 @@ func (s *Store) LastContact() time.Time {
 // raises the horizon to the cut-off. It works in transactions of a few thousand records;
 // each record goes whole. It returns how many records it removed. A blind replica cannot
 // tell a tombstone from a live version: it removes nothing.
-func (s *Store) CollectTombstones() (int, error) {
+func (h Replication) CollectTombstones() (int, error) {
+	s := h.s
 	if s.keys.blind {
 		return 0, nil
 	}
 	cut := s.opts.Now().Add(-s.opts.TombstoneTTL)
-	if lc := s.LastContact(); !lc.IsZero() && lc.Before(cut) {
+	if lc := s.Replication().LastContact(); !lc.IsZero() && lc.Before(cut) {
 		cut = lc
 	}
 	cutClock := resolve.MakeTimestamp(cut.UnixMilli(), 0)
@@ -191,7 +195,8 @@ func (t *Tx) collectable(after []byte, cut resolve.Timestamp) ([]merkle.ID, []by
 // back from an absence longer than the mesh's tombstone horizon drops the old records its
 // peer no longer holds (deleted and collected elsewhere) instead of handing them back.
 // Subscribers see each removed live record as deleted.
-func (s *Store) ForgetBefore(ids []merkle.ID, before time.Time) (int, error) {
+func (h Replication) ForgetBefore(ids []merkle.ID, before time.Time) (int, error) {
+	s := h.s
 	cut := resolve.MakeTimestamp(before.UnixMilli(), 0)
 	removed := 0
 	for len(ids) > 0 {

@@ -25,7 +25,7 @@ func mustVerify(t *testing.T, s *Store) {
 
 func mustCollect(t *testing.T, s *Store) int {
 	t.Helper()
-	n, err := s.CollectTombstones()
+	n, err := s.Replication().CollectTombstones()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func mustCollect(t *testing.T, s *Store) int {
 
 func rootCount(t *testing.T, s *Store) uint64 {
 	t.Helper()
-	r, err := s.Root()
+	r, err := s.Replication().Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestCollectTombstones(t *testing.T) {
 		t.Fatalf("after collection: %d records in the Merkle root, want 2", got)
 	}
 	want := clk.Now().Add(-DefaultTombstoneTTL).Truncate(time.Millisecond)
-	if h := s.Horizon(); !h.Equal(want) {
+	if h := s.Replication().Horizon(); !h.Equal(want) {
 		t.Fatalf("horizon %v, want %v", h, want)
 	}
 	if err := s.Put("notes", "old-deleted-1", []byte(`2`)); err != nil { // the name is free again
@@ -98,7 +98,7 @@ func TestCollectTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mustVerifyClose(t, s)
-	if h := s.Horizon(); !h.Equal(want) {
+	if h := s.Replication().Horizon(); !h.Equal(want) {
 		t.Fatalf("horizon after reopen %v, want %v", h, want)
 	}
 	clk.Add(60 * day)
@@ -138,13 +138,13 @@ func TestCollectStopsAtLastContact(t *testing.T) {
 	}
 	clk.Add(time.Hour)
 	contact := clk.Now()
-	if err := s.NoteContact(contact); err != nil {
+	if err := s.Replication().NoteContact(contact); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.NoteContact(contact.Add(-day)); err != nil { // never moves back
+	if err := s.Replication().NoteContact(contact.Add(-day)); err != nil { // never moves back
 		t.Fatal(err)
 	}
-	if got := s.LastContact(); !got.Equal(contact) {
+	if got := s.Replication().LastContact(); !got.Equal(contact) {
 		t.Fatalf("last contact %v, want %v", got, contact)
 	}
 	clk.Add(time.Hour)
@@ -155,7 +155,7 @@ func TestCollectStopsAtLastContact(t *testing.T) {
 	if n := mustCollect(t, s); n != 1 {
 		t.Fatalf("collected %d, want only the tombstone from before the contact", n)
 	}
-	if h := s.Horizon(); !h.Equal(contact) {
+	if h := s.Replication().Horizon(); !h.Equal(contact) {
 		t.Fatalf("horizon %v, want the last contact %v", h, contact)
 	}
 	if got := rootCount(t, s); got != 1 {
@@ -183,12 +183,12 @@ func TestApplyAfterCollection(t *testing.T) {
 	if n := mustCollect(t, b); n != 1 {
 		t.Fatalf("b collected %d", n)
 	}
-	root, _ := b.Root()
+	root, _ := b.Replication().Root()
 	res := mustApply(t, b, allEnvelopes(t, a)) // a has not collected
 	if res.Added != 0 || res.Stale != 2 || res.RolledBack != 0 {
 		t.Fatalf("re-sending an old tombstone: %+v", res)
 	}
-	if again, _ := b.Root(); again != root {
+	if again, _ := b.Replication().Root(); again != root {
 		t.Fatal("the Merkle root changed")
 	}
 	if _, err := b.Get("notes", "gone"); !errors.Is(err, ErrNotFound) {
@@ -241,7 +241,7 @@ func TestForgetBefore(t *testing.T) {
 	}
 	sub := s.Subscribe(16)
 	defer sub.Close()
-	n, err := s.ForgetBefore(ids, cut)
+	n, err := s.Replication().ForgetBefore(ids, cut)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,8 @@ func (t *Tx) adoptKeys() (int, error) {
 
 // AdoptKeys opens the key grants addressed to this device that it has not opened yet (Apply
 // does so by itself when a batch brings grants) and reports how many keys it adopted.
-func (s *Store) AdoptKeys() (int, error) {
+func (h Keys) AdoptKeys() (int, error) {
+	s := h.s
 	if err := s.needKey("adopt keys"); err != nil {
 		return 0, err
 	}
@@ -203,7 +204,8 @@ func (t *Tx) putGrant(g *keyGrant) error {
 // pub) that no device has granted it yet: a device paired after a rotation, or one that
 // published its key-agreement key late. A revoked device gets nothing. It returns how many
 // grants it wrote.
-func (s *Store) GrantKeys(dev resolve.DeviceID, pub string) (int, error) {
+func (h Keys) GrantKeys(dev resolve.DeviceID, pub string) (int, error) {
+	s := h.s
 	if err := s.needKey("grant keys"); err != nil {
 		return 0, err
 	}

@@ -86,7 +86,8 @@ const localRollback = "rollback"
 // copy, and the evidence. The store keeps working: Apply brings the newer versions back
 // from the other devices, and new local writes take counters above any the mesh has shown
 // it (see Caveats in the package documentation).
-func (s *Store) RolledBack() (Rollback, bool) {
+func (h Replication) RolledBack() (Rollback, bool) {
+	s := h.s
 	var rb Rollback
 	err := s.db.View(func(tx *bolt.Tx) error { return s.getLocalJSON(tx, localRollback, &rb) })
 	return rb, err == nil && !rb.Detected.IsZero()
@@ -95,7 +96,8 @@ func (s *Store) RolledBack() (Rollback, bool) {
 // NoteRollback records that the store is a stale incarnation (for example a peer remembers
 // a higher sequence number of this epoch than LastSeq) and starts a new store epoch, so
 // that every peer falls back to Merkle reconciliation instead of the fast path.
-func (s *Store) NoteRollback() error {
+func (h Replication) NoteRollback() error {
+	s := h.s
 	return s.Update(func(t *Tx) error { return t.noteRollback(1) })
 }
 

@@ -96,7 +96,7 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 	}
 	syncBoth(t, a, b)
 	dir, file := a.Dir(), filepath.Join(a.Dir(), FileName)
-	oldEpoch := a.Epoch()
+	oldEpoch := a.Replication().Epoch()
 	a.Close()
 	copyFile(t, file, file+".old") // the "7-day-old" copy
 
@@ -131,7 +131,7 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 	copyFile(t, file+".old", file)
 	a = reopen(t, dir)
 	t.Cleanup(func() { mustVerifyClose(t, a) })
-	if _, ok := a.RolledBack(); ok {
+	if _, ok := a.Replication().RolledBack(); ok {
 		t.Fatal("a store cannot know it was restored before it hears from a peer")
 	}
 	// The first thing it hears is one record it had forgotten (a partial sync); then it
@@ -142,7 +142,7 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var partial [][]byte
-	b.Envelopes([]merkle.ID{k1.ID}, func(raw []byte) error { partial = append(partial, raw); return nil })
+	b.Replication().Envelopes([]merkle.ID{k1.ID}, func(raw []byte) error { partial = append(partial, raw); return nil })
 	first := mustApply(t, a, partial)
 	if err := a.Put("notes", "k2", []byte(`{"v":"written on the restored copy"}`)); err != nil {
 		t.Fatal(err)
@@ -167,11 +167,11 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 	if toB.Added != 1 {
 		t.Errorf("the old copy pushed %d envelopes the peer took, want 1 (its new write)", toB.Added)
 	}
-	rb, ok := a.RolledBack()
+	rb, ok := a.Replication().RolledBack()
 	if !ok || toA.RolledBack == 0 || rb.Records != toA.RolledBack {
 		t.Fatalf("rollback not detected: %+v %v (apply saw %d)", rb, ok, toA.RolledBack)
 	}
-	if a.Epoch() == oldEpoch || a.Epoch() != rb.Epoch {
+	if a.Replication().Epoch() == oldEpoch || a.Replication().Epoch() != rb.Epoch {
 		t.Error("the restored store kept its epoch: peers would trust old sequence numbers")
 	}
 	t.Logf("rollback evidence: %d envelopes; records regressed on the peer: 0 of %d", rb.Records, len(want))
@@ -185,15 +185,15 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 		t.Fatalf("a write after the restore lost on the peer: %v %v", rec, err)
 	}
 	// The epoch changes once per session, and the evidence survives a restart.
-	e := a.Epoch()
+	e := a.Replication().Epoch()
 	syncBoth(t, a, b)
-	if a.Epoch() != e {
+	if a.Replication().Epoch() != e {
 		t.Error("epoch changed again in the same session")
 	}
 	a.Close()
 	a = reopen(t, dir)
-	if rb2, ok := a.RolledBack(); !ok || rb2.Epoch != e || a.Epoch() != e {
-		t.Errorf("after reopen: %+v %v epoch %x", rb2, ok, a.Epoch())
+	if rb2, ok := a.Replication().RolledBack(); !ok || rb2.Epoch != e || a.Replication().Epoch() != e {
+		t.Errorf("after reopen: %+v %v epoch %x", rb2, ok, a.Replication().Epoch())
 	}
 }
 
@@ -201,12 +201,12 @@ func TestRestoredOldCopyRollsBackNothing(t *testing.T) {
 // peer remembers a sequence number this store never reached).
 func TestNoteRollbackStartsNewEpoch(t *testing.T) {
 	a := mustInit(t, nil)
-	e := a.Epoch()
-	if err := a.NoteRollback(); err != nil {
+	e := a.Replication().Epoch()
+	if err := a.Replication().NoteRollback(); err != nil {
 		t.Fatal(err)
 	}
-	rb, ok := a.RolledBack()
-	if !ok || rb.Records != 1 || a.Epoch() == e || rb.Epoch != a.Epoch() {
+	rb, ok := a.Replication().RolledBack()
+	if !ok || rb.Records != 1 || a.Replication().Epoch() == e || rb.Epoch != a.Replication().Epoch() {
 		t.Fatalf("%+v %v", rb, ok)
 	}
 }
@@ -222,7 +222,7 @@ func TestMissingOrEmptyStoreDeletesNothing(t *testing.T) {
 	}
 	syncBoth(t, a, b)
 	want := snapshot(t, b)
-	meshKey := a.MeshKeyForPairing()
+	meshKey := a.Keys().MeshKeyForPairing()
 	dir := a.Dir()
 	a.Close()
 

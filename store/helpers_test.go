@@ -34,7 +34,7 @@ func autoPair(s *Store) {
 	if s.keys.blind || strings.HasPrefix(s.device.Name, "solo") {
 		return
 	}
-	_ = s.AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{s.device.ID: s.signer.Public().(ed25519.PublicKey)})
+	_ = s.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{s.device.ID: s.signer.Public().(ed25519.PublicKey)})
 	meshStores.Lock()
 	defer meshStores.Unlock()
 	id := s.keys.meshID
@@ -44,8 +44,8 @@ func autoPair(s *Store) {
 			continue
 		}
 		keep = append(keep, o)
-		_ = o.AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{s.device.ID: s.signer.Public().(ed25519.PublicKey)})
-		_ = s.AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{o.device.ID: o.signer.Public().(ed25519.PublicKey)})
+		_ = o.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{s.device.ID: s.signer.Public().(ed25519.PublicKey)})
+		_ = s.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{o.device.ID: o.signer.Public().(ed25519.PublicKey)})
 	}
 	meshStores.m[id] = append(keep, s)
 }

@@ -289,13 +289,26 @@ func (k *keyring) setLocal(sec secrets) {
 	k.local = localKey(sec)
 }
 
-// Subkey returns the key for a named purpose ("rendezvous", "pairing", "consent" or
-// "replica": the proof key between devices and blind replicas), derived from the mesh key.
-// "rendezvous" is epoch 0's discovery key; discovery uses DiscoveryKeys, which follow the
-// key epochs.
-// Other layers (discovery, pairing) use it; the data keys never leave the store. A blind
-// replica has only "rendezvous" and "replica" (from its token).
-func (s *Store) Subkey(purpose string) ([]byte, error) {
+// Purpose names what a subkey is for (Keys.Subkey).
+type Purpose string
+
+// The purposes of subkeys other layers use; the data keys never leave the store.
+const (
+	// PurposeRendezvous is epoch 0's discovery key (discovery uses DiscoveryKeys, which
+	// follow the key epochs).
+	PurposeRendezvous Purpose = "rendezvous"
+	// PurposePairing proves the mesh key in a sync hello and at pairing.
+	PurposePairing Purpose = "pairing"
+	// PurposeConsent keys the pseudonyms of consent shares.
+	PurposeConsent Purpose = "consent"
+	// PurposeReplica is the proof key between devices and blind replicas.
+	PurposeReplica Purpose = "replica"
+)
+
+// Subkey returns the key for a purpose, derived from the mesh key. A blind replica has
+// only PurposeRendezvous and PurposeReplica (from its token).
+func (h Keys) Subkey(purpose Purpose) ([]byte, error) {
+	s := h.s
 	if s.keys.blind {
 		switch purpose {
 		case "rendezvous":

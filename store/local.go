@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"crypto/rand"
+
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -81,12 +82,14 @@ func (s *Store) getLocalJSON(tx *bolt.Tx, name string, v any) error {
 
 // PutLocal stores a device-local value (never synced) sealed under the local key. Node uses
 // it for peer progress, sync states and the identity key.
-func (s *Store) PutLocal(name string, v any) error {
+func (h Local) Put(name string, v any) error {
+	s := h.s
 	return s.update(func(tx *bolt.Tx) error { return s.putLocalJSON(tx, "x/"+name, v) })
 }
 
 // GetLocal reads a value stored with PutLocal into v. It reports whether the value existed.
-func (s *Store) GetLocal(name string, v any) (bool, error) {
+func (h Local) Get(name string, v any) (bool, error) {
+	s := h.s
 	found := false
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketLocal).Get([]byte("x/"+name)) == nil {

@@ -73,7 +73,7 @@ func checkFixtureStore(t *testing.T, s *Store, e fixtureExpect) {
 	if s.Device() != e.Device {
 		t.Errorf("device %+v, want %+v", s.Device(), e.Device)
 	}
-	if err := s.LoadKeyEpochs(); err != nil {
+	if err := s.Keys().LoadKeyEpochs(); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
@@ -89,15 +89,15 @@ func checkFixtureStore(t *testing.T, s *Store, e fixtureExpect) {
 	if !maps.Equal(got, e.Records) {
 		t.Errorf("records %v, want %v", got, e.Records)
 	}
-	kx, err := s.KeyAgreementKey()
+	kx, err := s.Keys().KeyAgreementKey()
 	if err != nil || kx != e.KXPublic {
 		t.Errorf("key-agreement key %q %v, want %q", kx, err, e.KXPublic)
 	}
-	eps, err := s.KeyEpochs()
+	eps, err := s.Keys().KeyEpochs()
 	if err != nil || len(eps) != len(e.Epochs) || eps[0].KeyID != e.Epochs[0].KeyID {
 		t.Errorf("key epochs %+v %v, want %+v", eps, err, e.Epochs)
 	}
-	h, err := s.History("", "")
+	h, err := s.Conflicts().History("", "")
 	if err != nil || len(h) != e.History {
 		t.Errorf("history %d entries %v, want %d", len(h), err, e.History)
 	}
@@ -171,7 +171,7 @@ func TestOpenMigratesV1ReplicaFixture(t *testing.T) {
 	if before["x/identity"] == nil || before[localToken] == nil {
 		t.Errorf("fixture replica lacks identity or token: %v", slices.Sorted(maps.Keys(before)))
 	}
-	if rk, err := r.Subkey("rendezvous"); err != nil || len(rk) != 32 {
+	if rk, err := r.Keys().Subkey(PurposeRendezvous); err != nil || len(rk) != 32 {
 		t.Errorf("replica rendezvous key: %v", err)
 	}
 }
@@ -217,10 +217,10 @@ func TestChangePassphraseRewrapsLocalSecret(t *testing.T) {
 	}
 	_, sealed0 := rawStore(t, s)
 	newPass := []byte("a new passphrase")
-	if err := s.ChangePassphrase([]byte("wrong"), newPass, nil); !errors.Is(err, ErrWrongPassphrase) {
+	if err := s.Keys().ChangePassphrase([]byte("wrong"), newPass, nil); !errors.Is(err, ErrWrongPassphrase) {
 		t.Errorf("change with a wrong passphrase: %v", err)
 	}
-	if err := s.ChangePassphrase(fixtureStorePass, newPass, nil); err != nil {
+	if err := s.Keys().ChangePassphrase(fixtureStorePass, newPass, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -303,7 +303,7 @@ func TestMigrationOnFullDiskOpensAsV1(t *testing.T) {
 	}
 	checkFixtureStore(t, s, e)
 	newPass := []byte("a new passphrase")
-	if err := s.ChangePassphrase(fixtureStorePass, newPass, nil); err != nil {
+	if err := s.Keys().ChangePassphrase(fixtureStorePass, newPass, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := headerVersionOf(t, s); v != headerV2 {

@@ -27,7 +27,8 @@ type ResealStats struct {
 // that are still under an older epoch, keeping their versions (a fresh nonce each), and
 // remembers where it stopped. Call it until Done. Every store that sees both envelopes
 // keeps the re-sealed one (the higher epoch), so re-sealing on any device converges.
-func (s *Store) Reseal(limit int) (ResealStats, error) {
+func (h Keys) Reseal(limit int) (ResealStats, error) {
+	s := h.s
 	var st ResealStats
 	if err := s.needKey("reseal"); err != nil {
 		return st, err

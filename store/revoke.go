@@ -26,7 +26,8 @@ type RemovalPoint struct {
 // RemovalPoint computes the removal point of dev from what this store holds: the highest
 // counter of dev in any version, and the latest clock of a version dev wrote. It reads
 // every envelope's clear header (it runs once per removal).
-func (s *Store) RemovalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
+func (h Authority) RemovalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
+	s := h.s
 	var rp RemovalPoint
 	err := s.View(func(t *Tx) error {
 		var err error
@@ -63,11 +64,12 @@ func (t *Tx) removalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
 // it ends with the same envelopes as the devices. It is persistent and idempotent; a later
 // point for the same device raises the first on each axis (the devices' cut grows as the
 // remaining devices report how far they had seen dev), an earlier one changes nothing.
-func (s *Store) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
+func (h Authority) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
+	s := h.s
 	if dev == "" || len(dev) > MaxDeviceIDSize {
 		return fmt.Errorf("revoke device: %w: device id", ErrInvalid)
 	}
-	if rev, err := s.Revoked(); err == nil {
+	if rev, err := s.Authority().Revoked(); err == nil {
 		if old, ok := rev[dev]; ok && old.Counter >= at.Counter && old.Clock >= at.Clock {
 			return nil // nothing to raise: no write transaction
 		}
@@ -149,7 +151,8 @@ func (t *Tx) purgeRevoked(ak *applyKeys) error {
 
 // Revoked lists the removed devices and where their accepted writes end: on a device, as
 // its signed removal records say; on a blind replica, as the devices told it.
-func (s *Store) Revoked() (map[resolve.DeviceID]RemovalPoint, error) {
+func (h Authority) Revoked() (map[resolve.DeviceID]RemovalPoint, error) {
+	s := h.s
 	var rev map[resolve.DeviceID]RemovalPoint
 	err := s.View(func(t *Tx) error {
 		var err error

@@ -75,7 +75,8 @@ type KeyEpoch struct {
 // each device of recipients (device id → its KeyAgreementKey), and to no one else. Revoked
 // devices are skipped. From then on this device seals new writes under it; the others do
 // once the grants reach them. It returns the new epoch.
-func (s *Store) RotateKey(recipients map[resolve.DeviceID]string) (KeyEpoch, error) {
+func (h Keys) RotateKey(recipients map[resolve.DeviceID]string) (KeyEpoch, error) {
+	s := h.s
 	if err := s.needKey("rotate key"); err != nil {
 		return KeyEpoch{}, err
 	}
@@ -140,7 +141,8 @@ func (s *Store) RotateKey(recipients map[resolve.DeviceID]string) (KeyEpoch, err
 }
 
 // KeyEpochs lists the rotated keys this device holds, oldest first.
-func (s *Store) KeyEpochs() ([]KeyEpoch, error) {
+func (h Keys) KeyEpochs() ([]KeyEpoch, error) {
+	s := h.s
 	if err := s.needKey("key epochs"); err != nil {
 		return nil, err
 	}
@@ -186,7 +188,8 @@ func keyEpochs(k *keyring, gs []keyGrant) []KeyEpoch {
 // some device was removed, and no key it holds was started, after the latest removal, by
 // a device that remains and granted to no removed device (authority.go). A device that is
 // not a member, or was removed, never needs to.
-func (s *Store) NeedsRotation() (bool, error) {
+func (h Keys) NeedsRotation() (bool, error) {
+	s := h.s
 	if s.keys.blind {
 		return false, nil
 	}

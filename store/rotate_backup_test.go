@@ -12,7 +12,7 @@ import (
 func TestRestoreAfterRotation(t *testing.T) {
 	a, _ := rotatedPair(t)
 	for {
-		st, err := a.Reseal(DefaultResealBatch)
+		st, err := a.Keys().Reseal(DefaultResealBatch)
 		if err != nil {
 			t.Fatal(err)
 		}

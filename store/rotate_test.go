@@ -19,7 +19,7 @@ import (
 // kx returns a store's key-agreement key.
 func kx(t testing.TB, s *Store) string {
 	t.Helper()
-	pub, err := s.KeyAgreementKey()
+	pub, err := s.Keys().KeyAgreementKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +29,11 @@ func kx(t testing.TB, s *Store) string {
 // revoke removes d on s (a signed removal record) and returns d's removal point there.
 func revoke(t testing.TB, s *Store, d *Store) RemovalPoint {
 	t.Helper()
-	rp, err := s.RemovalPoint(d.Device().ID)
+	rp, err := s.Authority().RemovalPoint(d.Device().ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove(d.Device().ID); err != nil {
+	if err := s.Authority().Remove(d.Device().ID); err != nil {
 		t.Fatal(err)
 	}
 	return rp
@@ -44,7 +44,7 @@ func revoke(t testing.TB, s *Store, d *Store) RemovalPoint {
 func syncRevoked(t testing.TB, a, b *Store) {
 	t.Helper()
 	for _, p := range [][2]*Store{{a, b}, {b, a}} {
-		res, err := p[1].Apply(allEnvelopes(t, p[0]))
+		res, err := p[1].Replication().Apply(allEnvelopes(t, p[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,10 +120,10 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 	syncBoth(t, a, c)
 
 	revoke(t, a, c)
-	if need, err := a.NeedsRotation(); err != nil || !need {
+	if need, err := a.Keys().NeedsRotation(); err != nil || !need {
 		t.Fatalf("a revoked c but does not ask for a new epoch: %v %v", need, err)
 	}
-	ke, err := a.RotateKey(map[resolve.DeviceID]string{b.Device().ID: kx(t, b), c.Device().ID: kx(t, c)})
+	ke, err := a.Keys().RotateKey(map[resolve.DeviceID]string{b.Device().ID: kx(t, b), c.Device().ID: kx(t, c)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 	if ke.Epoch != 1 || !slices.Equal(ke.Recipients, want) {
 		t.Fatalf("new epoch %+v: want epoch 1 granted to a and b only (c is revoked)", ke)
 	}
-	if need, _ := a.NeedsRotation(); need {
+	if need, _ := a.Keys().NeedsRotation(); need {
 		t.Error("still asks for a rotation after rotating")
 	}
 	if err := a.Put("notes", "after", []byte(`"secret"`)); err != nil {
@@ -163,7 +163,7 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 	syncBoth(t, a, b)
 
 	// c sees the grant records but cannot open a key, nor any envelope of epoch 1.
-	res, err = c.Apply(allEnvelopes(t, a))
+	res, err = c.Replication().Apply(allEnvelopes(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 	if unknown < 2 || unknown != len(res.Rejected) {
 		t.Errorf("c: %d rejected, %d for an unknown epoch; want both epoch-1 writes refused for that reason", len(res.Rejected), unknown)
 	}
-	if n, err := c.AdoptKeys(); err != nil || n != 0 {
+	if n, err := c.Keys().AdoptKeys(); err != nil || n != 0 {
 		t.Errorf("c adopted %d keys (%v)", n, err)
 	}
 	if _, err := c.Get("notes", "after"); !errors.Is(err, ErrNotFound) {
@@ -197,13 +197,13 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 	b.Close()
 	b = reopen(t, dir)
 	defer b.Close()
-	if err := b.LoadKeyEpochs(); err != nil {
+	if err := b.Keys().LoadKeyEpochs(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Get("notes", "after"); err != nil {
 		t.Errorf("b after restart: %v", err)
 	}
-	if kes, err := b.KeyEpochs(); err != nil || len(kes) != 1 || !kes[0].Sealing || kes[0].KeyID != ke.KeyID {
+	if kes, err := b.Keys().KeyEpochs(); err != nil || len(kes) != 1 || !kes[0].Sealing || kes[0].KeyID != ke.KeyID {
 		t.Errorf("b's key epochs after restart: %+v %v", kes, err)
 	}
 }
@@ -215,7 +215,7 @@ func TestRotateKeyOnRemoval(t *testing.T) {
 func TestResealConverges(t *testing.T) {
 	a := mustInit(t, testOpts("a"))
 	b := peer(t, a, "b", nil)
-	tok, err := a.ReplicaToken()
+	tok, err := a.Keys().ReplicaToken()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestResealConverges(t *testing.T) {
 	syncBoth(t, a, b)
 	copyAll(t, a, r)
 
-	if _, err := a.RotateKey(map[resolve.DeviceID]string{b.Device().ID: kx(t, b)}); err != nil {
+	if _, err := a.Keys().RotateKey(map[resolve.DeviceID]string{b.Device().ID: kx(t, b)}); err != nil {
 		t.Fatal(err)
 	}
 	syncBoth(t, a, b)
@@ -245,11 +245,11 @@ func TestResealConverges(t *testing.T) {
 	}
 	rounds := 0
 	for {
-		sa, err := a.Reseal(17)
+		sa, err := a.Keys().Reseal(17)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sb, err := b.Reseal(23)
+		sb, err := b.Keys().Reseal(23)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,8 +276,8 @@ func TestResealConverges(t *testing.T) {
 	if ea, eb, er := envelopeSet(t, a), envelopeSet(t, b), envelopeSet(t, r); ea != eb || eb != er {
 		t.Fatal("envelope sets differ after re-seal and sync")
 	}
-	ra, _ := a.Root()
-	rr, _ := r.Root()
+	ra, _ := a.Replication().Root()
+	rr, _ := r.Replication().Root()
 	if ra != rr {
 		t.Error("Merkle roots differ between a device and the replica")
 	}
@@ -297,7 +297,7 @@ func TestRevokedWritesRejected(t *testing.T) {
 	clk := newFakeClock()
 	a := mustInit(t, testOptsClock(clk))
 	d := peer(t, a, "d", testOptsClock(clk))
-	tok, _ := a.ReplicaToken()
+	tok, _ := a.Keys().ReplicaToken()
 	r, err := InitReplica(filepath.Join(t.TempDir(), "replica"), testPass, tok, testOpts("r"))
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func TestRevokedWritesRejected(t *testing.T) {
 	if rp.Counter != 2 || rp.Clock == 0 {
 		t.Fatalf("removal point %+v: want counter 2 and d's last clock", rp)
 	}
-	if err := r.RevokeDevice(d.Device().ID, rp); err != nil {
+	if err := r.Authority().RevokeDevice(d.Device().ID, rp); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute)
@@ -343,9 +343,9 @@ func TestRevokedWritesRejected(t *testing.T) {
 	if len(after) != 5 {
 		t.Fatalf("%d new envelopes on d, want 5", len(after))
 	}
-	rootA, _ := a.Root()
+	rootA, _ := a.Replication().Root()
 	for _, s := range []*Store{a, r} {
-		res, err := s.Apply(after)
+		res, err := s.Replication().Apply(after)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,11 +358,11 @@ func TestRevokedWritesRejected(t *testing.T) {
 			}
 		}
 		// What d wrote before its removal still applies (nothing new, nothing refused).
-		if res, err := s.Apply(before); err != nil || len(res.Rejected) != 0 {
+		if res, err := s.Replication().Apply(before); err != nil || len(res.Rejected) != 0 {
 			t.Errorf("%s: earlier envelopes: %v %v", s.Device().Name, err, res.Rejected)
 		}
 	}
-	if root, _ := a.Root(); root != rootA {
+	if root, _ := a.Replication().Root(); root != rootA {
 		t.Error("a's root changed")
 	}
 	if _, err := a.Get("notes", "new"); !errors.Is(err, ErrNotFound) {
@@ -389,17 +389,17 @@ func TestRevokedWritesRejected(t *testing.T) {
 	}
 	// The forged ones were seen by nobody: still refused everywhere.
 	for _, s := range []*Store{a, b} {
-		if res, err := s.Apply(forged); err != nil || res.Added != 0 {
+		if res, err := s.Replication().Apply(forged); err != nil || res.Added != 0 {
 			t.Errorf("%s: forged after the views: %v, %d added", s.Device().Name, err, res.Added)
 		}
 	}
 
 	// On a replica a later point (what the devices report as their views grow) raises the
 	// first; an earlier one changes nothing; both survive a restart.
-	if err := r.RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock + 1000}); err != nil {
+	if err := r.Authority().RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock + 1000}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock - 1}); err != nil {
+	if err := r.Authority().RevokeDevice(d.Device().ID, RemovalPoint{Counter: rp.Counter, Clock: rp.Clock - 1}); err != nil {
 		t.Fatal(err)
 	}
 	dir := r.Dir()
@@ -409,14 +409,14 @@ func TestRevokedWritesRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rev, err := r.Revoked()
+	rev, err := r.Authority().Revoked()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := rev[d.Device().ID]; got != (RemovalPoint{Counter: rp.Counter, Clock: rp.Clock + 1000}) {
 		t.Errorf("removal point after restart %+v", got)
 	}
-	if res, err := r.Apply(forged); err != nil || res.Added != 0 {
+	if res, err := r.Replication().Apply(forged); err != nil || res.Added != 0 {
 		t.Errorf("after restart: %v, %d added", err, res.Added)
 	}
 }
@@ -439,11 +439,11 @@ func TestConcurrentRotations(t *testing.T) {
 
 	revoke(t, a, c)
 	revoke(t, b, d)
-	ka, err := a.RotateKey(all)
+	ka, err := a.Keys().RotateKey(all)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := b.RotateKey(all)
+	kb, err := b.Keys().RotateKey(all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestConcurrentRotations(t *testing.T) {
 	// Each key reached the device the other removed, so each side refuses the other's
 	// write under it (made after the removal) until it is re-sealed under a clean key.
 	for _, p := range [][2]*Store{{a, b}, {b, a}} {
-		res, err := p[1].Apply(allEnvelopes(t, p[0]))
+		res, err := p[1].Replication().Apply(allEnvelopes(t, p[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,7 +464,7 @@ func TestConcurrentRotations(t *testing.T) {
 		}
 	}
 	for _, s := range []*Store{a, b} {
-		kes, _ := s.KeyEpochs()
+		kes, _ := s.Keys().KeyEpochs()
 		if len(kes) != 2 {
 			t.Errorf("%s holds %d epoch keys, want both of epoch 1", s.Device().Name, len(kes))
 		}
@@ -473,19 +473,19 @@ func TestConcurrentRotations(t *testing.T) {
 	revoke(t, a, d)
 	revoke(t, b, c)
 	for _, s := range []*Store{a, b} {
-		if need, err := s.NeedsRotation(); err != nil || !need {
+		if need, err := s.Keys().NeedsRotation(); err != nil || !need {
 			t.Fatalf("%s: the sealing key reached a removed device, yet no new epoch asked (%v)", s.Device().Name, err)
 		}
 	}
-	if _, err := a.RotateKey(all); err != nil {
+	if _, err := a.Keys().RotateKey(all); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RotateKey(all); err != nil {
+	if _, err := b.Keys().RotateKey(all); err != nil {
 		t.Fatal(err)
 	}
 	syncRevoked(t, a, b) // the writes under the tainted epoch-1 keys wait for the re-seal
 	sealing := func(s *Store) KeyEpoch {
-		kes, err := s.KeyEpochs()
+		kes, err := s.Keys().KeyEpochs()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -505,7 +505,7 @@ func TestConcurrentRotations(t *testing.T) {
 	for _, s := range []*Store{a, b} {
 		for st := (ResealStats{}); !st.Done; {
 			var err error
-			if st, err = s.Reseal(0); err != nil {
+			if st, err = s.Keys().Reseal(0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -524,7 +524,7 @@ func TestConcurrentRotations(t *testing.T) {
 		}
 	}
 	for _, s := range []*Store{a, b} {
-		if need, _ := s.NeedsRotation(); need {
+		if need, _ := s.Keys().NeedsRotation(); need {
 			t.Errorf("%s still asks for a rotation", s.Device().Name)
 		}
 	}
@@ -538,8 +538,8 @@ func TestConcurrentRotations(t *testing.T) {
 	// c and d adopt what was granted to them (one epoch-1 key each) but open no epoch-2
 	// envelope.
 	for _, x := range []*Store{c, d} {
-		x.Apply(allEnvelopes(t, a))
-		kes, _ := x.KeyEpochs()
+		x.Replication().Apply(allEnvelopes(t, a))
+		kes, _ := x.Keys().KeyEpochs()
 		if len(kes) != 1 || kes[0].Epoch != 1 {
 			t.Errorf("%s holds %+v", x.Device().Name, kes)
 		}
@@ -552,13 +552,13 @@ func TestConcurrentRotations(t *testing.T) {
 	a.Put("notes", "both", []byte(`"a"`))
 	b.Put("notes", "both", []byte(`"b"`))
 	syncBoth(t, a, b)
-	if _, err := a.RotateKey(all); err != nil { // epoch 3: the conflict is under epoch 2
+	if _, err := a.Keys().RotateKey(all); err != nil { // epoch 3: the conflict is under epoch 2
 		t.Fatal(err)
 	}
 	syncBoth(t, a, b)
 	for _, s := range []*Store{a, b} {
 		for {
-			st, err := s.Reseal(0)
+			st, err := s.Keys().Reseal(0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -586,39 +586,39 @@ func TestGrantKeysToLateDevice(t *testing.T) {
 	c := peer(t, a, "c", nil)
 	writeNotes(t, a, "x", 2)
 	revoke(t, a, c)
-	if _, err := a.RotateKey(nil); err != nil {
+	if _, err := a.Keys().RotateKey(nil); err != nil {
 		t.Fatal(err)
 	}
 	a.Put("notes", "new", []byte(`1`))
 	e := peer(t, a, "e", nil)
-	res, _ := e.Apply(allEnvelopes(t, a))
+	res, _ := e.Replication().Apply(allEnvelopes(t, a))
 	if len(res.Rejected) == 0 {
 		t.Fatal("a device without the key opened epoch-1 envelopes")
 	}
 	// e hears of the removal before it is granted the new key: it waits for the grant
 	// instead of starting an epoch of its own.
 	revoke(t, e, c)
-	if need, err := e.NeedsRotation(); err != nil || need {
+	if need, err := e.Keys().NeedsRotation(); err != nil || need {
 		t.Errorf("a device not granted the newest epoch yet asks for one of its own: %v %v", need, err)
 	}
-	if n, err := a.GrantKeys(e.Device().ID, kx(t, e)); err != nil || n != 1 {
+	if n, err := a.Keys().GrantKeys(e.Device().ID, kx(t, e)); err != nil || n != 1 {
 		t.Fatalf("grant: %d %v", n, err)
 	}
-	if n, err := a.GrantKeys(e.Device().ID, kx(t, e)); err != nil || n != 0 {
+	if n, err := a.Keys().GrantKeys(e.Device().ID, kx(t, e)); err != nil || n != 0 {
 		t.Fatalf("second grant wrote %d (%v), want 0", n, err)
 	}
-	if n, err := a.GrantKeys(c.Device().ID, kx(t, c)); err != nil || n != 0 {
+	if n, err := a.Keys().GrantKeys(c.Device().ID, kx(t, c)); err != nil || n != 0 {
 		t.Fatalf("a revoked device was granted %d keys (%v)", n, err)
 	}
 	mustApply(t, e, allEnvelopes(t, a))
 	if _, err := e.Get("notes", "new"); err != nil {
 		t.Errorf("late device: %v", err)
 	}
-	if _, err := a.GrantKeys(e.Device().ID, "age1notakey"); err != nil {
+	if _, err := a.Keys().GrantKeys(e.Device().ID, "age1notakey"); err != nil {
 		t.Errorf("no grant needed, yet: %v", err)
 	}
 	f := peer(t, a, "f", nil)
-	if _, err := a.GrantKeys(f.Device().ID, "age1notakey"); !errors.Is(err, ErrNoKeyAgreementKey) {
+	if _, err := a.Keys().GrantKeys(f.Device().ID, "age1notakey"); !errors.Is(err, ErrNoKeyAgreementKey) {
 		t.Errorf("bad key: %v", err)
 	}
 }
@@ -700,13 +700,13 @@ func BenchmarkReseal(b *testing.B) {
 		b.StopTimer()
 		s := mustInit(b, &Options{KDF: testKDF, DeviceName: "a", NoSync: true})
 		writeNotes(b, s, "r", n)
-		if _, err := s.RotateKey(nil); err != nil {
+		if _, err := s.Keys().RotateKey(nil); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		total := 0
 		for {
-			st, err := s.Reseal(DefaultResealBatch)
+			st, err := s.Keys().Reseal(DefaultResealBatch)
 			if err != nil {
 				b.Fatal(err)
 			}

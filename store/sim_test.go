@@ -124,13 +124,13 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 			if to == from || cut[[2]int{from, to}] {
 				continue
 			}
-			last, _ := r.s.LastSeq()
+			last, _ := r.s.Replication().LastSeq()
 			after := uint64(0)
 			if last > 0 {
 				after = rng.Uint64N(last + 1)
 			}
 			var envs [][]byte
-			r.s.Since(after, 0, func(_ uint64, b []byte) error { envs = append(envs, bytes.Clone(b)); return nil })
+			r.s.Replication().Since(after, 0, func(_ uint64, b []byte) error { envs = append(envs, bytes.Clone(b)); return nil })
 			if len(envs) > 0 && rng.IntN(10) != 0 { // 10 % lost
 				queue = append(queue, simMsg{from, to, envs})
 				if rng.IntN(10) == 0 { // 10 % duplicated
@@ -169,7 +169,7 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 					continue
 				}
 				var envs [][]byte
-				reps[i].s.Since(0, 0, func(_ uint64, b []byte) error { envs = append(envs, bytes.Clone(b)); return nil })
+				reps[i].s.Replication().Since(0, 0, func(_ uint64, b []byte) error { envs = append(envs, bytes.Clone(b)); return nil })
 				if simDeliver(t, seed, reps[j].s, envs) > 0 {
 					changed = true
 				}
@@ -180,10 +180,10 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 			break
 		}
 	}
-	root0, _ := reps[0].s.Root()
+	root0, _ := reps[0].s.Replication().Root()
 	list0, _ := reps[0].s.List("", "")
 	for i, r := range reps {
-		root, _ := r.s.Root()
+		root, _ := r.s.Replication().Root()
 		if root != root0 {
 			t.Errorf("seed %d: replica %d root %d/%x, replica 0 %d/%x", seed, i, root.Count, root.FP[:4], root0.Count, root0.FP[:4])
 		}
@@ -223,7 +223,7 @@ func simListing(recs []Record) string {
 
 // simDeliver applies a batch and returns how many envelopes changed the store.
 func simDeliver(t *testing.T, seed uint64, s *Store, envs [][]byte) int {
-	res, err := s.Apply(envs)
+	res, err := s.Replication().Apply(envs)
 	if err != nil {
 		t.Fatalf("seed %d: apply: %v", seed, err)
 	}

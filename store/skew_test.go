@@ -69,13 +69,13 @@ func skewRecords(t *testing.T, s *Store) string {
 // root and reads the same records.
 func skewConverged(t *testing.T, rs []*skewReplica) bool {
 	t.Helper()
-	root0, err := rs[0].s.Root()
+	root0, err := rs[0].s.Replication().Root()
 	if err != nil {
 		t.Fatal(err)
 	}
 	set0, recs0 := envelopeSet(t, rs[0].s), skewRecords(t, rs[0].s)
 	for _, r := range rs[1:] {
-		root, err := r.s.Root()
+		root, err := r.s.Replication().Root()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestClockSkewReplicas(t *testing.T) {
 				flaggedPairs++
 			}
 		}
-		if got := r.s.ClockSkew(); got != worst {
+		if got := r.s.Replication().ClockSkew(); got != worst {
 			t.Errorf("receiver %s: Store.ClockSkew = %v, want %v", r.name, got, worst)
 		}
 		if got, want := r.lastClock().Time(), r.clk.Now().Add(follow); !got.Equal(want) {
@@ -293,6 +293,6 @@ func TestClockSkewReplicas(t *testing.T) {
 	t.Logf("phase 4 (reopened, wall clocks set back): converged in %d gossip rounds (%d envelopes shipped), %d of %d pulls flagged",
 		rounds, shipped, flagged, rounds*len(rs))
 	for _, r := range rs {
-		t.Logf("replica %-5s offset %-12v Store.ClockSkew %v", r.name, r.offset, r.s.ClockSkew())
+		t.Logf("replica %-5s offset %-12v Store.ClockSkew %v", r.name, r.offset, r.s.Replication().ClockSkew())
 	}
 }

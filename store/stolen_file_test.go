@@ -37,23 +37,23 @@ func TestStolenFileOpensNoLocalSecret(t *testing.T) {
 		// What a node keeps: its identity, peer progress, a key-agreement key, the key of
 		// a rotated epoch (granted to the attacker too, who was a member then), and the
 		// history of a resolved conflict.
-		if err := s.PutLocal("identity", []byte("the device's libp2p private key")); err != nil {
+		if err := s.Local().Put("identity", []byte("the device's libp2p private key")); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutLocal("progress/peer", map[string]int{"seq": 42}); err != nil {
+		if err := s.Local().Put("progress/peer", map[string]int{"seq": 42}); err != nil {
 			t.Fatal(err)
 		}
 		former, err := Init(filepath.Join(t.TempDir(), "former"), []byte("the former member's passphrase"),
-			&Options{KDF: testKDF, DeviceName: "former", MeshKey: s.MeshKeyForPairing()})
+			&Options{KDF: testKDF, DeviceName: "former", MeshKey: s.Keys().MeshKeyForPairing()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer former.Close()
-		fkx, err := former.KeyAgreementKey()
+		fkx, err := former.Keys().KeyAgreementKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.RotateKey(map[resolve.DeviceID]string{former.Device().ID: fkx}); err != nil {
+		if _, err := s.Keys().RotateKey(map[resolve.DeviceID]string{former.Device().ID: fkx}); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Put("notes", "k", []byte(`{"v":"victim"}`)); err != nil {
@@ -63,25 +63,25 @@ func TestStolenFileOpensNoLocalSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 		copyAll(t, former, s)
-		cs, err := s.Conflicts()
+		cs, err := s.Conflicts().List()
 		if err != nil || len(cs) != 1 {
 			t.Fatalf("conflicts: %v %v", cs, err)
 		}
-		if err := s.ResolveConflict(cs[0].ID, 1, nil, 0); err != nil {
+		if err := s.Conflicts().Resolve(cs[0].ID, 1, nil, 0); err != nil {
 			t.Fatal(err)
 		}
 		copyAll(t, s, former) // the grant reaches the former member
-		if _, err := former.AdoptKeys(); err != nil {
+		if _, err := former.Keys().AdoptKeys(); err != nil {
 			t.Fatal(err)
 		}
-		keys := attackerKeys(s.MeshKeyForPairing(), former)
+		keys := attackerKeys(s.Keys().MeshKeyForPairing(), former)
 		s.Close()
 		attack(t, dir, keys, []string{"x/identity", "x/progress/peer", "kx-identity", "epoch-keys", "device"}, 1)
 	})
 
 	t.Run("blind replica", func(t *testing.T) {
 		dev := mustInit(t, nil)
-		tok, err := dev.ReplicaToken()
+		tok, err := dev.Keys().ReplicaToken()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,11 +90,11 @@ func TestStolenFileOpensNoLocalSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.PutLocal("identity", []byte("the replica's libp2p private key")); err != nil {
+		if err := r.Local().Put("identity", []byte("the replica's libp2p private key")); err != nil {
 			t.Fatal(err)
 		}
 		r.Close()
-		keys := attackerKeys(dev.MeshKeyForPairing(), dev)
+		keys := attackerKeys(dev.Keys().MeshKeyForPairing(), dev)
 		keys = append(keys, tok.Proof, tok.Rendezvous)
 		attack(t, dir, keys, []string{"x/identity", "replica-token", "device"}, 0)
 	})
@@ -106,10 +106,10 @@ func TestStolenFileOpensNoLocalSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.LoadKeyEpochs(); err != nil {
+		if err := s.Keys().LoadKeyEpochs(); err != nil {
 			t.Fatal(err)
 		}
-		keys := attackerKeys(s.MeshKeyForPairing(), s) // the phone held epoch 1 too
+		keys := attackerKeys(s.Keys().MeshKeyForPairing(), s) // the phone held epoch 1 too
 		s.Close()
 		attack(t, dir, keys, e.LocalNames, e.History)
 	})

@@ -400,18 +400,23 @@ func (s *Store) Device() DeviceInfo { return s.device }
 // so that peers know their remembered sequence numbers no longer apply.
 // A store that finds it was restored from an older copy of its file starts a new one (see
 // RolledBack).
-func (s *Store) Epoch() [16]byte {
+func (h Replication) Epoch() [16]byte {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.epoch
 }
 
 // MeshID is a public identifier of the mesh, derived from the mesh key.
-func (s *Store) MeshID() [16]byte { return s.keys.meshID }
+func (h Keys) MeshID() [16]byte {
+	s := h.s
+	return s.keys.meshID
+}
 
 // ClockSkew reports the largest amount by which a remote clock was seen ahead of local
 // time beyond MaxSkew since the store was opened (0 when none).
-func (s *Store) ClockSkew() time.Duration {
+func (h Replication) ClockSkew() time.Duration {
+	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.skew
@@ -419,7 +424,8 @@ func (s *Store) ClockSkew() time.Duration {
 
 // ChangePassphrase rewraps the mesh key (or a replica's secret) and the local secret under
 // newPass. Nothing else is re-encrypted.
-func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error {
+func (h Keys) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error {
+	s := h.s
 	if len(newPass) == 0 {
 		return fmt.Errorf("change passphrase: the new passphrase is empty")
 	}
@@ -467,7 +473,8 @@ func (s *Store) ChangePassphrase(oldPass, newPass []byte, kdf *KDFParams) error 
 // unwraps the key with it. It fails with ErrWrongPassphrase otherwise. A process that holds
 // the store open keeps the key, not the passphrase: it calls CheckPassphrase to confirm
 // that the person is the owner before a grave action, such as removing a device.
-func (s *Store) CheckPassphrase(pass []byte) error {
+func (h Keys) CheckPassphrase(pass []byte) error {
+	s := h.s
 	if len(pass) == 0 {
 		return fmt.Errorf("check passphrase: %w: it is empty", ErrWrongPassphrase)
 	}
@@ -499,7 +506,8 @@ func (s *Store) readHeader() (*header, error) {
 // MeshKeyForPairing returns the mesh key so that the pairing protocol can hand it to a new
 // device over an authenticated, encrypted channel. Nothing else may call it.
 // It is nil on a blind replica.
-func (s *Store) MeshKeyForPairing() []byte {
+func (h Keys) MeshKeyForPairing() []byte {
+	s := h.s
 	if s.keys.blind {
 		return nil
 	}

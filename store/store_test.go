@@ -157,11 +157,11 @@ func TestChangePassphrase(t *testing.T) {
 	}
 	s.Put("c", "k", []byte(`1`))
 	var before []byte
-	s.Since(0, 0, func(_ uint64, raw []byte) error { before = bytes.Clone(raw); return nil })
-	if err := s.ChangePassphrase([]byte("nope"), []byte("new"), nil); !errors.Is(err, ErrWrongPassphrase) {
+	s.Replication().Since(0, 0, func(_ uint64, raw []byte) error { before = bytes.Clone(raw); return nil })
+	if err := s.Keys().ChangePassphrase([]byte("nope"), []byte("new"), nil); !errors.Is(err, ErrWrongPassphrase) {
 		t.Errorf("ChangePassphrase with wrong old: %v", err)
 	}
-	if err := s.ChangePassphrase(testPass, []byte("new pass"), nil); err != nil {
+	if err := s.Keys().ChangePassphrase(testPass, []byte("new pass"), nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -174,7 +174,7 @@ func TestChangePassphrase(t *testing.T) {
 	}
 	defer mustVerifyClose(t, s)
 	var after []byte
-	s.Since(0, 0, func(_ uint64, raw []byte) error { after = bytes.Clone(raw); return nil })
+	s.Replication().Since(0, 0, func(_ uint64, raw []byte) error { after = bytes.Clone(raw); return nil })
 	if !bytes.Equal(before, after) {
 		t.Error("changing the passphrase re-encrypted records")
 	}

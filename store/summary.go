@@ -10,7 +10,10 @@ import (
 // Summary returns the store's persistent Merkle tree as a merkle.Source for a
 // reconciliation session. Each call reads in its own short transaction, so a session that
 // waits on the network never holds the database open.
-func (s *Store) Summary() merkle.Source { return summary{s} }
+func (h Replication) Summary() merkle.Source {
+	s := h.s
+	return summary{s}
+}
 
 type summary struct{ s *Store }
 
@@ -51,6 +54,7 @@ func scanItems(tx *bolt.Tx, p merkle.Prefix, limit int) []merkle.Item {
 }
 
 // Root is the summary of the whole store.
-func (s *Store) Root() (merkle.Node, error) {
-	return s.Summary().Node(merkle.Prefix{})
+func (h Replication) Root() (merkle.Node, error) {
+	s := h.s
+	return s.Replication().Summary().Node(merkle.Prefix{})
 }

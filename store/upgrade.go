@@ -26,7 +26,8 @@ import (
 
 // Upgraded reports whether the store's reserved records are signed: made by this release,
 // paired with trust anchors, or upgraded.
-func (s *Store) Upgraded() (bool, error) {
+func (h Authority) Upgraded() (bool, error) {
+	s := h.s
 	var ok bool
 	err := s.View(func(t *Tx) error {
 		ok = len(t.tx.Bucket(bucketMeta).Get(metaAuthority)) > 0
@@ -45,7 +46,8 @@ type LegacyDevice struct {
 // Upgrade moves the store to signed authority records: devs are the devices its device
 // list names (the node reads them, since it knows the record format and the peer ids). It
 // needs the signing key (AdoptSigningKey) and does nothing on a store already upgraded.
-func (s *Store) Upgrade(devs map[resolve.DeviceID]LegacyDevice) error {
+func (h Authority) Upgrade(devs map[resolve.DeviceID]LegacyDevice) error {
+	s := h.s
 	if s.keys.blind {
 		return nil
 	}
@@ -168,7 +170,7 @@ func (t *Tx) resign(r legacyRecord, devs map[resolve.DeviceID]LegacyDevice) erro
 		if err := json.Unmarshal(r.value, &m); err != nil {
 			return nil
 		}
-		ad, err := t.s.Admit(resolve.DeviceID(r.Key), d.Key)
+		ad, err := t.s.Authority().Admit(resolve.DeviceID(r.Key), d.Key)
 		if err != nil {
 			return err
 		}

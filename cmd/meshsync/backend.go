@@ -36,9 +36,17 @@ type backend interface {
 }
 
 var (
-	_ backend = (*store.Store)(nil)
+	_ backend = storeBackend{}
 	_ backend = (*localapi.Client)(nil)
 )
+
+// storeBackend is the store itself as a backend, when no daemon runs.
+type storeBackend struct{ *store.Store }
+
+func (b storeBackend) Conflicts() ([]store.ConflictInfo, error) { return b.Store.Conflicts().List() }
+func (b storeBackend) Policies() (map[string]resolve.Policy, error) {
+	return b.Store.Policies().List()
+}
 
 // daemon returns a client of the daemon serving the data directory, or nil when none runs.
 func (g *globals) daemon(ctx context.Context) *localapi.Client {
@@ -68,5 +76,8 @@ func (g *globals) open() (backend, error) {
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w (and no daemon answers on %s)", err, localapi.SocketPath(g.dir()))
 	}
-	return s, err
+	if err != nil {
+		return nil, err
+	}
+	return storeBackend{s}, nil
 }

@@ -284,7 +284,7 @@ func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *r
 		var envs [][]byte
 		var ids [][32]byte
 		var boxes []box
-		last, err := src.Since(after, limitBatch, func(_ uint64, raw []byte) error {
+		last, err := src.Replication().Since(after, limitBatch, func(_ uint64, raw []byte) error {
 			e, err := store.UnmarshalEnvelope(raw)
 			if err != nil {
 				return err

@@ -518,8 +518,8 @@ func (r *benchRun) incremental(ctx context.Context) error {
 
 	// Merkle: the node's reconciliation over the two stores' real summaries, in memory.
 	t0 = time.Now()
-	ini := merkle.NewInitiator(r.b.Store().Summary(), merkle.Config{})
-	resp := merkle.NewResponder(r.a.Store().Summary(), merkle.Config{})
+	ini := merkle.NewInitiator(r.b.Store().Replication().Summary(), merkle.Config{})
+	resp := merkle.NewResponder(r.a.Store().Replication().Summary(), merkle.Config{})
 	st, err := merkle.Exchange(ini, resp)
 	mel := time.Since(t0)
 	if err != nil {
@@ -608,7 +608,7 @@ func (r *benchRun) rest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	root, err := r.b.Store().Root()
+	root, err := r.b.Store().Replication().Root()
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node/localapi"
-	"github.com/meshsync/meshsync/store"
 )
 
 type consentCmd struct {
@@ -54,12 +53,13 @@ func (g *globals) openConsent() (consentAPI, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, ok := b.(*store.Store)
+	sb, ok := b.(storeBackend)
+	st := sb.Store
 	if !ok { // a daemon came up in between
 		b.Close()
 		return nil, nil, fmt.Errorf("a daemon started while this command ran: run it again")
 	}
-	key, err := st.Subkey("consent")
+	key, err := st.Keys().Subkey("consent")
 	if err != nil {
 		st.Close()
 		return nil, nil, err

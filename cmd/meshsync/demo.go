@@ -189,7 +189,7 @@ func (c *demoCmd) Run(ctx context.Context, g *globals) error {
 	}
 	roots := map[string]bool{}
 	for _, n := range all() {
-		root, err := n.Store().Root()
+		root, err := n.Store().Replication().Root()
 		if err != nil {
 			return err
 		}

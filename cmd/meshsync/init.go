@@ -28,7 +28,7 @@ func (c *initCmd) Run(g *globals) error {
 		return err
 	}
 	defer s.Close()
-	id := s.MeshID()
+	id := s.Keys().MeshID()
 	out := initOutput{Dir: g.dir(), Device: s.Device(), MeshID: hex.EncodeToString(id[:])}
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "Created a new mesh in %s\n", out.Dir)

@@ -152,11 +152,11 @@ func (s *Server) routes() {
 		reply(w, recs, err)
 	})
 	m.HandleFunc("GET /v1/conflicts", func(w http.ResponseWriter, r *http.Request) {
-		cs, err := s.st.Conflicts()
+		cs, err := s.st.Conflicts().List()
 		reply(w, cs, err)
 	})
 	m.HandleFunc("GET /v1/conflict", func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.st.Conflict(r.URL.Query().Get("id"))
+		c, err := s.st.Conflicts().Get(r.URL.Query().Get("id"))
 		reply(w, c, err)
 	})
 	m.HandleFunc("POST /v1/conflict/resolve", func(w http.ResponseWriter, r *http.Request) {
@@ -165,18 +165,18 @@ func (s *Server) routes() {
 			WriteError(w, err)
 			return
 		}
-		reply(w, struct{}{}, s.st.ResolveConflict(req.ID, req.Pick, req.Value, req.Expect))
+		reply(w, struct{}{}, s.st.Conflicts().Resolve(req.ID, req.Pick, req.Value, req.Expect))
 	})
 	m.HandleFunc("GET /v1/history", func(w http.ResponseWriter, r *http.Request) {
-		h, err := s.st.History(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
+		h, err := s.st.Conflicts().History(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
 		reply(w, h, err)
 	})
 	m.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.st.Policies()
+		p, err := s.st.Policies().List()
 		reply(w, p, err)
 	})
 	m.HandleFunc("GET /v1/policy", func(w http.ResponseWriter, r *http.Request) {
-		p, explicit, err := s.st.Policy(r.URL.Query().Get("collection"))
+		p, explicit, err := s.st.Policies().Get(r.URL.Query().Get("collection"))
 		reply(w, policyReply{p, explicit}, err)
 	})
 	m.HandleFunc("PUT /v1/policy", func(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +185,7 @@ func (s *Server) routes() {
 			WriteError(w, err)
 			return
 		}
-		reply(w, struct{}{}, s.st.SetPolicy(r.URL.Query().Get("collection"), p))
+		reply(w, struct{}{}, s.st.Policies().Set(r.URL.Query().Get("collection"), p))
 	})
 	m.HandleFunc("POST /v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := s.st.Verify()
@@ -221,7 +221,7 @@ func (s *Server) routes() {
 			WriteError(w, err)
 			return
 		}
-		reply(w, struct{}{}, s.st.ChangePassphrase(req.Old, req.New, nil))
+		reply(w, struct{}{}, s.st.Keys().ChangePassphrase(req.Old, req.New, nil))
 	})
 }
 
