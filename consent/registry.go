@@ -34,7 +34,7 @@ const (
 
 // DevicesCollection is the node's device list, read by the default IsMeshDevice (records
 // with a "peer" field).
-const DevicesCollection = "_devices"
+const DevicesCollection = store.DevicesCollection
 
 // DefaultGrantDuration is how long an approved request's grant lasts when neither the
 // request nor the approval names an expiry.

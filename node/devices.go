@@ -18,7 +18,7 @@ import (
 
 // DevicesCollection is the reserved collection holding the device list: one record per
 // device id. It syncs like any other record, so every device learns of a new or removed one.
-const DevicesCollection = "_devices"
+const DevicesCollection = store.DevicesCollection
 
 // RoleDevice is the role of an ordinary device holding the mesh key.
 const RoleDevice = "device"

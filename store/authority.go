@@ -56,6 +56,11 @@ import (
 // epoch); data envelopes under an epoch a removed device holds are accepted only up to the
 // time of its removal (the epoch cut).
 
+// DevicesCollection is the reserved collection of the device list: one record per device
+// id, holding the device's signing key and admission (deviceCert) beside what the node
+// keeps there (name, role, addresses, key-agreement key).
+const DevicesCollection = "_devices"
+
 // RemovalsCollection is the reserved collection of removals: one record per removed device
 // and device that removed it or learned of its removal, keyed "removed/by".
 const RemovalsCollection = "_removals"
@@ -168,7 +173,7 @@ func (s *Store) sign(id merkle.ID, v resolve.Version, p *payload) error {
 func reservedCollection(c string) bool { return strings.HasPrefix(c, "_") }
 
 // membershipCollection reports whether records of c decide who is a member.
-func membershipCollection(c string) bool { return c == devicesCollection || c == RemovalsCollection }
+func membershipCollection(c string) bool { return c == DevicesCollection || c == RemovalsCollection }
 
 // checkAuthority verifies a reserved record arriving from elsewhere: a valid signature by
 // its writer, a writer that is a member and may write this record. ErrUnknownSigner is
@@ -188,7 +193,7 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 		key = t.s.signer.Public().(ed25519.PublicKey) // its own record, before its admission arrived
 	}
 	switch p.Collection {
-	case devicesCollection:
+	case DevicesCollection:
 		if p.Value.Kind == resolve.KindDeleted {
 			return fail(ErrNotAllowed, "device records are never deleted")
 		}
@@ -297,7 +302,7 @@ func (t *Tx) computeAuthority() (*authority, error) {
 	if in.anchors, err = t.s.anchors(t.tx); err != nil {
 		return nil, err
 	}
-	err = t.versions(devicesCollection, func(v resolve.Version, p *payload) {
+	err = t.versions(DevicesCollection, func(v resolve.Version, p *payload) {
 		if c, err := parseDeviceCert(p.Value.Data); err == nil && string(c.ID) == p.Key && len(p.Sig) > 0 {
 			in.certs = append(in.certs, *c)
 		}

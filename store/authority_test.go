@@ -58,7 +58,7 @@ func writeDeviceRecord(t *testing.T, by *Store, dev resolve.DeviceID, key ed2551
 		rec[k] = v
 	}
 	b, _ := json.Marshal(rec)
-	if err := by.Update(func(tx *Tx) error { return tx.PutReserved(devicesCollection, string(dev), b) }); err != nil {
+	if err := by.Update(func(tx *Tx) error { return tx.PutReserved(DevicesCollection, string(dev), b) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -147,9 +147,9 @@ func TestAuthorityRefusesForgeries(t *testing.T) {
 		{"policy by a stranger", forge(t, m, stranger, versionAt(strangerID, clk, 1), PolicyCollection, "notes", resolve.KindJSON, policy), ErrUnknownSigner},
 		// Membership: a device admitted by no member, a member's key changed, another
 		// device's removal written or deleted.
-		{"self-admitted stranger", forge(t, m, stranger, versionAt(strangerID, clk, 1), devicesCollection, string(strangerID), resolve.KindJSON, strangerRec), ErrUnknownSigner},
-		{"b re-keyed by m", forge(t, m, m.signer, versionAt(self, clk, 8), devicesCollection, string(b.device.ID), resolve.KindJSON, rekey), ErrNotAllowed},
-		{"b's record deleted", forge(t, m, m.signer, versionAt(self, clk, 9), devicesCollection, string(b.device.ID), resolve.KindDeleted, nil), ErrNotAllowed},
+		{"self-admitted stranger", forge(t, m, stranger, versionAt(strangerID, clk, 1), DevicesCollection, string(strangerID), resolve.KindJSON, strangerRec), ErrUnknownSigner},
+		{"b re-keyed by m", forge(t, m, m.signer, versionAt(self, clk, 8), DevicesCollection, string(b.device.ID), resolve.KindJSON, rekey), ErrNotAllowed},
+		{"b's record deleted", forge(t, m, m.signer, versionAt(self, clk, 9), DevicesCollection, string(b.device.ID), resolve.KindDeleted, nil), ErrNotAllowed},
 		{"removal in a's name", forge(t, m, m.signer, versionAt(self, clk, 1), RemovalsCollection, removalKey(b.device.ID, a.device.ID), resolve.KindJSON, removal(b.device.ID, a.device.ID)), ErrNotAllowed},
 		{"removal deleted", forge(t, m, m.signer, versionAt(self, clk, 2), RemovalsCollection, removalKey(b.device.ID, self), resolve.KindDeleted, nil), ErrNotAllowed},
 		// Key epochs: a grant in another's name, an epoch that would wrap, a jump.
@@ -207,7 +207,7 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 	rec, _ := json.Marshal(map[string]any{"id": m.device.ID, "key": []byte(pubOf(m)), "removed": false})
 	var hostile [][]byte
 	hostile = append(hostile,
-		forge(t, m, m.signer, resolve.Version{Device: m.device.ID, Clock: future, VV: huge}, devicesCollection, string(m.device.ID), resolve.KindJSON, rec),
+		forge(t, m, m.signer, resolve.Version{Device: m.device.ID, Clock: future, VV: huge}, DevicesCollection, string(m.device.ID), resolve.KindJSON, rec),
 		forge(t, m, m.signer, resolve.Version{Device: m.device.ID, Clock: future, VV: huge}, RemovalsCollection, removalKey(m.device.ID, a.device.ID), resolve.KindDeleted, nil),
 		forge(t, m, m.signer, resolve.Version{Device: m.device.ID, Clock: future, VV: huge}, "notes", "after", resolve.KindJSON, []byte(`"m after its removal"`)),
 	)

@@ -98,9 +98,6 @@ func unwrapKey(g *keyGrant, id *age.X25519Identity) (epochKey, error) {
 	return ek, nil
 }
 
-// devicesCollection is node's device list (node.DevicesCollection).
-const devicesCollection = "_devices"
-
 // underMeshKey reports whether a payload is sealed under epoch 0 whatever the newest epoch
 // held: the key grants and the membership records (device list and removals), so that a
 // device holding only the mesh key (one just paired, or one that missed rotations) can

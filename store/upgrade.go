@@ -161,7 +161,7 @@ func (t *Tx) resign(r legacyRecord, devs map[resolve.DeviceID]LegacyDevice) erro
 		if err != nil || g.By != self {
 			return t.write(r.Collection, r.Key, resolve.KindDeleted, nil)
 		}
-	case r.Collection == devicesCollection:
+	case r.Collection == DevicesCollection:
 		d, ok := devs[resolve.DeviceID(r.Key)]
 		if !ok || len(d.Key) != ed25519.PublicKeySize {
 			return nil // a record this device cannot vouch for stays as it is, unread
