@@ -266,15 +266,38 @@ func (t *Tx) checkAuthority(a *authority, e *Envelope, p *payload) error {
 	return nil
 }
 
+// authCache is a membership computed from the committed records of one authority
+// generation (metaAuthGen, bumped in every transaction that changes a record the
+// membership reads), so that a cached value always matches the snapshot that reads it.
+type authCache struct {
+	gen uint64
+	a   *authority
+}
+
+// metaAuthGen counts the transactions that changed a record the membership reads.
+var metaAuthGen = []byte("authgen")
+
+func (t *Tx) authGen() uint64 {
+	if v := t.tx.Bucket(bucketMeta).Get(metaAuthGen); len(v) == 8 {
+		return be64(v)
+	}
+	return 0
+}
+
+func (t *Tx) bumpAuthGen() error {
+	return t.tx.Bucket(bucketMeta).Put(metaAuthGen, u64be(t.authGen()+1))
+}
+
 // authority returns the membership as of this transaction.
 func (t *Tx) authority() (*authority, error) {
 	if t.auth != nil {
 		return t.auth, nil
 	}
+	gen := t.authGen()
 	if !t.authDirty {
-		if a := t.s.auth.Load(); a != nil {
-			t.auth = a
-			return a, nil
+		if c := t.s.auth.Load(); c != nil && c.gen == gen {
+			t.auth = c.a
+			return c.a, nil
 		}
 	}
 	a, err := t.computeAuthority()
@@ -283,7 +306,7 @@ func (t *Tx) authority() (*authority, error) {
 	}
 	t.auth = a
 	if !t.authDirty {
-		t.s.auth.Store(a)
+		t.s.auth.Store(&authCache{gen: gen, a: a})
 	}
 	return a, nil
 }

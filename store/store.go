@@ -142,7 +142,7 @@ type Store struct {
 	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
 
 	signer ed25519.PrivateKey        // this device's signing key (authority.go); nil until it has one
-	auth   atomic.Pointer[authority] // the membership as last computed from committed records
+	auth   atomic.Pointer[authCache] // the membership as last computed from committed records
 }
 
 // DeviceInfo names this device.

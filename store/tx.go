@@ -94,9 +94,6 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		}
 		return t.flush()
 	})
-	if t != nil && t.authDirty {
-		s.auth.Store(nil) // committed or not, the cached membership may be stale
-	}
 	if err != nil {
 		return s.commitFailed(err) // diskfull.go
 	}
@@ -120,6 +117,11 @@ func (s *Store) newTx(btx *bolt.Tx) *Tx {
 func (t *Tx) flush() error {
 	if err := t.flushIndexes(); err != nil {
 		return err
+	}
+	if t.authDirty {
+		if err := t.bumpAuthGen(); err != nil {
+			return err
+		}
 	}
 	tree := t.tx.Bucket(bucketTree)
 	keys := make([]merkle.Prefix, 0, len(t.nodes))
