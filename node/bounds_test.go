@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )

@@ -2,7 +2,7 @@
 // only to the person's own devices, and the sync engine that keeps them converged.
 //
 // A node speaks three protocols, each on its own stream, all framed by package
-// node/wire (4-byte length, type byte, body; 4 MiB cap):
+// node/internal/wire (4-byte length, type byte, body; 4 MiB cap):
 //
 //   - PairProtocol (/meshsync/pair/1.0.0): a new device proves an invite's one-time secret,
 //     bound to both peer ids, and receives the mesh key and the device list.

@@ -3,7 +3,7 @@ package node
 import (
 	"errors"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
 // Errors a caller may branch on.

@@ -20,7 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 	"github.com/meshsync/meshsync/store"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
 // PushProtocol is the libp2p protocol id of a push stream: a long-lived stream from a

@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 	"github.com/meshsync/meshsync/store"
 )
 

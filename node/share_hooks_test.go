@@ -18,8 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/meshsync/meshsync/consent"
+	"github.com/meshsync/meshsync/node/internal/wire"
 	"github.com/meshsync/meshsync/node/share"
-	"github.com/meshsync/meshsync/node/wire"
 )
 
 // destination is a share destination on loopback: a receive host with a receiver that

@@ -10,8 +10,8 @@
 //
 // # Wire format
 //
-// Frames are those of package node/wire: a 4-byte big-endian length of what follows, a
-// type byte, the body. One stream carries one share:
+// Frames are those of package node/internal/wire: a 4-byte big-endian length of what
+// follows, a type byte, the body. One stream carries one share:
 //
 //	sender → destination   'H' header: canonical JSON {"grant":ID,"purpose":P,"fields":[…],"count":N}
 //	                       'B' batch, any number: u32 n, then n × (u32 len, document)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
 // doc is a compact JSON document of about n bytes.

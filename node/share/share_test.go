@@ -15,7 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshsync/meshsync/consent"
-	"github.com/meshsync/meshsync/node/wire"
+	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
 func newHost(t testing.TB) host.Host {
