@@ -3,7 +3,6 @@ package mobile
 import (
 	"encoding/json"
 	"errors"
-	"github.com/meshsync/meshsync/node/view"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,11 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshsync/meshsync/store"
+	"github.com/meshsync/meshsync/internal/testmode"
+	"github.com/meshsync/meshsync/node/view"
 )
 
 // Stores made by the tests use a cheap KDF: they open in a millisecond.
-func init() { store.UseTestKDF() }
+func init() { testmode.Enable() }
 
 const testPass = "correct horse battery staple"
 

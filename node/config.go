@@ -2,11 +2,11 @@ package node
 
 import (
 	"log/slog"
-	"testing"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -33,8 +33,9 @@ type Config struct {
 	// punching. Devices then meet through mDNS and the addresses in the device list.
 	LANOnly bool
 	// Bootstrap are the multiaddrs (ending in /p2p/<id>) of the DHT peers the node joins the
-	// DHT through. Default: the public libp2p bootstrap list (DefaultBootstrap), except in a
-	// test binary, where the default is empty so that no test dials the public network.
+	// DHT through. Default: the public libp2p bootstrap list (DefaultBootstrap), except in
+	// test mode (internal/testmode, which meshsync's tests turn on), where the default is
+	// empty so that no test dials the public network.
 	Bootstrap []string
 	// Relays are circuit relay v2 relays (multiaddrs ending in /p2p/<id>) on which the node
 	// keeps a reservation, so that devices behind NATs reach it through them; `meshsync
@@ -118,7 +119,7 @@ func (c Config) withDefaults() Config {
 	if c.ApplyBatch <= 0 {
 		c.ApplyBatch = 4096
 	}
-	if c.Bootstrap == nil && !testing.Testing() {
+	if c.Bootstrap == nil && !testmode.Enabled() {
 		c.Bootstrap = DefaultBootstrap()
 	}
 	if c.Rendezvous <= 0 {

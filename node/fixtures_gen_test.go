@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
@@ -107,7 +108,7 @@ func TestWriteStoreFixtures(t *testing.T) {
 	// A conflict, resolved on a: its losing value stays in a's history.
 	// The concurrent write comes from a detached copy of the mesh (a store joined with the
 	// mesh key that never syncs), so that the two writes are concurrent for sure.
-	c, err := store.Init(filepath.Join(t.TempDir(), "c"), fixtureStorePass, &store.Options{MeshKey: a.Store().Keys().MeshKeyForPairing(), DeviceName: "detached", KDF: store.TestKDF})
+	c, err := store.Init(filepath.Join(t.TempDir(), "c"), fixtureStorePass, &store.Options{MeshKey: a.Store().Keys().MeshKeyForPairing(), DeviceName: "detached", KDF: store.KDFParams(testmode.KDF)})
 	must(err)
 	must(c.Put("notes", "shared", []byte(`{"v":"detached"}`)))
 	must(a.Store().Put("notes", "shared", []byte(`{"v":"laptop"}`)))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
@@ -20,7 +21,7 @@ var testPass = []byte("correct horse battery staple")
 
 // Stores made by the tests use a cheap KDF: they open in a millisecond instead of
 // seconds under -race.
-func init() { store.UseTestKDF() }
+func init() { testmode.Enable() }
 
 // testConfig is a loopback node configuration in a fresh directory.
 func testConfig(t testing.TB, name string) Config {

@@ -569,13 +569,13 @@ func TestStoreHeaderDowngradeRefused(t *testing.T) {
 		"fewer passes":   func(h *header) { h.KDF.Time = 1 },
 		"less memory":    func(h *header) { h.KDF.Memory = 1024 },
 		"fewer lanes":    func(h *header) { h.KDF.Threads = 1 },
-		"all minimal":    func(h *header) { h.KDF = TestKDF },
+		"all minimal":    func(h *header) { h.KDF = testKDF },
 		"memory halved":  func(h *header) { h.KDF.Memory /= 2 },
 		"one pass fewer": func(h *header) { h.KDF.Time-- },
 	}
 	cases := 0
 	for name, fn := range downgrades {
-		for _, floor := range []KDFParams{made, TestKDF} {
+		for _, floor := range []KDFParams{made, testKDF} {
 			editHeader(func(h *header) { h.KDF = made })
 			editHeader(fn)
 			before, err := os.ReadFile(path)
@@ -584,7 +584,7 @@ func TestStoreHeaderDowngradeRefused(t *testing.T) {
 			}
 			kdfFloor = floor
 			want := ErrWeakKDF // below the floor: refused before any Argon2id work
-			if floor == TestKDF {
+			if floor == testKDF {
 				want = ErrWrongPassphrase // authenticated parameters: the unwrap fails
 			}
 			if _, err := Open(dir, testPass, nil); !errors.Is(err, want) {

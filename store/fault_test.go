@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshsync/meshsync/internal/testmode"
 )
 
 // The fault sweep (TESTPLAN row 3) runs a fixed store workload in a child process under
@@ -28,14 +30,14 @@ import (
 func init() {
 	if dir := os.Getenv("MESHSYNC_FAULT_CHILD"); dir != "" {
 		runtime.LockOSThread()
-		UseTestKDF()
+		testmode.Enable()
 		os.Exit(faultWorkload(dir, os.Stdout))
 	}
 	// scripts/dm-flakey.sh drives the test binary: MESHSYNC_FAULT_INIT creates a store,
 	// MESHSYNC_CRASH_CHILD (crash_test.go) writes to it printing each acknowledged write,
 	// and MESHSYNC_FAULT_CHECK verifies it against that log (MESHSYNC_FAULT_ACKED).
 	if dir := os.Getenv("MESHSYNC_FAULT_INIT"); dir != "" {
-		UseTestKDF()
+		testmode.Enable()
 		s, err := Init(dir, testPass, testOpts("flakey"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -45,7 +47,7 @@ func init() {
 		os.Exit(0)
 	}
 	if dir := os.Getenv("MESHSYNC_FAULT_CHECK"); dir != "" {
-		UseTestKDF()
+		testmode.Enable()
 		os.Exit(checkAckLog(dir, os.Getenv("MESHSYNC_FAULT_ACKED")))
 	}
 }

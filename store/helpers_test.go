@@ -8,15 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/resolve"
 )
 
-// testKDF keeps unit tests fast; the floor is lowered for this package's tests only, and
-// TestKDFFloor checks the real floor.
-var testKDF = TestKDF
-
+// Unit tests run in test mode: the cheap testKDF keeps them fast, and TestKDFFloor checks
+// the real floor.
 func init() {
-	UseTestKDF()
+	testmode.Enable()
 	testInitHook = autoPair
 }
 

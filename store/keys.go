@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/meshsync/meshsync/internal/testmode"
 )
 
 // KDFParams are the Argon2id parameters that turn a passphrase into the key-encryption key.
@@ -30,8 +32,20 @@ var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 4}
 // package may lower it.
 var kdfFloor = DefaultKDF
 
-// defaultKDF is what Init uses when Options.KDF is zero (UseTestKDF lowers it in tests).
+// defaultKDF is what Init uses when Options.KDF is zero.
 var defaultKDF = DefaultKDF
+
+// testKDF is the cheap setting of test mode (internal/testmode): turning it on lowers the
+// floor and the default to it, and makes backups use a cheap scrypt work factor, so that
+// tests of every package can open many stores quickly.
+var testKDF = KDFParams(testmode.KDF)
+
+func init() {
+	testmode.OnEnable(func() {
+		kdfFloor, defaultKDF = testKDF, testKDF
+		defaultBackupWorkFactor = testmode.BackupWorkFactor
+	})
+}
 
 func (p KDFParams) belowFloor() bool {
 	return p.Time < kdfFloor.Time || p.Memory < kdfFloor.Memory || p.Threads < kdfFloor.Threads

@@ -16,12 +16,12 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/crypto/argon2"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/store"
@@ -195,10 +195,10 @@ func (c *benchSyncCmd) Run(ctx context.Context, g *globals) (err error) {
 		defer os.RemoveAll(dir)
 	}
 	r := &benchRun{c: c, g: g, dir: dir, kdf: store.DefaultKDF}
-	// A test binary (the CLI's testscript) lowers the KDF floor; say so rather than
-	// measure the real Argon2id there.
-	if testing.Testing() {
-		r.kdf = store.TestKDF
+	// Test mode (the CLI's testscript) lowers the KDF floor; say so rather than measure
+	// the real Argon2id there.
+	if testmode.Enabled() {
+		r.kdf = store.KDFParams(testmode.KDF)
 	}
 	start := time.Now()
 	r.log = func(format string, args ...any) {
@@ -492,7 +492,7 @@ func (r *benchRun) incremental(ctx context.Context) error {
 	t0 := time.Now()
 	argon2.IDKey([]byte("bench passphrase"), make([]byte, 16), r.kdf.Time, r.kdf.Memory, r.kdf.Threads, 32)
 	kdf := time.Since(t0)
-	r.rows = append(r.rows, benchUnlock{Row: "unlock", Seconds: unlock.Seconds(), TestKDF: r.kdf == store.TestKDF,
+	r.rows = append(r.rows, benchUnlock{Row: "unlock", Seconds: unlock.Seconds(), TestKDF: r.kdf == store.KDFParams(testmode.KDF),
 		KDF: fmt.Sprintf("argon2id t=%d m=%dMiB p=%d", r.kdf.Time, r.kdf.Memory>>10, r.kdf.Threads), KDFSeconds: kdf.Seconds()})
 	cs, cr, cel, err := r.reconnect(ctx, nil, 0)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/store"
 )
@@ -18,7 +19,7 @@ import (
 // for it (here a second), and when the command holds it longer than daemonLockWait, fails
 // naming the process.
 func TestDaemonWaitsForStoreLock(t *testing.T) {
-	store.UseTestKDF()
+	testmode.Enable()
 	pass := []byte("pass")
 	g := &globals{Dir: filepath.Join(t.TempDir(), "s")}
 	held, err := store.Init(g.Dir, pass, nil)

@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshsync/meshsync/store"
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // TestMain lets testscript run the real command as `meshsync` inside scripts. The scripts
-// use cheap key-derivation settings (store.UseTestKDF) so that each command unlocks in a
+// use cheap key-derivation settings (internal/testmode) so that each command unlocks in a
 // millisecond; the real floor is tested in package store.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"meshsync": func() {
-			store.UseTestKDF()
+			testmode.Enable()
 			os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 		},
 	})

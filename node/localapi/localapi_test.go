@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
-func init() { store.UseTestKDF() }
+func init() { testmode.Enable() }
 
 func serve(t *testing.T) (*store.Store, *Client) {
 	t.Helper()
