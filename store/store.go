@@ -341,9 +341,7 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 }
 
 func openDB(path string, o Options) (*bolt.DB, error) {
-	// The free list is synced (bbolt's default): without it every open walks every page,
-	// which costs unlock time and resident memory in proportion to the file.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, boltOptions(o)) // bulk.go
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: %w%s; waited %s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)), o.LockTimeout)

@@ -160,11 +160,8 @@ func (t *Tx) flush() error {
 
 // flushIndexes writes the buffered id and collection index entries in key order.
 func (t *Tx) flushIndexes() error {
-	ids := t.tx.Bucket(bucketIDs)
-	for _, id := range slices.SortedFunc(maps.Keys(t.ids), func(a, b merkle.ID) int { return bytes.Compare(a[:], b[:]) }) {
-		if err := ids.Put(id[:], t.ids[id]); err != nil {
-			return err
-		}
+	if err := putIDs(t.tx.Bucket(bucketIDs), t.ids); err != nil { // bulk.go
+		return err
 	}
 	coll := t.tx.Bucket(bucketColl)
 	for _, k := range slices.Sorted(maps.Keys(t.coll)) {
@@ -588,12 +585,10 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 			oldSeq[h.hash] = entry.seqs[i]
 		}
 	}
-	envs := t.tx.Bucket(bucketEnv)
-	envs.FillPercent = 1 // appended in sequence order: pack pages full
+	envs := appendEnvs(t.tx) // bulk.go
 	sortByHash(next)
-	val := make([]byte, 32, 32+8*len(next))
 	digest := antichainDigest(next)
-	copy(val, digest[:])
+	updated := idEntry{digest: digest, seqs: make([]uint64, 0, len(next))}
 	for _, h := range next {
 		seq, ok := oldSeq[h.hash]
 		if ok {
@@ -604,7 +599,7 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 				return err
 			}
 		}
-		val = append(val, u64be(seq)...)
+		updated.seqs = append(updated.seqs, seq)
 	}
 	for _, seq := range oldSeq {
 		if err := envs.Delete(u64be(seq)); err != nil {
@@ -614,7 +609,7 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	if t.ids == nil {
 		t.ids = map[merkle.ID][]byte{}
 	}
-	t.ids[id] = val
+	t.ids[id] = updated.marshal()
 	if err := t.recordHistory(old, next); err != nil {
 		return err
 	}

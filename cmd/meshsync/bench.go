@@ -1,18 +1,89 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
-	"syscall"
-	"text/tabwriter"
+	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
-	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/internal/bench"
+	"github.com/meshsync/meshsync/store"
 )
 
 type benchCmd struct {
 	Sync      benchSyncCmd      `cmd:"" default:"withargs" help:"Run real nodes on loopback and print every figure beside the limit measured in the same run (the default)."`
 	Reconcile benchReconcileCmd `cmd:"" help:"Reconcile two in-memory sets and print bytes, round trips and CPU time."`
+}
+
+// benchSyncCmd is `meshsync bench` (also `meshsync bench sync`): real nodes on loopback
+// with real bbolt files in a temporary directory, every figure beside a limit measured in
+// the same run (internal/bench).
+type benchSyncCmd struct {
+	Records    int           `help:"Records a fresh device receives; the incremental rows share as many." default:"100000"`
+	Size       int           `help:"Bytes of each record's value." default:"1024"`
+	Changes    int           `help:"Records changed for the incremental rows (d)." default:"10"`
+	Writes     int           `help:"Writes timed for the push row." default:"1000"`
+	Idle       time.Duration `help:"Window over which the idle nodes' CPU time and wake-ups are counted." default:"60s"`
+	CPUProfile string        `name:"cpuprofile" help:"Write a CPU profile of the whole run to FILE (go tool pprof)." placeholder:"FILE"`
+	Keep       bool          `help:"Keep the temporary directory (the nodes' stores)."`
+	Verbose    bool          `help:"Log what the nodes do to stderr (debug level)."`
+}
+
+// Run measures every row and prints the table.
+func (c *benchSyncCmd) Run(ctx context.Context, g *globals) error {
+	switch {
+	case c.Records < 1:
+		return usagef("--records must be at least 1")
+	case c.Size < 1 || c.Size > store.MaxValueSize:
+		return usagef("--size must be between 1 and %d", store.MaxValueSize)
+	case c.Changes < 1 || c.Changes > c.Records:
+		return usagef("--changes must be between 1 and --records")
+	case c.Writes < 1:
+		return usagef("--writes must be at least 1")
+	case c.Idle < 0:
+		return usagef("--idle must not be negative")
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	dir, err := os.MkdirTemp("", "meshsync-bench-")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if c.Keep {
+		fmt.Fprintln(g.stderr, "bench: files kept in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	o := bench.Options{Records: c.Records, Size: c.Size, Changes: c.Changes, Writes: c.Writes,
+		Idle: c.Idle, Dir: dir, Progress: g.stderr}
+	if c.Verbose {
+		o.Logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	rows, err := bench.Run(ctx, o)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if g.JSON {
+		for _, row := range rows {
+			if err := g.print(row, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return g.print(nil, func(w io.Writer) { bench.WriteTable(w, rows, c.Size) })
 }
 
 type benchReconcileCmd struct {
@@ -22,51 +93,19 @@ type benchReconcileCmd struct {
 	Table bool  `help:"Print the whole table n ∈ {1e3,1e5,1e6} × d ∈ {0,1,10,100,1000,10000} instead."`
 }
 
-type reconcileRow struct {
-	N             int     `json:"n"`
-	D             int     `json:"d"`
-	BytesSent     int     `json:"bytes_sent"`
-	BytesReceived int     `json:"bytes_received"`
-	RoundTrips    int     `json:"round_trips"`
-	Seconds       float64 `json:"seconds"`
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reconcileOnce(n, d int, seed int64) (reconcileRow, error) {
-	if n < 0 || d < 0 {
-		return reconcileRow{}, usagef("--n and --d must not be negative")
-	}
-	start := cpuTime()
-	st, err := merkle.Simulate(n, d, seed, merkle.Config{})
-	if err != nil {
-		return reconcileRow{}, fmt.Errorf("reconcile n=%d d=%d: %w", n, d, err)
-	}
-	return reconcileRow{N: n, D: d, BytesSent: st.BytesSent, BytesReceived: st.BytesReceived,
-		RoundTrips: st.RoundTrips, Seconds: (cpuTime() - start).Seconds()}, nil
-}
-
 func (c *benchReconcileCmd) Run(g *globals) error {
-	var rows []reconcileRow
+	if c.N < 0 || c.D < 0 {
+		return usagef("--n and --d must not be negative")
+	}
+	var rows []bench.ReconcileRow
 	if c.Table {
-		for _, n := range []int{1000, 100000, 1000000} {
-			for _, d := range []int{0, 1, 10, 100, 1000, 10000} {
-				r, err := reconcileOnce(n, d, c.Seed)
-				if err != nil {
-					return err
-				}
-				rows = append(rows, r)
-			}
+		all, err := bench.ReconcileTable(c.Seed)
+		if err != nil {
+			return err
 		}
+		rows = all
 	} else {
-		r, err := reconcileOnce(c.N, c.D, c.Seed)
+		r, err := bench.Reconcile(c.N, c.D, c.Seed)
 		if err != nil {
 			return err
 		}
@@ -80,12 +119,5 @@ func (c *benchReconcileCmd) Run(g *globals) error {
 		}
 		return nil
 	}
-	return g.print(nil, func(w io.Writer) {
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "n\td\tbytes sent\tbytes received\ttotal\tround trips\tCPU s\t")
-		for _, r := range rows {
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t\n", r.N, r.D, r.BytesSent, r.BytesReceived, r.BytesSent+r.BytesReceived, r.RoundTrips, r.Seconds)
-		}
-		tw.Flush()
-	})
+	return g.print(nil, func(w io.Writer) { bench.WriteReconcileTable(w, rows) })
 }

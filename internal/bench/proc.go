@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // This file reads what the kernel says about this process (Linux /proc): CPU time,
@@ -113,4 +115,29 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// tcpPorts returns the TCP ports of addrs.
+func tcpPorts(addrs []ma.Multiaddr) []int {
+	var out []int
+	for _, a := range addrs {
+		if v, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			if p, err := strconv.Atoi(v); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -16,11 +16,12 @@ const (
 	targetIdleCPU     = 0.01
 )
 
-// writeBenchTable prints the rows as a table: each figure, the limit measured in the same
+// WriteTable prints the rows of Run as a table: each figure, the limit measured in the same
 // run (or the target where there is no limit to measure), and their ratio.
-func writeBenchTable(w io.Writer, rows []any, valueSize int) {
+// valueSize is the Options.Size the rows were measured with.
+func WriteTable(w io.Writer, rows []any, valueSize int) {
 	for _, row := range rows {
-		if m, ok := row.(benchMachine); ok {
+		if m, ok := row.(MachineRow); ok {
 			fmt.Fprintf(w, "machine: %s, %d cores, %s, %s", m.CPU, m.Cores, m.OS, m.Go)
 			if m.LoadAvg != "" {
 				fmt.Fprintf(w, ", load %s at start", m.LoadAvg)
@@ -33,11 +34,11 @@ func writeBenchTable(w io.Writer, rows []any, valueSize int) {
 	fmt.Fprintln(tw, "ROW\tMEASURED\tLIMIT OR TARGET\tRATIO\tNOTES")
 	for _, row := range rows {
 		switch r := row.(type) {
-		case benchInitial:
+		case InitialSyncRow:
 			fmt.Fprintf(tw, "initial sync\t%s rec/s (%d in %.2f s)\t%s rec/s (%s)\t%.2f\tlimits/s: stream %s, bbolt %s, AEAD %s; %.0f wire B/rec\n",
 				thousands(r.RecordsPerS), r.Records, r.Seconds, thousands(r.LimitRecordsPerS), r.LimitBy, r.OfLimit,
 				thousands(r.StreamPerS), thousands(r.BoltPerS), thousands(r.AEADPerS), float64(r.WireBytes)/float64(max(1, r.Records)))
-		case benchIncremental:
+		case IncrementalRow:
 			if r.Row == "incremental_merkle" {
 				total := r.BytesSent + r.BytesReceived
 				fmt.Fprintf(tw, "incremental merkle\t%s B (%s out, %s in), %d RT, %.1f ms CPU\ttarget 8 KiB, 3 RT\t%.2f\tn=%d d=%d, found %d; in memory (+ %d RT × RTT = %.2f ms)\n",
@@ -48,15 +49,15 @@ func writeBenchTable(w io.Writer, rows []any, valueSize int) {
 					r.Seconds*1e3, thousands(float64(r.BytesSent)), thousands(float64(r.BytesReceived)), r.FloorSeconds*1e3,
 					r.Seconds/r.FloorSeconds, r.N, r.D, r.ConnectSeconds*1e3, thousands(float64(r.ConnectBytesSent)), thousands(float64(r.ConnectBytesReceived)))
 			}
-		case benchPush:
+		case PushRow:
 			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
 				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)
-		case benchSignatures:
+		case SignaturesRow:
 			fmt.Fprintf(tw, "signatures	sign %.0f µs, verify %.0f µs	%.2f s initial sync	%.4f	%d authority records verified: %.1f ms; a signature on every one of its records would add %.1f s on %d cores\n",
 				r.SignMicros, r.VerifyMicros, r.InitialSeconds, r.AuthoritySeconds/r.InitialSeconds, r.AuthorityRecords, r.AuthoritySeconds*1e3, r.AllRecordsSeconds, runtime.NumCPU())
-		case benchUnlock:
+		case UnlockRow:
 			fmt.Fprintf(tw, "unlock\t%.0f ms\t%.0f ms (Argon2id alone)\t%.2f\t%s%s; target 250 ms\n", r.Seconds*1e3, r.KDFSeconds*1e3, r.Seconds/r.KDFSeconds, r.KDF, map[bool]string{true: " (test KDF)"}[r.TestKDF])
-		case benchRest:
+		case RestRow:
 			fmt.Fprintf(tw, "rest: memory\t%.0f MiB RSS (anon %.0f, file %.0f)\ttarget 256 MiB\t%.2f\tone node holding %d records, after GC; restarted: %.0f MiB (file %.0f)\n",
 				mib(r.RSSBytes), mib(r.RSSAnonBytes), mib(r.RSSFileBytes), float64(r.RSSBytes)/targetRSSBytes, r.Records, mib(r.RSSRestartedBytes), mib(r.RSSRestartedFileBytes))
 			fmt.Fprintf(tw, "rest: disk\t%.0f B/record\t%d B value\t%.2f\t%.0f MiB file\n",
@@ -89,4 +90,14 @@ func thousands(v float64) string {
 		return "-" + string(out)
 	}
 	return string(out)
+}
+
+// WriteReconcileTable prints rows of Reconcile as a table.
+func WriteReconcileTable(w io.Writer, rows []ReconcileRow) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "n\td\tbytes sent\tbytes received\ttotal\tround trips\tCPU s\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t\n", r.N, r.D, r.BytesSent, r.BytesReceived, r.BytesSent+r.BytesReceived, r.RoundTrips, r.Seconds)
+	}
+	tw.Flush()
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -20,9 +19,10 @@ import (
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/meshsync/meshsync/internal/storehook"
+	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -201,70 +201,23 @@ func quantile(d []time.Duration, q float64) time.Duration {
 	return d[max(0, min(i, len(d)-1))]
 }
 
-// rawBolt is a bare bbolt file with the store's options and its two bulk buckets: env
-// (sequence → envelope, appended in order, pages packed full) and ids (record id → digest
-// and sequence, written in key order at the end of each transaction).
-type rawBolt struct {
-	db  *bolt.DB
-	seq uint64
-}
+// boltLimit is the store's bulk layout alone (storehook.BulkFile, written by package
+// store's own code): envelopes appended under their sequence numbers, the id index in key
+// order, a store's bbolt options, nothing parsed, no Merkle tree.
+type boltLimit struct{ storehook.BulkFile }
 
-func openRawBolt(dir string) (*rawBolt, error) {
-	db, err := bolt.Open(filepath.Join(dir, "limit.db"), 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+func openBoltLimit(path string) (*boltLimit, error) {
+	f, err := storehook.OpenBulkFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("open limit db: %w", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{"env", "ids"} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open limit db: %w", err)
-	}
-	return &rawBolt{db: db}, nil
+	return &boltLimit{f}, nil
 }
-
-// write stores envs in one committed (fsync'd) transaction, laid out as the store does.
-func (r *rawBolt) write(envs [][]byte, ids [][32]byte) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
-		env, idx := tx.Bucket([]byte("env")), tx.Bucket([]byte("ids"))
-		env.FillPercent = 1
-		type entry struct {
-			id  [32]byte
-			val []byte
-		}
-		entries := make([]entry, len(envs))
-		for i, e := range envs {
-			r.seq++
-			k := binary.BigEndian.AppendUint64(nil, r.seq)
-			if err := env.Put(k, e); err != nil {
-				return err
-			}
-			val := make([]byte, 32, 40)
-			copy(val, ids[i][:]) // stands in for the antichain digest: same size
-			entries[i] = entry{ids[i], append(val, k...)}
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.id[:], b.id[:]) })
-		for _, e := range entries {
-			if err := idx.Put(e.id[:], e.val); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func (r *rawBolt) Close() error { return r.db.Close() }
 
 // measureLimits replays src's envelopes (every envelope it holds, in sequence order, the
 // bytes an initial sync carries) through a raw libp2p stream, a raw bbolt file and
 // XChaCha20-Poly1305 opening, each alone.
-func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *rawBolt) (limits, error) {
+func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *boltLimit) (limits, error) {
 	var l limits
 	var boltTime, aeadTime time.Duration
 	var records int64
@@ -282,7 +235,7 @@ func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *r
 	after := uint64(0)
 	for {
 		var envs [][]byte
-		var ids [][32]byte
+		var ids []merkle.ID
 		var boxes []box
 		last, err := src.Replication().Since(after, limitBatch, func(_ uint64, raw []byte) error {
 			e, err := store.UnmarshalEnvelope(raw)
@@ -313,7 +266,7 @@ func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *r
 			l.Bytes += int64(len(e))
 		}
 		t0 := time.Now()
-		if err := db.write(envs, ids); err != nil {
+		if err := db.Write(envs, ids); err != nil {
 			return l, fmt.Errorf("bbolt limit: %w", err)
 		}
 		boltTime += time.Since(t0)
@@ -341,13 +294,13 @@ func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *r
 }
 
 // commitTime returns the median of n committed transactions of one envelope each.
-func (r *rawBolt) commitTime(env []byte, n int) (time.Duration, error) {
+func (r *boltLimit) commitTime(env []byte, n int) (time.Duration, error) {
 	var d []time.Duration
 	for i := range n {
-		var id [32]byte
+		var id merkle.ID
 		rand.Read(id[:])
 		t0 := time.Now()
-		if err := r.write([][]byte{env}, [][32]byte{id}); err != nil {
+		if err := r.Write([][]byte{env}, []merkle.ID{id}); err != nil {
 			return 0, fmt.Errorf("commit floor: %w", err)
 		}
 		if i > 0 {

@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/meshsync/meshsync/internal/testmode"
+)
+
+func init() { testmode.Enable() }
+
+// TestRun: a tiny run returns every row, in order, with the counts it was given; the
+// CLI's bench_sync.txtar checks the figures themselves.
+func TestRun(t *testing.T) {
+	rows, err := Run(context.Background(), Options{Records: 40, Size: 64, Changes: 3, Writes: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range rows {
+		kinds = append(kinds, fmt.Sprintf("%T", r))
+	}
+	want := "bench.MachineRow bench.InitialSyncRow bench.SignaturesRow bench.UnlockRow bench.IncrementalRow bench.IncrementalRow bench.PushRow bench.RestRow"
+	if got := strings.Join(kinds, " "); got != want {
+		t.Fatalf("rows %s\nwant %s", got, want)
+	}
+	if r := rows[1].(InitialSyncRow); r.Records != 40 || r.BoltPerS <= 0 {
+		t.Errorf("initial sync row %+v", r)
+	}
+	if r := rows[3].(UnlockRow); !r.TestKDF {
+		t.Errorf("unlock row %+v: test mode uses the test KDF", r)
+	}
+	if r := rows[5].(IncrementalRow); r.Row != "incremental_fast" || r.Found != 3 {
+		t.Errorf("fast row %+v", r)
+	}
+	var b bytes.Buffer
+	WriteTable(&b, rows, 64)
+	if !strings.Contains(b.String(), "initial sync") || !strings.Contains(b.String(), "RATIO") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o, err := Options{Dir: "x"}.withDefaults()
+	if err != nil || o.Records != 100000 || o.Size != 1024 || o.Changes != 10 || o.Writes != 1000 {
+		t.Errorf("defaults %+v, %v", o, err)
+	}
+	for _, bad := range []Options{{Dir: "x", Records: 5, Changes: 6}, {Dir: "x", Size: -1}, {Records: 1}} {
+		if _, err := bad.withDefaults(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/meshsync/meshsync/store"
+)
+
+// rest counts the CPU time and wake-ups of the two connected, idle nodes; the resident
+// memory of B alone (A closed), as it stands after the sync and after a restart; its
+// bytes on disk; and, for comparison, the wake-ups of the same process with no node open.
+func (r *run) rest(ctx context.Context) error {
+	o := r.o
+	r.log("rest: %s with both nodes idle", o.Idle)
+	idle, cpu, wk, err := idleWindow(ctx, o.Idle)
+	if err != nil {
+		return err
+	}
+	root, err := r.b.Store().Replication().Root()
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(filepath.Join(r.b.Store().Dir(), store.FileName))
+	if err != nil {
+		return err
+	}
+	if err := r.a.Close(); err != nil {
+		return err
+	}
+	r.a = nil
+	mem := settledMemory(r.log)
+	held := int(max(1, root.Count))
+	row := RestRow{Row: "rest", Records: held, RSSBytes: mem.RSS, RSSAnonBytes: mem.Anon, RSSFileBytes: mem.File,
+		DiskBytes: fi.Size(), DiskBytesPerRec: float64(fi.Size()) / float64(held), IdleNodes: 2,
+		IdleSeconds: idle.Seconds(), IdleCPUSeconds: cpu.Seconds(), IdleWakeups: wk,
+		WakeupsSource: "voluntary context switches of every thread of the process (/proc/self/task/*/status), both nodes"}
+	if idle > 0 {
+		row.IdleCPUFraction = cpu.Seconds() / idle.Seconds()
+		row.IdleWakeupsPerMin = float64(wk) / idle.Minutes()
+	}
+
+	r.log("rest: B restarted alone")
+	if _, err := r.reopenB(ctx); err != nil {
+		return err
+	}
+	if err := r.b.Start(ctx); err != nil {
+		return err
+	}
+	mem = settledMemory(r.log)
+	row.RSSRestartedBytes, row.RSSRestartedFileBytes = mem.RSS, mem.File
+	if err := r.b.Close(); err != nil {
+		return err
+	}
+	r.b = nil
+
+	base := min(o.Idle, 10*time.Second)
+	r.log("rest: %s with no node open (the Go runtime alone)", base)
+	runtime.GC()
+	if idle, cpu, wk, err = idleWindow(ctx, base); err != nil {
+		return err
+	}
+	if idle > 0 {
+		row.BaselineCPUFraction = cpu.Seconds() / idle.Seconds()
+		row.BaselineWakeupsPerMin = float64(wk) / idle.Minutes()
+	}
+	r.rows = append(r.rows, row)
+	return nil
+}
+
+// idleWindow waits d and returns the CPU time and voluntary context switches of the
+// process meanwhile.
+func idleWindow(ctx context.Context, d time.Duration) (el, cpu time.Duration, wakeups int64, err error) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	cpu0, err0 := procCPU()
+	wk0, err1 := procWakeups()
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, 0, 0, ctx.Err()
+	case <-time.After(d):
+	}
+	el = time.Since(t0)
+	cpu1, err2 := procCPU()
+	wk1, err3 := procWakeups()
+	if err := errors.Join(err0, err1, err2, err3); err != nil {
+		return el, 0, 0, nil // not Linux: the row shows zeros
+	}
+	return el, cpu1 - cpu0, wk1 - wk0, nil
+}
+
+// settledMemory collects garbage, returns freed memory to the OS and reads the RSS.
+func settledMemory(log func(string, ...any)) memory {
+	runtime.GC()
+	debug.FreeOSMemory()
+	m, err := procMemory()
+	if err != nil {
+		log("warning: %v", err)
+	}
+	return m
+}

@@ -1,0 +1,124 @@
+package bench
+
+// The rows Run returns, in this order: MachineRow, InitialSyncRow, SignaturesRow,
+// UnlockRow, IncrementalRow (merkle, then fast), PushRow, RestRow. Field names are a stable
+// schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
+// each row as one JSON object per line.
+type (
+	// MachineRow names the machine the figures come from.
+	MachineRow struct {
+		Row     string `json:"row"` // "machine"
+		CPU     string `json:"cpu"`
+		Cores   int    `json:"cores"`
+		OS      string `json:"os"`
+		Go      string `json:"go"`
+		LoadAvg string `json:"load_avg,omitempty"` // at the start: other work on the machine
+	}
+	// InitialSyncRow is a fresh device receiving every record, beside the slowest of the
+	// limits measured on the same envelopes: a raw libp2p stream, a bbolt write in the
+	// store's layout, AEAD opening.
+	InitialSyncRow struct {
+		Row              string  `json:"row"` // "initial_sync"
+		Records          int     `json:"records"`
+		Seconds          float64 `json:"seconds"`
+		RecordsPerS      float64 `json:"records_per_s"`
+		LimitRecordsPerS float64 `json:"limit_records_per_s"`
+		OfLimit          float64 `json:"of_limit"`
+		LimitBy          string  `json:"limit_by"`
+		StreamPerS       float64 `json:"stream_records_per_s"`
+		BoltPerS         float64 `json:"bbolt_records_per_s"`
+		AEADPerS         float64 `json:"aead_records_per_s"`
+		EnvelopeBytes    int64   `json:"envelope_bytes"`     // what the limits carried, wrote and opened
+		WireBytes        int64   `json:"wire_bytes"`         // TCP payload A→B during the sync
+		FillPerS         float64 `json:"fill_records_per_s"` // local writes on A, 4096 per transaction
+	}
+	// IncrementalRow is d changed records reaching a device that was offline: by Merkle
+	// reconciliation ("incremental_merkle") or by the fast path ("incremental_fast").
+	IncrementalRow struct {
+		Row           string  `json:"row"` // "incremental_fast" or "incremental_merkle"
+		N             int     `json:"n"`
+		D             int     `json:"d"`
+		Found         int     `json:"found"`          // differences found (merkle) or records applied (fast)
+		BytesSent     int64   `json:"bytes_sent"`     // by the device catching up
+		BytesReceived int64   `json:"bytes_received"` // by the device catching up
+		RoundTrips    int     `json:"round_trips"`
+		Seconds       float64 `json:"seconds"`
+		FloorSeconds  float64 `json:"floor_seconds"`
+		Measured      string  `json:"measured"`
+		// The fast path is measured over a fresh connection; the same reconnect with
+		// nothing to send costs this much (handshake, identify, hello, push streams).
+		ConnectBytesSent     int64   `json:"connect_bytes_sent,omitempty"`
+		ConnectBytesReceived int64   `json:"connect_bytes_received,omitempty"`
+		ConnectSeconds       float64 `json:"connect_seconds,omitempty"`
+	}
+	// PushRow is the latency of a write until it is readable on the other device, beside
+	// one round trip plus one committed transaction.
+	PushRow struct {
+		Row      string  `json:"row"` // "push"
+		Writes   int     `json:"writes"`
+		P50ms    float64 `json:"p50_ms"`
+		P99ms    float64 `json:"p99_ms"`
+		FloorMs  float64 `json:"floor_ms"`
+		RTTms    float64 `json:"rtt_ms"`
+		CommitMs float64 `json:"commit_ms"`
+		PutP50ms float64 `json:"put_p50_ms"` // the writer's own committed Put
+	}
+	// RestRow is what idle nodes cost: memory, disk, CPU time and wake-ups.
+	RestRow struct {
+		Row               string  `json:"row"` // "rest"
+		Records           int     `json:"records"`
+		RSSBytes          int64   `json:"rss_bytes"`
+		RSSAnonBytes      int64   `json:"rss_anon_bytes"`
+		RSSFileBytes      int64   `json:"rss_file_bytes"`
+		DiskBytes         int64   `json:"disk_bytes"`
+		DiskBytesPerRec   float64 `json:"disk_bytes_per_record"`
+		IdleNodes         int     `json:"idle_nodes"`
+		IdleSeconds       float64 `json:"idle_seconds"`
+		IdleCPUSeconds    float64 `json:"idle_cpu_seconds"`
+		IdleCPUFraction   float64 `json:"idle_cpu_fraction"` // of one core
+		IdleWakeups       int64   `json:"idle_wakeups"`
+		IdleWakeupsPerMin float64 `json:"idle_wakeups_per_min"`
+		WakeupsSource     string  `json:"wakeups_source"`
+		// B restarted alone (A closed): the memory of a node that opens its store, not
+		// one that just wrote it.
+		RSSRestartedBytes     int64 `json:"rss_restarted_bytes"`
+		RSSRestartedFileBytes int64 `json:"rss_restarted_file_bytes"`
+		// The same process with no node open: the Go runtime's own share.
+		BaselineCPUFraction   float64 `json:"baseline_cpu_fraction"`
+		BaselineWakeupsPerMin float64 `json:"baseline_wakeups_per_min"`
+	}
+	// SignaturesRow is what signed authority records cost (store/authority.go): every
+	// record of a reserved collection is signed by its writer and verified on arrival;
+	// data records are not.
+	SignaturesRow struct {
+		Row          string  `json:"row"` // "signatures"
+		SignMicros   float64 `json:"sign_us"`
+		VerifyMicros float64 `json:"verify_us"`
+		// Authority records B verified during the initial sync, and their share of it.
+		AuthorityRecords int     `json:"authority_records"`
+		AuthoritySeconds float64 `json:"authority_seconds"`
+		// What verifying a signature on every record of the initial sync would have cost,
+		// over all cores, beside the initial sync's own time.
+		AllRecordsSeconds float64 `json:"all_records_seconds"`
+		InitialSeconds    float64 `json:"initial_seconds"`
+	}
+	// UnlockRow is opening a store with its passphrase, beside Argon2id alone.
+	UnlockRow struct {
+		Row     string  `json:"row"` // "unlock"
+		Seconds float64 `json:"seconds"`
+		KDF     string  `json:"kdf"`
+		TestKDF bool    `json:"test_kdf"`
+		// KDFSeconds is Argon2id alone with the same parameters, in the same run: the
+		// floor of an unlock.
+		KDFSeconds float64 `json:"kdf_seconds"`
+	}
+	// ReconcileRow is one in-memory reconciliation of two sets (Reconcile).
+	ReconcileRow struct {
+		N             int     `json:"n"`
+		D             int     `json:"d"`
+		BytesSent     int     `json:"bytes_sent"`
+		BytesReceived int     `json:"bytes_received"`
+		RoundTrips    int     `json:"round_trips"`
+		Seconds       float64 `json:"seconds"` // CPU time
+	}
+)
