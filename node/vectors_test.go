@@ -1,0 +1,121 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"flag"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/internal/vectors"
+	"github.com/meshsync/meshsync/store"
+)
+
+var updateVectors = flag.Bool("update-vectors", false, "rewrite testdata/vectors from the fields in vectors_test.go (only with a new protocol version)")
+
+// vectorPeer is a fixed peer id and its public key, from a seed of one repeated byte.
+func vectorPeer(t *testing.T, b byte) (peer.ID, []byte) {
+	t.Helper()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
+	sk, err := crypto.UnmarshalEd25519PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, priv.Public().(ed25519.PublicKey)
+}
+
+// vectorDevices is a device list with every field of a device record set: a member with
+// its admission, and a removed one with its removal point.
+func vectorDevices(t *testing.T) []Device {
+	p1, k1 := vectorPeer(t, 1)
+	p2, k2 := vectorPeer(t, 2)
+	added := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return []Device{
+		{ID: "0123456789abcdef", PeerID: p1, Name: "laptop", Role: RoleDevice, Addrs: []string{"/ip4/192.0.2.1/tcp/4747"},
+			Added: added, KeyAgreement: "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq", Key: k1,
+			Admission: &store.Admission{By: "0123456789abcdef", At: 1 << 40, Sig: bytes.Repeat([]byte{0xa1}, 64)}},
+		{ID: "fedcba9876543210", PeerID: p2, Name: "old phone", Role: RoleDevice, Added: added, Key: k2,
+			Removed: true, RemovedAt: added.Add(time.Hour), RemovalPoint: &store.RemovalPoint{Counter: 17, Clock: 1<<40 + 99},
+			Admission: &store.Admission{By: "0123456789abcdef", At: 1<<40 + 1, Sig: bytes.Repeat([]byte{0xa2}, 64)}},
+	}
+}
+
+// TestPairVectors: each committed pairing message (JSON in a 'P' frame) decodes to its
+// fields, and the fields encode to the committed bytes. A failure means the pairing format
+// changed: devices of one release could no longer pair with another.
+func TestPairVectors(t *testing.T) {
+	devs := vectorDevices(t)
+	var views []Device
+	for _, d := range devs {
+		views = append(views, memberView(d))
+	}
+	for _, v := range []struct {
+		name string
+		msg  pairMsg
+	}{
+		{"pair_hello", pairMsg{Proof: bytes.Repeat([]byte{0x11}, 32), Name: "new laptop"}}, // joiner: proof of the secret, its name
+		{"pair_offer", pairMsg{MeshKey: bytes.Repeat([]byte{0x22}, 32), Devices: devs}},    // inviter: the mesh key and the device list
+		{"pair_offer_replica", pairMsg{Token: &store.ReplicaToken{MeshID: [16]byte{1, 2, 3}, // inviter, to a blind replica
+			Proof: bytes.Repeat([]byte{0x33}, 32), Rendezvous: bytes.Repeat([]byte{0x44}, 32)}, Devices: views}},
+		{"pair_confirm", pairMsg{DeviceID: "00112233aabbccdd"}}, // joiner: its new device id
+		{"pair_ok", pairMsg{OK: true}},                          // inviter: done
+		{"pair_error", pairMsg{Error: "wrong invite code"}},     // inviter: refused
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			path := "testdata/vectors/" + v.name + ".json"
+			b, err := json.Marshal(&v.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vectors.Check(t, path, "", b, *updateVectors)
+			got, err := decodePairMsg(vectors.Read(t, path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*got, v.msg) {
+				t.Errorf("decoded %+v\nwant    %+v", *got, v.msg)
+			}
+		})
+	}
+}
+
+// TestMembersVector: the committed members message (what a device tells a blind replica)
+// decodes to its fields, and the fields encode to the committed bytes.
+func TestMembersVector(t *testing.T) {
+	var m membersMsg
+	for _, d := range vectorDevices(t) {
+		m.Devices = append(m.Devices, memberView(d))
+	}
+	m.Discovery = []store.DiscoveryKey{{Epoch: 2, Key: bytes.Repeat([]byte{0x55}, 32)}, {Epoch: 0, Key: bytes.Repeat([]byte{0x66}, 32)}}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "testdata/vectors/members.json"
+	vectors.Check(t, path, "", b, *updateVectors)
+
+	raw := vectors.Read(t, path)
+	var got membersMsg
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("decoded %+v\nwant    %+v", got, m)
+	}
+	devs, err := decodeMembers(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(devs, m.Devices) {
+		t.Errorf("decodeMembers %+v\nwant %+v", devs, m.Devices)
+	}
+}
