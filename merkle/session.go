@@ -20,8 +20,8 @@ const (
 	// scanMax bounds the items a session reads to summarise one subtree below the stored
 	// levels; a denser subtree ends the session with ErrTooLarge.
 	scanMax = 1 << 16
-	// replyMax and pushMax bound the full ids one entry carries. A listed subtree where
-	// this side holds more is split instead of answered.
+	// replyMax bounds the full ids one entry carries. A listed subtree where this side
+	// holds more is split instead of answered.
 	replyMax = 96
 )
 

@@ -55,6 +55,9 @@
 //   - The listener is called from one goroutine; do not call Stop or Close from it.
 //   - Only one Node may have a directory open at a time (CodeLocked).
 //   - On Android, mDNS needs a WifiManager.MulticastLock held by the app.
-//   - Relays and hole punching are not wired yet (see package node): devices must reach
-//     each other directly, on the same network or at remembered addresses.
+//   - Beyond the local network the node uses package node's defaults: DHT discovery under
+//     a key only the mesh can compute, relays found through the DHT once AutoNAT finds the
+//     phone behind a NAT, and hole punching (there is no option for configured relays).
+//     Sync never runs over a public relay's limited connection: two devices that cannot
+//     hole-punch wait for a direct path.
 package mobile

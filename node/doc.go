@@ -66,10 +66,13 @@
 //     relays found through the DHT once AutoNAT finds them behind a NAT, and hole-punch
 //     (DCUtR, TCP only). Sync and push never run over a relayed connection whose relay
 //     grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
-//     relayed and waits for a direct path. In a test binary the default bootstrap list
-//     is empty.
-//   - Envelopes received from a device are not sent back to it (echo suppression), but
-//     that knowledge lives in memory: after a restart a few may travel back once.
+//     relayed and waits for a direct path. In test mode (internal/testmode) the default
+//     bootstrap list is empty.
+//   - Envelopes received from a device are not sent back to it (echo suppression): the
+//     ranges of sequence numbers they were given are kept per device in the store's local
+//     state, written in the transaction that applies them, so they hold across restarts.
+//     Only the newest 256 ranges per device are kept: after much interleaved traffic an
+//     old envelope may travel back once.
 //   - Progress per device is written in the same store transaction as the envelopes it
 //     covers: one fsync per applied batch. A push therefore costs one commit on each
 //     side; on this project's test machines a commit takes about 1 ms, which is most of

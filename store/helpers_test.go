@@ -62,7 +62,9 @@ func testOptsClock(c *fakeClock) *Options {
 	return &Options{KDF: testKDF, DeviceName: "dev", Now: c.Now}
 }
 
-// mustInit creates a store in a fresh directory and verifies it when the test ends.
+// mustInit creates a store in a fresh directory and verifies it when the test ends. Tests
+// that call Init or Restore themselves (they expect a failure, or crash and reopen the
+// file) verify what they keep with mustVerifyClose.
 func mustInit(t testing.TB, opts *Options) *Store {
 	t.Helper()
 	if opts == nil {

@@ -130,6 +130,7 @@ func tcpPorts(addrs []ma.Multiaddr) []int {
 	return out
 }
 
+// loadAvg returns the 1, 5 and 15 minute load averages (/proc/loadavg), or "".
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
