@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
-	"flag"
 	"reflect"
 	"testing"
 	"time"
@@ -15,8 +14,6 @@ import (
 	"github.com/meshsync/meshsync/internal/vectors"
 	"github.com/meshsync/meshsync/store"
 )
-
-var updateVectors = flag.Bool("update-vectors", false, "rewrite testdata/vectors from the fields in vectors_test.go (only with a new protocol version)")
 
 // vectorPeer is a fixed peer id and its public key, from a seed of one repeated byte.
 func vectorPeer(t *testing.T, b byte) (peer.ID, []byte) {
@@ -76,7 +73,7 @@ func TestPairVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			vectors.Check(t, path, "", b, *updateVectors)
+			vectors.Check(t, path, "", b)
 			got, err := decodePairMsg(vectors.Read(t, path))
 			if err != nil {
 				t.Fatal(err)
@@ -101,7 +98,7 @@ func TestMembersVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	const path = "testdata/vectors/members.json"
-	vectors.Check(t, path, "", b, *updateVectors)
+	vectors.Check(t, path, "", b)
 
 	raw := vectors.Read(t, path)
 	var got membersMsg

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,16 +19,7 @@ import (
 	"github.com/meshsync/meshsync/resolve"
 )
 
-var updateVectors = flag.Bool("update-vectors", false, "rewrite testdata/vectors from the fields in vectors_test.go (only with a new format version)")
-
-// counting returns n bytes counting up from start: recognisable in a hex dump.
-func counting(start byte, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = start + byte(i)
-	}
-	return b
-}
+var counting = vectors.Counting
 
 // The fields of the envelope vectors: a mesh key, and per envelope its record, version,
 // key epoch, key and nonce. Everything the encoding depends on is fixed, so it is
@@ -106,7 +96,7 @@ func TestEnvelopeVectors(t *testing.T) {
 	for _, v := range envelopeVectors(t) {
 		t.Run(v.name, func(t *testing.T) {
 			path := "testdata/vectors/" + v.name + ".hex"
-			vectors.Check(t, path, v.comment+"\nformat 1, id, uvarint key epoch, version (device, clock, vector), nonce, uvarint length, ciphertext\nmesh key 000102…1f; see vectors_test.go for the record", v.seal(t, k), *updateVectors)
+			vectors.Check(t, path, v.comment+"\nformat 1, id, uvarint key epoch, version (device, clock, vector), nonce, uvarint length, ciphertext\nmesh key 000102…1f; see vectors_test.go for the record", v.seal(t, k))
 
 			e, err := UnmarshalEnvelope(vectors.Read(t, path))
 			if err != nil {
@@ -181,9 +171,9 @@ func backupPlaintext(t *testing.T) []byte {
 // changed: an old backup would no longer restore.
 func TestBackupVector(t *testing.T) {
 	plain := backupPlaintext(t)
-	vectors.Check(t, "testdata/vectors/backup.jsonl", "", plain, *updateVectors)
+	vectors.Check(t, "testdata/vectors/backup.jsonl", "", plain)
 	const agePath = "testdata/vectors/backup.age"
-	if *updateVectors {
+	if vectors.Updating() {
 		var b bytes.Buffer
 		rcpt, err := age.NewScryptRecipient(vectorBackupPass)
 		if err != nil {

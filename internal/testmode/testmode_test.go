@@ -12,7 +12,8 @@ import (
 )
 
 // TestOnlyTestsEnable walks the module: no file outside _test.go turns test mode on, and
-// none imports "testing" (test switches live in tests, export_test.go or this package).
+// none imports "testing" or internal/vectors (test switches and helpers live in tests,
+// export_test.go or this package).
 func TestOnlyTestsEnable(t *testing.T) {
 	root := filepath.Join("..", "..")
 	fset := token.NewFileSet()
@@ -36,8 +37,8 @@ func TestOnlyTestsEnable(t *testing.T) {
 			return err
 		}
 		for _, imp := range f.Imports {
-			if p, _ := strconv.Unquote(imp.Path.Value); p == "testing" {
-				t.Errorf("%s imports \"testing\" outside a test file", path)
+			if p, _ := strconv.Unquote(imp.Path.Value); p == "testing" || p == "github.com/meshsync/meshsync/internal/vectors" {
+				t.Errorf("%s imports %s outside a test file", path, imp.Path.Value)
 			}
 		}
 		ast.Inspect(f, func(n ast.Node) bool {

@@ -7,25 +7,43 @@
 //
 // # Usage
 //
-//	var update = flag.Bool("update-vectors", false, "rewrite testdata/vectors (a deliberate format change)")
+//	msg := &wire.Hello{Proof: [32]byte(vectors.Counting(0x10, 32)), …} // fixed fields
+//	vectors.Check(t, "testdata/vectors/hello.hex", "a sync Hello", msg.Marshal())
+//	got, err := wire.UnmarshalHello(vectors.Read(t, "testdata/vectors/hello.hex"))
+//	// compare got with msg
 //
-//	got := msg.Marshal()
-//	vectors.Check(t, "testdata/vectors/hello.hex", "a sync Hello", got, *update)
-//	want := vectors.Read(t, "testdata/vectors/hello.hex") // decode these, compare the fields
+// `go test -update-vectors` rewrites the vectors of the packages it tests from their
+// fields instead of checking them.
 //
 // # Caveats
 //
 // A vector is frozen: a test that fails on one means the bytes on the wire or on disk
 // changed. Rewrite vectors only together with a new format or protocol version.
+//
+// Only tests import this package (it registers the -update-vectors flag);
+// internal/testmode's TestOnlyTestsEnable checks that no other file does.
 package vectors
 
 import (
 	"bytes"
 	"encoding/hex"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 )
+
+var update = flag.Bool("update-vectors", false, "rewrite testdata/vectors from the fields in the tests (only with a new format or protocol version)")
+
+// Counting returns n bytes counting up from start: fixed fields that are easy to find in a
+// hex dump.
+func Counting(start byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = start + byte(i)
+	}
+	return b
+}
 
 // TB is the part of testing.TB the helpers use.
 type TB interface {
@@ -57,11 +75,15 @@ func Read(t TB, path string) []byte {
 	return out
 }
 
-// Check reports an error unless got is the vector at path. With update it writes got there
-// instead (comment heads a ".hex" file, one "# " line per line of it).
-func Check(t TB, path, comment string, got []byte, update bool) {
+// Updating reports whether the test binary runs with -update-vectors: Check writes rather
+// than checks.
+func Updating() bool { return *update }
+
+// Check reports an error unless got is the vector at path; with -update-vectors it writes
+// got there instead (comment heads a ".hex" file, one "# " line per line of it).
+func Check(t TB, path, comment string, got []byte) {
 	t.Helper()
-	if update {
+	if *update {
 		if err := Write(path, comment, got); err != nil {
 			t.Fatalf("%v", err)
 		}
