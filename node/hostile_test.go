@@ -150,7 +150,26 @@ func (h *hostile) openPush(ctx context.Context) (*hostileSession, error) {
 // reconcile runs the Merkle reconciliation honestly over the hostile store's summary; the
 // target runs it when either hello calls for it.
 func (sess *hostileSession) reconcile() (need, have []merkle.ID, err error) {
-	return sess.h.Node.reconcile(sess.frameRW, true, &sessionResult{})
+	ms := merkle.NewInitiator(sess.h.st.Summary(), merkle.Config{})
+	msg, err := ms.Start()
+	for err == nil && msg != nil {
+		if err := sess.write(wire.TypeMerkle, msg); err != nil {
+			return nil, nil, err
+		}
+		if ms.Done() {
+			break
+		}
+		b, rerr := sess.expect(wire.TypeMerkle)
+		if rerr != nil {
+			return nil, nil, rerr
+		}
+		msg, err = ms.Handle(b)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	need, have = ms.Result()
+	return need, have, nil
 }
 
 // batch sends one Batch frame.

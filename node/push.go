@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/meshsync/meshsync/node/session"
 	"github.com/meshsync/meshsync/node/wire"
 )
 
@@ -103,7 +104,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 			}
 			continue
 		}
-		envs, last, err := n.collectSince(scanned, upto, n.progress.echoFilter(p))
+		envs, last, err := session.Collect(storeSource{n.st}, scanned, upto, n.progress.echoFilter(p))
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/meshsync/meshsync/node/session"
 	"github.com/meshsync/meshsync/node/wire"
 )
 
@@ -175,7 +176,7 @@ func TestHostilePeer(t *testing.T) {
 	evil := fakeDevice(t, a)
 	goodHello := func() []byte {
 		root, _ := a.st.Root()
-		h := &wire.Hello{Version: wire.Version, Proof: helloProof(a.pairKey, 'I', evil.ID(), a.id), RootCount: root.Count + 1}
+		h := &wire.Hello{Version: wire.Version, Proof: session.Proof(a.pairKey, 'I', evil.ID(), a.id), RootCount: root.Count + 1}
 		return h.Marshal()
 	}
 	frame := func(t wire.Type, body []byte) []byte {
