@@ -39,6 +39,7 @@ type Node struct {
 	progress *progressTable
 	track    *tracker
 	inbound  inboundLimit // streams per device and protocol (limits.go)
+	rot      rotation     // key rotation and re-seal (rotation.go)
 	bounded  violations   // sessions ended for breaking a bound (limits.go)
 
 	mdnsFound atomic.Uint64               // devices of the mesh reported by mDNS
