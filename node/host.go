@@ -236,29 +236,22 @@ func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 		return
 	}
 	m.n.mdnsFound.Add(1)
-	m.n.mu.Lock()
-	defer m.n.mu.Unlock()
-	if m.n.host == nil || m.n.closed {
-		return
-	}
-	m.n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, 10*time.Minute)
-	if pl := m.n.peers[pi.ID]; pl != nil && m.n.host.Network().Connectedness(pi.ID) != network.Connected {
-		pl.kickNow()
-	}
+	m.n.hintAddrs(pi.ID, pi.Addrs, 10*time.Minute)
 }
 
-func (n *Node) startMDNSLocked() {
+// startMDNSLocked starts mDNS discovery on r. n.mu is held.
+func (n *Node) startMDNSLocked(r *netRun) {
 	key, err := n.st.Subkey("rendezvous")
 	if err != nil {
 		n.log.Warn("mdns disabled", "err", err)
 		return
 	}
-	svc := mdns.NewMdnsService(n.host, mdnsServiceName(key), mdnsNotifee{n})
+	svc := mdns.NewMdnsService(r.host, mdnsServiceName(key), mdnsNotifee{n})
 	if err := svc.Start(); err != nil {
 		n.log.Warn("mdns disabled", "err", err)
 		return
 	}
-	n.mdns = svc
+	r.mdns = svc
 }
 
 func isRelayed(a ma.Multiaddr) bool {

@@ -53,8 +53,8 @@ func TestUnpairedHostGetsNothing(t *testing.T) {
 	a := nodes[0]
 	a.Put("secret", "k", []byte(`"v"`))
 	h := plainHost(t)
-	info := a.host.Peerstore().PeerInfo(a.id)
-	info.Addrs = a.host.Addrs()
+	info := a.Host().Peerstore().PeerInfo(a.id)
+	info.Addrs = a.Host().Addrs()
 	if err := h.Connect(ctxT(t, 5*time.Second), info); err == nil {
 		// The gate closes it at InterceptSecured; a stream must not open.
 		if n, err := tryProtocol(h, a.id, SyncProtocol); n > 0 || err == nil {
@@ -161,7 +161,7 @@ func TestInviteWrongUsedExpired(t *testing.T) {
 func fakeDevice(t *testing.T, a *Node) host.Host {
 	h := plainHost(t)
 	admitPeer(t, a, "fake", h.ID())
-	info := peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}
+	info := peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}
 	if err := h.Connect(ctxT(t, 5*time.Second), info); err != nil {
 		t.Fatal(err)
 	}

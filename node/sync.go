@@ -124,9 +124,7 @@ func (s storeSource) Envelopes(ids []merkle.ID, fn func(raw []byte) error) error
 
 // syncWith opens a session with p as the initiator.
 func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) {
-	n.mu.Lock()
-	h := n.host
-	n.mu.Unlock()
+	h := n.hostNow()
 	if h == nil {
 		return nil, ErrNotStarted
 	}
@@ -144,32 +142,33 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) 
 }
 
 // admit runs the checks every data handler starts with: the peer is a current device, the
-// connection is not a relay too stingy for bulk data, and the node is open. When it
-// reports false the stream is already reset; when true the caller must call n.wg.Done.
-func (n *Node) admit(s network.Stream, what string) (peer.ID, bool) {
+// connection is not a relay too stingy for bulk data, and the network is up. When it
+// reports false the stream is already reset; when true the caller must call r.wg.Done.
+func (n *Node) admit(s network.Stream, what string) (peer.ID, *netRun, bool) {
 	p := s.Conn().RemotePeer()
 	if _, ok := n.isMember(p); !ok {
 		n.log.Debug(what+" refused: not a device", "from", shortID(p))
 		s.Reset()
-		return p, false
+		return p, nil, false
 	}
 	if refuseStingy(s) {
-		return p, false
+		return p, nil, false
 	}
-	if !n.enter() {
+	r, ok := n.enter()
+	if !ok {
 		s.Reset()
-		return p, false
+		return p, nil, false
 	}
-	return p, true
+	return p, r, true
 }
 
 // handleSync serves a session opened by another device.
 func (n *Node) handleSync(s network.Stream) {
-	p, ok := n.admit(s, "sync")
+	p, r, ok := n.admit(s, "sync")
 	if !ok {
 		return
 	}
-	defer n.wg.Done()
+	defer r.wg.Done()
 	release, ok := n.inbound.acquire(p, SyncProtocol)
 	if !ok {
 		n.log.Debug("sync refused: too many sessions from the device", "from", shortID(p))
@@ -178,7 +177,7 @@ func (n *Node) handleSync(s network.Stream) {
 	}
 	defer release()
 	n.track.sessionStart(p)
-	res, err := n.syncSession(n.ctx, s, false)
+	res, err := n.syncSession(r.ctx, s, false)
 	n.track.sessionEnd(p, res, err, time.Time{})
 	if err != nil {
 		n.log.Info("sync session failed", "with", shortID(p), "err", err)
@@ -187,11 +186,11 @@ func (n *Node) handleSync(s network.Stream) {
 	}
 	s.Close()
 	n.mu.Lock()
-	if pl := n.peers[p]; pl != nil {
+	if pl := r.peers[p]; pl != nil {
 		pl.ensurePush(res.MyLastSeq)
 	}
 	n.mu.Unlock()
-	n.afterSession(n.ctx, p)
+	n.afterSession(r.ctx, p)
 }
 
 // syncSession drives one session on s: it carries frames between the stream and a

@@ -111,7 +111,9 @@ const (
 	phaseOver
 )
 
-var phaseNames = [...]string{"hello", "reconcile", "envelopes", "sending", "done", "over"}
+func (p phase) String() string {
+	return [...]string{"hello", "reconcile", "envelopes", "sending", "done", "over"}[p]
+}
 
 type mode int
 
@@ -222,7 +224,7 @@ func Role(initiator bool) byte {
 func (s *Session) Result() Result { return s.res }
 
 // Waiting names the frame the session expects next, for the caller's error messages.
-func (s *Session) Waiting() string { return phaseNames[s.phase] }
+func (s *Session) Waiting() string { return s.phase.String() }
 
 // Sender returns the side that sends envelopes, once an Output reported Transfer.
 func (s *Session) Sender() *Sender { return s.sender }
