@@ -21,7 +21,8 @@ import (
 
 // Node is one device of a mesh: its store, its libp2p host and the sync engine. Open,
 // Init or Join returns a node whose store is usable at once (Put, Get …); Start brings up
-// the network. All methods are safe for concurrent use.
+// the network and Stop takes it down again, the store staying open; Close ends it all.
+// All methods are safe for concurrent use.
 type Node struct {
 	cfg  Config
 	log  *slog.Logger

@@ -26,6 +26,8 @@ import (
 //	known NAME PEER SEQ                             NAME holds PEER's store up to SEQ
 //	echo NAME PEER FROM TO                          NAME's (FROM, TO] came from PEER
 //	sync A B [lie=B.FIELD=V,…] [hostile=B] [cap=N] [applybatch=N]
+//	                                                (FIELD: last, root, known, epoch,
+//	                                                version, proof, horizon=±Nd)
 //	                                                a session, A initiating; a hostile
 //	                                                side sends the frames listed as input
 //	                                                instead of its own envelopes
@@ -394,6 +396,8 @@ func (e *sessionEnv) lie(c *transcriptCmd, name string, h *wire.Hello) {
 			h.KnownSeq = n
 		case "epoch":
 			copy(h.Epoch[:], v)
+		case "horizon":
+			h.Horizon = session.TimeMs(e.days(v))
 		default:
 			e.t.Fatalf("%s: unknown hello field %q", c.pos, field)
 		}
