@@ -29,9 +29,9 @@ import (
 // its driver: it moves the frames, applies the groups the session hands over and records
 // the outcome. See node/session's doc for the rules.
 //
-// A session applies every cfg.ApplyBatch envelopes or applyBytes bytes, ends after
-// maxSessionBytes (the next one continues), and this node serves maxInbound sessions per
-// device at a time (limits.go).
+// A session applies every cfg.ApplyBatch envelopes or session.DefaultApplyBytes bytes,
+// ends after session.DefaultMaxBytes (the next one continues), and this node serves
+// maxInbound sessions per device at a time (limits.go).
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // sessionResult reports one finished session: what the session did, and what the
@@ -216,7 +216,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		Source: storeSource{n.st}, Summary: n.st.Summary(),
 		Now: started, TombstoneTTL: n.tombstoneTTL(), Blind: n.blind,
 		Echo:       n.progress.echoFilter(p),
-		ApplyBatch: n.cfg.ApplyBatch, ApplyBytes: applyBytes, MaxBytes: maxSessionBytes,
+		ApplyBatch: n.cfg.ApplyBatch,
 	})
 	var sent chan error // the Sender's goroutine, once the transfer began
 	out, err := sess.Start()

@@ -20,10 +20,10 @@ import (
 // received after its last contact (plus its versions of records the peer also holds,
 // which cannot resurrect anything), and forgets the old records the peer no longer holds.
 
-// HorizonSlack is how far beyond its own now − TTL a side believes a peer's horizon:
+// horizonSlack is how far beyond its own now − TTL a side believes a peer's horizon:
 // room for clocks that disagree, and no more, so that a peer claiming a far-future horizon
 // cannot make a device that was in touch last week drop its records.
-const HorizonSlack = 24 * time.Hour
+const horizonSlack = 24 * time.Hour
 
 // Horizon is what a hello says about tombstone collection.
 type Horizon struct {
@@ -31,8 +31,8 @@ type Horizon struct {
 	LastContact time.Time // the sender's last completed session (zero: never)
 }
 
-// MsTime is the time of a hello's millisecond field; zero for 0.
-func MsTime(ms int64) time.Time {
+// msTime is the time of a hello's millisecond field; zero for 0.
+func msTime(ms int64) time.Time {
 	if ms <= 0 {
 		return time.Time{}
 	}
@@ -47,9 +47,9 @@ func TimeMs(t time.Time) int64 {
 	return max(t.UnixMilli(), 0)
 }
 
-// HelloHorizon is what h says about its sender's tombstones.
-func HelloHorizon(h *wire.Hello) Horizon {
-	return Horizon{Horizon: MsTime(h.Horizon), LastContact: MsTime(h.LastContact)}
+// helloHorizon is what h says about its sender's tombstones.
+func helloHorizon(h *wire.Hello) Horizon {
+	return Horizon{Horizon: msTime(h.Horizon), LastContact: msTime(h.LastContact)}
 }
 
 // ResyncPlan is what a session does about tombstone horizons.
@@ -110,9 +110,9 @@ func PlanResync(now time.Time, ttl time.Duration, self, peer Horizon, initiator 
 	return plan
 }
 
-// believable caps a peer's claimed horizon at now − ttl + HorizonSlack.
+// believable caps a peer's claimed horizon at now − ttl + horizonSlack.
 func believable(now time.Time, ttl time.Duration, h time.Time) time.Time {
-	if limit := now.Add(-ttl + HorizonSlack); h.After(limit) {
+	if limit := now.Add(-ttl + horizonSlack); h.After(limit) {
 		return limit
 	}
 	return h

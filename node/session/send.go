@@ -10,9 +10,9 @@ import (
 
 // Bounds of what a Sender puts in one Batch.
 const (
-	// BatchBytes bounds the envelope bytes of one Batch frame (one larger envelope goes
+	// batchBytes bounds the envelope bytes of one Batch frame (one larger envelope goes
 	// alone).
-	BatchBytes   = 1 << 20
+	batchBytes   = 1 << 20
 	batchMaxEnvs = 4096
 	idsPerLookup = 512
 )
@@ -26,7 +26,7 @@ func Collect(src Source, from, upto uint64, skip func(uint64) bool) (envs [][]by
 	size := 0
 	last = from
 	_, err = src.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
-		if len(envs) > 0 && size+len(raw) > BatchBytes {
+		if len(envs) > 0 && size+len(raw) > batchBytes {
 			return errBatchFull
 		}
 		last = seq
@@ -95,7 +95,7 @@ func (s *Sender) Next() (f Frame, ok bool, err error) {
 		for {
 			for len(s.queue) > 0 {
 				e := s.queue[0]
-				if len(envs) > 0 && (size+len(e) > BatchBytes || len(envs) >= batchMaxEnvs) {
+				if len(envs) > 0 && (size+len(e) > batchBytes || len(envs) >= batchMaxEnvs) {
 					return s.batch(envs), true, nil
 				}
 				envs = append(envs, e)

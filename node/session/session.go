@@ -322,7 +322,7 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	s.send, sendFrom = direction(mine, theirs)
 	s.recv, recvFrom = direction(theirs, mine)
 	s.from, s.recvFrom = sendFrom, recvFrom
-	self, peer := HelloHorizon(mine), HelloHorizon(theirs)
+	self, peer := helloHorizon(mine), helloHorizon(theirs)
 	// A blind replica, which never collects, takes on a device's horizon first, so that it
 	// can tell a device back from a long absence to resync.
 	if s.cfg.Blind && peer.Horizon.After(self.Horizon) {
@@ -399,7 +399,7 @@ func (s *Session) reconciled(out Output) Output {
 	s.need, s.have = s.ms.Result()
 	if s.res.Resync.Self {
 		s.res.Mode = "full-resync"
-		s.res.Since = MsTime(s.cfg.Hello.LastContact)
+		s.res.Since = msTime(s.cfg.Hello.LastContact)
 		s.keep = resyncFilter(s.need, s.res.Since)
 	}
 	s.send, s.recv = modeMerkle, modeMerkle
