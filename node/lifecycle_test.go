@@ -1,9 +1,12 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -75,4 +78,49 @@ func TestStopStart(t *testing.T) {
 	if err := a.Start(ctxT(t, time.Second)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: %v, want ErrClosed", err)
 	}
+}
+
+// Stop and Start, again and again, while other goroutines use the node: no race, no
+// deadlock, and the node ends synced.
+func TestStopStartChurn(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	eventually(t, "a knows b's addresses", func() error {
+		if len(a.devices.Load().byPeer[b.id].Addrs) == 0 {
+			return errors.New("no addresses of b yet")
+		}
+		return nil
+	})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			a.Put("notes", fmt.Sprint("churn", i%10), []byte(fmt.Sprintf(`{"i":%d}`, i)))
+			a.SyncNow(context.Background())
+			_ = a.Addrs()
+			_ = a.States()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	for range 4 {
+		if err := a.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		mustStart(t, a)
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(done)
+	wg.Wait()
+	if err := a.Put("notes", "last", []byte(`{"v":"last"}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b has a's last write", func() error { return hasValue(b, "notes", "last", `{"v":"last"}`) })
 }
