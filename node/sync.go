@@ -241,7 +241,8 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		}
 		if out.Transfer {
 			sent = make(chan error, 1)
-			go func() { sent <- runSender(rw, sess.Sender()) }()
+			snd := sess.Sender()
+			go func() { sent <- runSender(rw, snd) }()
 		}
 		switch {
 		case out.Apply != nil:
@@ -253,6 +254,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			out, err = sess.Applied(r)
 		case out.Received:
 			if err := <-sent; err != nil {
+				res.Result = sess.Result()
 				return res, fmt.Errorf("send envelopes: %w", err)
 			}
 			sent = nil
