@@ -35,7 +35,8 @@ func BenchmarkStartStop(b *testing.B) {
 }
 
 // BenchmarkPauseRealKDF measures a policy pause and resume of a store made with the
-// default (real) Argon2id parameters: the pause reopens the store.
+// default (real) Argon2id parameters: the pause stops the network only (the store stays
+// open), so the KDF no longer counts.
 func BenchmarkPauseRealKDF(b *testing.B) {
 	n, err := create(filepath.Join(b.TempDir(), "a"), testPass, "a", loopback, store.DefaultKDF)
 	if err != nil {

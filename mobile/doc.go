@@ -47,11 +47,11 @@
 //
 // # Caveats
 //
-//   - Taking the network down while keeping the store open closes the inner node.Node and
-//     opens it again, because node.Node cannot yet stop its network alone: that costs one
-//     passphrase key derivation (Argon2id, 64 MiB, about half a second on a phone), and
-//     data calls wait for it. Bringing the network up is quick.
-//   - The node keeps the passphrase in memory from Open to Close, to reopen the store.
+//   - Pausing (policy, signals) takes only the network down (node.Node.Stop) and keeps the
+//     store open; data calls go on meanwhile. Start after Stop reopens the store: one
+//     passphrase key derivation (Argon2id, 64 MiB, about half a second on a phone).
+//   - The node keeps the passphrase in memory from Open to Close, to reopen the store after
+//     Stop.
 //   - The listener is called from one goroutine; do not call Stop or Close from it.
 //   - Only one Node may have a directory open at a time (CodeLocked).
 //   - On Android, mDNS needs a WifiManager.MulticastLock held by the app.

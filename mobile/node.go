@@ -2,7 +2,6 @@ package mobile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,8 +31,7 @@ const policyName = "mobile/sync-policy"
 //
 // Start, Stop, Close, SyncNow, Export and Import may block for a second or more (the
 // passphrase key derivation, a sync, a backup): call them off the main thread. The other
-// methods return within milliseconds, but may wait up to about a second while the node
-// takes its network down (see the package doc).
+// methods return within milliseconds.
 type Node struct {
 	dir       string
 	pass      []byte
@@ -291,26 +289,22 @@ func (m *Node) netUp(inner *node.Node) error {
 	return wrap(err)
 }
 
-// netDown takes the network down. node.Node cannot stop its network and keep its store,
-// so this closes the inner node and opens it again (the passphrase key derivation runs
-// again): data calls wait meanwhile.
+// netDown takes the network down (node.Node.Stop); the store stays open and data calls
+// go on meanwhile.
 func (m *Node) netDown() error {
 	m.mu.Lock()
-	old, oldFw := m.inner, m.fw
-	m.inner, m.fw, m.net = nil, nil, false
-	cerr := old.Close()
-	inner, oerr := node.Open(context.Background(), m.config())
-	if oerr != nil {
-		m.lastErr = "reopen after stopping the network: " + oerr.Error()
-	} else {
-		m.attachLocked(inner)
+	inner, fw := m.inner, m.fw
+	m.net = false
+	m.mu.Unlock()
+	err := inner.Stop()
+	m.mu.Lock()
+	if err != nil {
+		m.lastErr = "stop network: " + err.Error()
 	}
-	fw := m.fw
 	m.mu.Unlock()
 	m.transitions.Add(1)
-	oldFw.wait()
-	fw.start()
-	return wrap(errors.Join(cerr, oerr))
+	fw.kickState()
+	return wrap(err)
 }
 
 // armLocked schedules applying the signals after d, unless they already match the

@@ -30,7 +30,7 @@ func BenchmarkFreshDevice(b *testing.B) {
 				}
 				d.manual = true
 				mustStart(b, d)
-				d.host.Connect(ctxT(b, 10*time.Second), a.host.Peerstore().PeerInfo(a.id))
+				d.Host().Connect(ctxT(b, 10*time.Second), a.Host().Peerstore().PeerInfo(a.id))
 				b.StartTimer()
 				start := time.Now()
 				res, err := d.syncWith(ctxT(b, 10*time.Minute), a.id)

@@ -252,7 +252,7 @@ const boundsHeapBudget = 128 << 20
 
 // Finding 5, memory: a member claims a huge range on the fast path and sends batches of
 // megabyte envelopes in several sessions at once. The target applies each session's
-// envelopes every applyBytes, runs two sessions at most, and its heap stays bounded.
+// envelopes every session.DefaultApplyBytes, runs two sessions at most, and its heap stays bounded.
 func TestHostileHugeBatches(t *testing.T) {
 	sessions, frames := 6, 16
 	nodes := newMesh(t, 2)

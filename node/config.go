@@ -85,6 +85,10 @@ type Config struct {
 	// Store is passed to store.Open and store.Init (KDF parameters, NoSync for
 	// benchmarks, clock skew bound). Its Now and DeviceName are set by the node.
 	Store store.Options
+
+	// resealDelay is how long a device that did not start the newest key epoch waits
+	// before it re-seals old envelopes itself. Default 2 minutes; tests lower it.
+	resealDelay time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -121,6 +125,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Bootstrap == nil && !testmode.Enabled() {
 		c.Bootstrap = DefaultBootstrap()
+	}
+	if c.resealDelay <= 0 {
+		c.resealDelay = 2 * time.Minute
 	}
 	if c.Rendezvous <= 0 {
 		c.Rendezvous = 5 * time.Minute

@@ -154,6 +154,8 @@ func signingKeyOf(p peer.ID) (ed25519.PublicKey, error) {
 // reloadDevices rebuilds the snapshot from the store. A peer id this device has seen
 // removed stays refused, whatever comes later.
 func (n *Node) reloadDevices() error {
+	n.devMu.Lock()
+	defer n.devMu.Unlock()
 	devs, err := loadDevices(n.st)
 	if err != nil {
 		return fmt.Errorf("load device list: %w", err)
@@ -263,19 +265,20 @@ func (n *Node) devicesChanged() error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.started && !n.closed {
-		n.reconcilePeersLocked()
-		n.seedPeerstore(n.host)
-		n.updateOwnAddrs(n.host.Addrs())
+	if r := n.net.Load(); r != nil && !n.closed {
+		h := r.host
+		n.reconcilePeersLocked(r)
+		n.seedPeerstore(h)
+		n.updateOwnAddrs(h.Addrs())
 		// Close removed devices' connections. Strangers stay when the node reaches beyond
 		// the LAN: the relay (its reservation carries every relayed connection to a
 		// sibling behind a NAT) and DHT peers; the gate already keeps them from the data
 		// protocols. On a LAN-only node no stranger has a reason to stay.
 		set := n.devices.Load()
-		for _, p := range n.host.Network().Peers() {
+		for _, p := range h.Network().Peers() {
 			d, known := set.byPeer[p]
 			if (known && d.Removed) || (n.cfg.LANOnly && !known && !n.invites.open(n.cfg.Now())) {
-				n.host.Network().ClosePeer(p)
+				h.Network().ClosePeer(p)
 			}
 		}
 	}

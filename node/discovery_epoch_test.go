@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 )
 
 // TestDiscoveryFollowsKeyEpoch: removing a device starts a key epoch, and with it new
@@ -33,7 +35,7 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var name0 string
-	if md, ok := a.mdns.(*meshMDNS); ok {
+	if md, ok := mdnsOf(a).(*meshMDNS); ok {
 		name0 = md.self
 		if name0 != mdnsName(before[0].Key, a.id) || name0 == mdnsName(before[0].Key, b.id) {
 			t.Errorf("a announces %q", name0)
@@ -77,7 +79,7 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 			t.Fatal("the removed device holds the new discovery key")
 		}
 	}
-	if md, ok := a.mdns.(*meshMDNS); ok {
+	if md, ok := mdnsOf(a).(*meshMDNS); ok {
 		if err := md.refresh(); err != nil {
 			t.Fatal(err)
 		}
@@ -99,4 +101,14 @@ func TestDiscoveryFollowsKeyEpoch(t *testing.T) {
 	} else {
 		t.Log("no multicast interface: mDNS names not checked")
 	}
+}
+
+// mdnsOf is the running network's mDNS service of n (nil while the network is down).
+func mdnsOf(n *Node) mdns.Service {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r := n.net.Load(); r != nil {
+		return r.mdns
+	}
+	return nil
 }

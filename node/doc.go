@@ -8,7 +8,8 @@
 //     bound to both peer ids, and receives the mesh key and the device list.
 //   - SyncProtocol (/meshsync/sync/1.0.0): hello (mesh proof, epoch, progress, Merkle
 //     root), then the fast path ("everything after sequence S of epoch E") or a Merkle
-//     reconciliation, then the missing envelopes both ways, applied in batches.
+//     reconciliation, then the missing envelopes both ways, applied in batches. The
+//     decisions live in package node/session, a pure state machine; sync.go drives it.
 //   - PushProtocol (/meshsync/push/1.0.0): a long-lived stream per connected device that
 //     carries new envelopes as they commit.
 //
@@ -30,6 +31,8 @@
 //	sub := n.SubscribeStates(16) // Offline, Syncing, Conflict, UpToDate, Error per device
 //	st := n.States()              // the status snapshot: devices, pending, warnings
 //	err = n.WaitSynced(ctx)
+//	n.Stop()                      // network down, store open (Put, Get … still work)
+//	n.Start(ctx)                  // network up again, on a new host
 //
 // Protocols layered on the node register their handlers on Host().
 //
@@ -54,9 +57,6 @@
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it
 //     wrote while away) and reports it (States.FullResync).
-//   - One goroutine owns each piece of state: a loop per device (dial, sessions, backoff,
-//     anti-entropy, its push stream), the state tracker, the change-feed watcher. Close
-//     waits for all of them.
 //   - A node has one open invite at a time.
 //   - Beyond the LAN (unless Config.LANOnly) a node announces itself in the DHT under a
 //     key only the mesh can compute, which changes every UTC day, and looks its devices
@@ -86,4 +86,36 @@
 //     less often than QUIC's 15-second keep-alive. libp2p itself still wakes an idle node
 //     every 5 s (its address manager) and every 30 s (QUIC port reuse); nothing of the
 //     node's own runs more often than once a minute when nothing changes.
+//
+// # Who owns what
+//
+// Each piece of a node's state has one owner; the package has no mutable package-level
+// state (tests lower timing knobs through unexported Config fields).
+//
+//   - Set at Open and never changed: the config, the store, the identity, the proof keys.
+//   - Node.life serializes Start, Stop and Close. Node.mu guards closed and the writes of
+//     Node.net, the running network (a netRun: the host, its context and WaitGroup, the
+//     DHT, mDNS and the device loops). Readers load Node.net without a lock (hostNow,
+//     dhtNow): the tracker goroutine reads the host that way while holders of Node.mu
+//     wait for the tracker. A netRun's host and context never change; its mdns and
+//     device-loop table are guarded by Node.mu; its DHT is set once by Start.
+//   - Stop cancels the run's context, closes discovery and the host and waits for the
+//     run's WaitGroup: the device loops, the change-feed watcher, the address watcher,
+//     the tombstone collection, the rendezvous loop and every running protocol handler
+//     (each enters the run it serves). Close does that, then waits for the node's own
+//     goroutines (the state tracker, a re-seal pass) and closes the store.
+//   - A device loop (peer.go) is the one goroutine that dials its device, runs sessions as
+//     the initiator, owns the push stream towards it, its backoff and anti-entropy timer;
+//     others reach it over its channels (kick, push, gone).
+//   - The state tracker (states.go) is one goroutine that owns the per-device states, the
+//     open conflicts and the pending estimates; others send it closures (do, call).
+//   - The device list is an immutable snapshot (Node.devices), replaced only by
+//     reloadDevices under Node.devMu and read without a lock.
+//   - Scoped locks of their own: the progress and echo table (progress.go), the open
+//     invite (pairing.go), the streams per device (limits.go), the key rotation and
+//     re-seal state (rotation.go: its lock also serializes keysChanged), the state
+//     subscriptions. Counters (limits.go violations, mDNS finds, gater refusals) are
+//     atomics that only ever grow.
+//   - A sync session's own state lives in its session.Session and session.Sender, each
+//     owned by one goroutine of the handler or device loop that runs it.
 package node

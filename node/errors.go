@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/meshsync/meshsync/node/internal/wire"
+	"github.com/meshsync/meshsync/node/session"
 )
 
 // Errors a caller may branch on.
@@ -26,17 +27,17 @@ var (
 	// ErrUnreachable means some devices could not be reached by WaitSynced.
 	ErrUnreachable = errors.New("some devices are unreachable")
 	// ErrNotMember means a peer is not a current device of the mesh.
-	ErrNotMember = errors.New("peer is not a device of this mesh")
+	ErrNotMember = session.ErrNotMember
 	// ErrProtocol means a peer broke the sync or pairing protocol; the session ended.
-	ErrProtocol = errors.New("protocol violation")
+	ErrProtocol = session.ErrProtocol
 	// ErrOldPeer means the peer runs a meshsync release too old to sync with this one (it
 	// does not sign the records that change the mesh): upgrade it.
-	ErrOldPeer = errors.New("peer runs an older meshsync")
+	ErrOldPeer = session.ErrOldPeer
 	// ErrSessionCapped means a sync session received its cap of bytes (2 GiB) and ended
 	// after applying what arrived; the next session continues from there.
-	ErrSessionCapped = errors.New("sync session reached its byte cap")
+	ErrSessionCapped = session.ErrSessionCapped
 	// ErrRolledBack means a peer remembered more of this store than it holds: the store
 	// was put back from an older copy. It started a new epoch; the next session
 	// reconciles everything by Merkle summary and nothing the peer holds is lost.
-	ErrRolledBack = errors.New("this store is older than a copy a peer has seen (restored from an old file?): started a new epoch, the next sync reconciles in full")
+	ErrRolledBack = session.ErrRolledBack
 )

@@ -137,7 +137,7 @@ func TestExhaustionUnpaired(t *testing.T) {
 	honestRoundTrip(t, a, b, "before")
 	runtime.GC()
 	heap := watchHeap()
-	info := peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}
+	info := peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}
 
 	// 1. Connection attempts from a few unpaired identities, each a full secure handshake
 	// that the gate refuses.
@@ -175,7 +175,7 @@ func TestExhaustionUnpaired(t *testing.T) {
 	// held while the honest device has to reconnect.
 	const held = 200
 	var conns []net.Conn
-	addr := tcpAddr(t, a.host)
+	addr := tcpAddr(t, a.Host())
 	for range held {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
@@ -188,7 +188,7 @@ func TestExhaustionUnpaired(t *testing.T) {
 			c.Close()
 		}
 	})
-	b.host.Network().ClosePeer(a.id)
+	b.Host().Network().ClosePeer(a.id)
 	lat2 := honestRoundTrip(t, a, b, "during-tcp-hold")
 	// The held connections count against the resource manager's inbound limit; let them go
 	// before the next attack, which needs a stranger's connection to be admitted.

@@ -55,11 +55,18 @@ func newMesh(t testing.TB, k int) []*Node { return newMeshWith(t, k, nil) }
 
 // newMeshWith is newMesh with the first node's configuration changed by mod.
 func newMeshWith(t testing.TB, k int, mod func(*Config)) []*Node {
+	return newMeshEach(t, k, func(i int, c *Config) {
+		if i == 0 && mod != nil {
+			mod(c)
+		}
+	})
+}
+
+// newMeshEach is newMesh with node i's configuration changed by mod(i, cfg).
+func newMeshEach(t testing.TB, k int, mod func(int, *Config)) []*Node {
 	t.Helper()
 	cfg := testConfig(t, "n0")
-	if mod != nil {
-		mod(&cfg)
-	}
+	mod(0, &cfg)
 	first, err := Init(context.Background(), cfg, "n0")
 	if err != nil {
 		t.Fatal(err)
@@ -67,18 +74,25 @@ func newMeshWith(t testing.TB, k int, mod func(*Config)) []*Node {
 	t.Cleanup(func() { first.Close() })
 	nodes := []*Node{mustStart(t, first)}
 	for i := 1; i < k; i++ {
-		nodes = append(nodes, join(t, first, fmt.Sprintf("n%d", i)))
+		name := fmt.Sprintf("n%d", i)
+		cfg := testConfig(t, name)
+		mod(i, &cfg)
+		nodes = append(nodes, joinWith(t, first, name, cfg))
 	}
 	return nodes
 }
 
 func join(t testing.TB, inviter *Node, name string) *Node {
+	return joinWith(t, inviter, name, testConfig(t, name))
+}
+
+func joinWith(t testing.TB, inviter *Node, name string, cfg Config) *Node {
 	t.Helper()
 	code, _, err := inviter.Invite(time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Join(ctxT(t, 30*time.Second), testConfig(t, name), code, name)
+	n, err := Join(ctxT(t, 30*time.Second), cfg, code, name)
 	if err != nil {
 		t.Fatalf("join %s: %v", name, err)
 	}

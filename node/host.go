@@ -224,26 +224,18 @@ func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 		return
 	}
 	m.n.mdnsFound.Add(1)
-	m.n.mu.Lock()
-	defer m.n.mu.Unlock()
-	if m.n.host == nil || m.n.closed {
-		return
-	}
-	m.n.host.Peerstore().AddAddrs(pi.ID, pi.Addrs, 10*time.Minute)
-	if pl := m.n.peers[pi.ID]; pl != nil && m.n.host.Network().Connectedness(pi.ID) != network.Connected {
-		pl.kickNow()
-	}
+	m.n.hintAddrs(pi.ID, pi.Addrs, 10*time.Minute)
 }
 
-// startMDNSLocked starts LAN discovery (mdns.go). n.mu is held.
-func (n *Node) startMDNSLocked() {
-	svc := newMeshMDNS(n, n.host)
+// startMDNSLocked starts LAN discovery (mdns.go) on r. n.mu is held.
+func (n *Node) startMDNSLocked(r *netRun) {
+	svc := newMeshMDNS(n, r.host)
 	if err := svc.Start(); err != nil {
 		svc.Close()
 		n.log.Warn("mdns disabled", "err", err)
 		return
 	}
-	n.mdns = svc
+	r.mdns = svc
 }
 
 func isRelayed(a ma.Multiaddr) bool {

@@ -53,9 +53,9 @@ func newHostile(t testing.TB, target *Node, name string) *hostile {
 	t.Cleanup(func() { n.Close() })
 	n.manual = true // no device loops: no honest sessions or pushes of its own
 	mustStart(t, n)
-	n.host.RemoveStreamHandler(SyncProtocol)
-	n.host.RemoveStreamHandler(PushProtocol)
-	if err := n.host.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: target.id, Addrs: target.host.Addrs()}); err != nil {
+	n.Host().RemoveStreamHandler(SyncProtocol)
+	n.Host().RemoveStreamHandler(PushProtocol)
+	if err := n.Host().Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: target.id, Addrs: target.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	return &hostile{Node: n, t: t, target: target}
@@ -91,7 +91,7 @@ type hostileSession struct {
 }
 
 func (h *hostile) open(ctx context.Context, proto protocol.ID) (*hostileSession, error) {
-	s, err := h.host.NewStream(ctx, h.target.id, proto)
+	s, err := h.Host().NewStream(ctx, h.target.id, proto)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,26 @@ func (h *hostile) openPush(ctx context.Context) (*hostileSession, error) {
 // reconcile runs the Merkle reconciliation honestly over the hostile store's summary; the
 // target runs it when either hello calls for it.
 func (sess *hostileSession) reconcile() (need, have []merkle.ID, err error) {
-	return sess.h.Node.reconcile(sess.frameRW, true, &sessionResult{})
+	ms := merkle.NewInitiator(sess.h.st.Replication().Summary(), merkle.Config{})
+	msg, err := ms.Start()
+	for err == nil && msg != nil {
+		if err := sess.write(wire.TypeMerkle, msg); err != nil {
+			return nil, nil, err
+		}
+		if ms.Done() {
+			break
+		}
+		b, rerr := sess.expect(wire.TypeMerkle)
+		if rerr != nil {
+			return nil, nil, rerr
+		}
+		msg, err = ms.Handle(b)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	need, have = ms.Result()
+	return need, have, nil
 }
 
 // batch sends one Batch frame.

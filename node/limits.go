@@ -14,24 +14,18 @@ import (
 // Bounds on what one device may make this node hold or do (issue 15, finding 5). A
 // member, or a blind replica, can still send a lot; it can no longer make the node hold
 // more than a few frames and one apply group per allowed session.
-const (
-	// maxInbound is how many streams of one protocol (sync, push) one device may have open
-	// towards this node at once. A device runs one session and one push stream towards
-	// each device at a time; the second slot covers a stream that ended on its side while
-	// this side still reads it. Streams beyond it are reset before anything is read.
-	maxInbound = 2
-	// applyBytes bounds the envelope bytes a receiving session holds before it applies
-	// them (besides cfg.ApplyBatch envelopes): with a frame in flight, one session holds
-	// about 20 MiB at most, and the apply transaction writes about as much.
-	applyBytes = 16 << 20
-	// maxSessionBytes bounds the envelope bytes one session receives. A 1M-record initial
-	// sync of 1 KiB records carries about 1.2 GiB (envelope header, padding), so it fits in
-	// one session; a larger transfer ends at the cap after applying what arrived, and the
-	// next session continues from there (the fast path from the progress saved with each
-	// apply group, a Merkle session from what is still missing). Memory does not depend on
-	// it (applyBytes does); it bounds the work one session can impose.
-	maxSessionBytes = 2 << 30
-)
+//
+// What one session holds and receives is bounded in package session: it applies every
+// session.DefaultApplyBytes (16 MiB) besides cfg.ApplyBatch envelopes, so one session
+// holds about 20 MiB at most with a frame in flight, and ends after
+// session.DefaultMaxBytes (2 GiB; a 1M-record initial sync of 1 KiB records carries about
+// 1.2 GiB), applying what arrived; the next session continues from there.
+
+// maxInbound is how many streams of one protocol (sync, push) one device may have open
+// towards this node at once. A device runs one session and one push stream towards each
+// device at a time; the second slot covers a stream that ended on its side while this
+// side still reads it. Streams beyond it are reset before anything is read.
+const maxInbound = 2
 
 // inboundLimit counts the streams each device holds open per protocol. The zero value is
 // ready to use.
@@ -75,7 +69,7 @@ func (l *inboundLimit) acquire(p peer.ID, proto protocol.ID) (release func(), ok
 type violations struct {
 	unasked  atomic.Uint64 // Merkle session: an envelope the reconciliation did not ask for
 	claim    atomic.Uint64 // fast path or push: a batch beyond the range the sender claimed
-	capped   atomic.Uint64 // the session reached maxSessionBytes
+	capped   atomic.Uint64 // the session reached its byte cap (session.DefaultMaxBytes)
 	counters atomic.Uint64 // envelopes refused for counters beyond store.MaxCounter
 }
 

@@ -179,7 +179,7 @@ func TestRemovedDeviceRefused(t *testing.T) {
 		if _, ok := b.isMember(c.id); ok {
 			return fmt.Errorf("c still a member on b")
 		}
-		if b.host.Network().Connectedness(c.id) == 1 {
+		if b.Host().Network().Connectedness(c.id) == 1 {
 			return fmt.Errorf("b still connected to c")
 		}
 		return nil
@@ -256,7 +256,7 @@ func TestBulkSyncResumes(t *testing.T) {
 	defer b.Close()
 	b.manual = true
 	mustStart(t, b)
-	if err := b.host.Connect(ctxT(t, 10*time.Second), a.host.Peerstore().PeerInfo(a.id)); err != nil {
+	if err := b.Host().Connect(ctxT(t, 10*time.Second), a.Host().Peerstore().PeerInfo(a.id)); err != nil {
 		t.Fatal(err)
 	}
 	sub := b.Subscribe(20000)

@@ -21,7 +21,8 @@ import (
 
 // Node is one device of a mesh: its store, its libp2p host and the sync engine. Open,
 // Init or Join returns a node whose store is usable at once (Put, Get …); Start brings up
-// the network. All methods are safe for concurrent use.
+// the network and Stop takes it down again, the store staying open; Close ends it all.
+// All methods are safe for concurrent use.
 type Node struct {
 	cfg  Config
 	log  *slog.Logger
@@ -34,28 +35,43 @@ type Node struct {
 	replicaKey []byte // the proof key between devices and blind replicas
 	blind      bool   // this node is a blind replica (no mesh key)
 
+	// Each piece of state below has one owner (doc.go lists them).
+	devMu    sync.Mutex                // serializes reloadDevices, the only writer of devices
 	devices  atomic.Pointer[deviceSet] // immutable snapshot, replaced on change
-	invites  inviteBox
-	progress *progressTable
-	track    *tracker
-	inbound  inboundLimit // streams per device and protocol (limits.go)
-	bounded  violations   // sessions ended for breaking a bound (limits.go)
+	invites  inviteBox                 // its own lock
+	progress *progressTable            // its own lock
+	track    *tracker                  // its goroutine
+	inbound  inboundLimit              // its own lock (limits.go)
+	rot      rotation                  // its own lock (rotation.go)
+	bounded  violations                // counters (limits.go)
 
-	mdnsFound atomic.Uint64               // devices of the mesh reported by mDNS
-	dht       atomic.Pointer[dht.IpfsDHT] // nil in LAN-only mode or before Start
-	liveHost  atomic.Value                // host.Host once started: read without n.mu (the tracker must not take it)
+	mdnsFound atomic.Uint64 // counter: devices of the mesh reported by mDNS
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the node starts, and running handlers
+	wg     sync.WaitGroup // the goroutines that live as long as the node: the tracker, re-seal
 
-	mu      sync.Mutex // guards the fields below
-	started bool
-	closed  bool
-	host    host.Host
-	mdns    mdns.Service
-	peers   map[peer.ID]*peerLoop
-	manual  bool // tests: no device loops, sessions only when called
+	life sync.Mutex // serializes Start, Stop and Close
+
+	mu     sync.Mutex             // guards closed, the writes of net, and net's peers and mdns
+	closed bool                   // Close was called
+	net    atomic.Pointer[netRun] // the running network; nil while down. Read without mu.
+	manual bool                   // tests, set before Start: no device loops
+}
+
+// netRun is the network between one Start and the next Stop: the host and everything
+// that runs on it. Stop cancels ctx, closes the host and waits for wg.
+type netRun struct {
+	host   host.Host
+	ctx    context.Context // cancelled by Stop (and Close)
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine of the run, and running protocol handlers
+
+	dht atomic.Pointer[dht.IpfsDHT] // set once by Start; nil in LAN-only mode
+
+	// Guarded by Node.mu:
+	mdns  mdns.Service
+	peers map[peer.ID]*peerLoop // a loop per device (peer.go)
 }
 
 // Open opens the node over the existing store in cfg.Dir. The network stays down until
@@ -112,7 +128,7 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("peer", shortID(id)), st: st, key: sk, id: id, self: st.Device(),
-		pairKey: pk, replicaKey: rk, blind: st.Blind(), peers: map[peer.ID]*peerLoop{},
+		pairKey: pk, replicaKey: rk, blind: st.Blind(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.progress = newProgressTable(st)
@@ -126,35 +142,41 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 }
 
 // Start brings up the libp2p host, the protocol handlers, discovery and the sync loops.
-// The ctx is used only while starting.
+// The ctx is used only while starting. After Stop it starts the network again, over the
+// store that stayed open. It is a no-op when the network is up.
 func (n *Node) Start(ctx context.Context) error {
+	n.life.Lock()
+	defer n.life.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
+	closed, up := n.closed, n.net.Load() != nil
+	n.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
-	if n.started {
+	if up {
 		return nil
 	}
 	h, err := n.newHost()
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	n.host = h
-	n.liveHost.Store(h)
-	n.started = true
+	r := &netRun{host: h, peers: map[peer.ID]*peerLoop{}}
+	r.ctx, r.cancel = context.WithCancel(n.ctx)
+	n.mu.Lock()
+	n.net.Store(r)
+	n.mu.Unlock()
 	n.registerHandlers(h)
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.feedLoop(n.ctx) }()
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.watchAddrs(n.ctx, h) }()
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.collectLoop(n.ctx) }()
-	n.reconcilePeersLocked()
+	r.wg.Add(3)
+	go func() { defer r.wg.Done(); n.feedLoop(r.ctx) }()
+	go func() { defer r.wg.Done(); n.watchAddrs(r.ctx, h) }()
+	go func() { defer r.wg.Done(); n.collectLoop(r.ctx) }()
+	n.mu.Lock()
+	n.reconcilePeersLocked(r)
 	if n.cfg.EnableMDNS {
-		n.startMDNSLocked()
+		n.startMDNSLocked(r)
 	}
-	if err := n.startReachLocked(h); err != nil {
+	n.mu.Unlock()
+	if err := n.startReach(r); err != nil {
 		// The node still works on the LAN; say why it does not reach further.
 		n.log.Warn("DHT rendezvous disabled", "err", err)
 	}
@@ -162,27 +184,59 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// Stop takes the network down: discovery, the device loops, every protocol handler and
+// the host, and waits for them to end. The store stays open (Put, Get … keep working);
+// Start brings the network up again. It is a no-op when the network is down.
+func (n *Node) Stop() error {
+	n.life.Lock()
+	defer n.life.Unlock()
+	n.mu.Lock()
+	r := n.net.Swap(nil)
+	n.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	err := n.stopRun(r)
+	n.progress.flush()
+	n.log.Info("node stopped")
+	return err
+}
+
+// stopRun ends a run that is no longer n.net.
+func (n *Node) stopRun(r *netRun) error {
+	r.cancel()
+	n.mu.Lock()
+	md := r.mdns
+	r.mdns = nil
+	n.mu.Unlock()
+	if md != nil {
+		md.Close()
+	}
+	if d := r.dht.Load(); d != nil {
+		d.Close()
+	}
+	err := r.host.Close()
+	r.wg.Wait()
+	return err
+}
+
 // Close stops the network, waits for every goroutine of the node to end and closes the
 // store. It is safe to call more than once.
 func (n *Node) Close() error {
+	n.life.Lock()
+	defer n.life.Unlock()
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		return nil
 	}
 	n.closed = true
-	h, md := n.host, n.mdns
+	r := n.net.Swap(nil)
 	n.mu.Unlock()
 	n.cancel()
-	if md != nil {
-		md.Close()
-	}
-	if d := n.dht.Load(); d != nil {
-		d.Close()
-	}
 	var errs []error
-	if h != nil {
-		errs = append(errs, h.Close())
+	if r != nil {
+		errs = append(errs, n.stopRun(r))
 	}
 	n.wg.Wait()
 	n.progress.flush()
@@ -202,27 +256,34 @@ func (n *Node) goSafe(fn func()) bool {
 	return true
 }
 
-// enter counts a running protocol handler; it reports false when the node is closing.
-func (n *Node) enter() bool {
+// enter counts a running protocol handler in the network's run; it reports false when
+// the network is down or going down. The caller calls r.wg.Done when it ends.
+func (n *Node) enter() (*netRun, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
-		return false
+	r := n.net.Load()
+	if n.closed || r == nil {
+		return nil, false
 	}
-	n.wg.Add(1)
-	return true
+	r.wg.Add(1)
+	return r, true
+}
+
+// hostNow is the running host; nil while the network is down.
+func (n *Node) hostNow() host.Host {
+	if r := n.net.Load(); r != nil {
+		return r.host
+	}
+	return nil
 }
 
 // Host is the node's libp2p host, for protocols layered on the node (sharing, for
 // example): register stream handlers on it and open streams to devices with it. Its
 // connection gater admits only current devices of the mesh (and, while an invite is
 // open, strangers for pairing); a handler must still check the remote peer itself. Do
-// not close it; Close the node. It is nil before Start.
-func (n *Node) Host() host.Host {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.host
-}
+// not close it; Close the node. It is nil while the network is down (before Start, after
+// Stop), and a new host after each Start.
+func (n *Node) Host() host.Host { return n.hostNow() }
 
 // PeerID is this device's libp2p identity.
 func (n *Node) PeerID() peer.ID { return n.id }
@@ -237,9 +298,7 @@ func (n *Node) Store() *store.Store { return n.st }
 // Addrs are the addresses the node listens on, each ending in /p2p/<peer id>. Empty
 // before Start.
 func (n *Node) Addrs() []ma.Multiaddr {
-	n.mu.Lock()
-	h := n.host
-	n.mu.Unlock()
+	h := n.hostNow()
 	if h == nil {
 		return nil
 	}
@@ -281,10 +340,11 @@ func (n *Node) SyncNow(ctx context.Context) error {
 	if n.closed {
 		return ErrClosed
 	}
-	if !n.started {
+	r := n.net.Load()
+	if r == nil {
 		return ErrNotStarted
 	}
-	for _, pl := range n.peers {
+	for _, pl := range r.peers {
 		pl.kickNow()
 	}
 	return nil

@@ -212,9 +212,7 @@ func (n *Node) CancelInvite() {
 
 // inviteAddrs picks at most 8 listen addresses, LAN and public ones before loopback.
 func (n *Node) inviteAddrs() []ma.Multiaddr {
-	n.mu.Lock()
-	h := n.host
-	n.mu.Unlock()
+	h := n.hostNow()
 	if h == nil {
 		return nil
 	}
@@ -235,18 +233,19 @@ func (n *Node) inviteAddrs() []ma.Multiaddr {
 // handlePair serves a joiner while an invite is open.
 func (n *Node) handlePair(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	if !n.enter() {
+	r, ok := n.enter()
+	if !ok {
 		s.Reset()
 		return
 	}
-	defer n.wg.Done()
+	defer r.wg.Done()
 	inv, err := n.invites.claim(n.cfg.Now())
 	if err != nil {
 		s.Reset()
 		n.dropStranger(p)
 		return
 	}
-	ok, wrong, err := n.servePair(s, p, inv)
+	ok, wrong, err := n.servePair(r.ctx, s, p, inv)
 	n.invites.release(inv, ok, wrong)
 	if err != nil {
 		n.log.Info("pairing failed", "peer", shortID(p), "err", err)
@@ -258,10 +257,10 @@ func (n *Node) handlePair(s network.Stream) {
 	s.Close()
 }
 
-func (n *Node) servePair(s network.Stream, p peer.ID, inv *openInvite) (ok, wrongSecret bool, err error) {
+func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *openInvite) (ok, wrongSecret bool, err error) {
 	// The joiner derives its store key (Argon2id) between the offer and the confirm.
 	const storeInitAllowance = 30 * time.Second
-	ctx, cancel := context.WithTimeout(n.ctx, 3*n.cfg.StepTimeout+storeInitAllowance)
+	ctx, cancel := context.WithTimeout(ctx, 3*n.cfg.StepTimeout+storeInitAllowance)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
@@ -332,9 +331,7 @@ func (n *Node) dropStranger(p peer.ID) {
 	if _, ok := n.isMember(p); ok {
 		return
 	}
-	n.mu.Lock()
-	h := n.host
-	n.mu.Unlock()
+	h := n.hostNow()
 	if h != nil {
 		h.Network().ClosePeer(p)
 	}

@@ -40,7 +40,7 @@ type pairRelay struct {
 
 func newPairRelay(t *testing.T, inviter *Node) *pairRelay {
 	r := &pairRelay{h: plainHost(t)}
-	r.h.Peerstore().AddAddrs(inviter.id, inviter.host.Addrs(), peerstore.PermanentAddrTTL)
+	r.h.Peerstore().AddAddrs(inviter.id, inviter.Host().Addrs(), peerstore.PermanentAddrTTL)
 	r.h.SetStreamHandler(PairProtocol, func(js network.Stream) {
 		defer js.Reset()
 		is, err := r.h.NewStream(ctxT(t, 10*time.Second), inviter.id, PairProtocol)
@@ -258,7 +258,7 @@ func (p *tcpProxy) codeVia(t *testing.T, code string) string {
 
 // nodeTCPAddr is n's loopback TCP listen address as host:port.
 func nodeTCPAddr(t *testing.T, n *Node) string {
-	for _, a := range n.host.Addrs() {
+	for _, a := range n.Host().Addrs() {
 		if _, err := a.ValueForProtocol(ma.P_TCP); err != nil {
 			continue
 		}

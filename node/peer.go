@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -43,26 +44,26 @@ func (pl *peerLoop) ensurePush(from uint64) {
 	}
 }
 
-// reconcilePeersLocked starts a loop for every current device and stops the loops of
+// reconcilePeersLocked starts a loop in r for every current device and stops the loops of
 // devices that were removed. n.mu is held.
-func (n *Node) reconcilePeersLocked() {
+func (n *Node) reconcilePeersLocked(r *netRun) {
 	if n.manual {
 		return
 	}
 	for p := range n.devices.Load().byPeer {
-		if _, ok := n.isMember(p); !ok || n.peers[p] != nil {
+		if _, ok := n.isMember(p); !ok || r.peers[p] != nil {
 			continue
 		}
-		ctx, cancel := context.WithCancel(n.ctx)
+		ctx, cancel := context.WithCancel(r.ctx)
 		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), cancel: cancel}
-		n.peers[p] = pl
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.runPeer(ctx, pl) }()
+		r.peers[p] = pl
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); n.runPeer(ctx, r.host, pl) }()
 	}
-	for p, pl := range n.peers {
+	for p, pl := range r.peers {
 		if _, ok := n.isMember(p); !ok {
 			pl.cancel()
-			delete(n.peers, p)
+			delete(r.peers, p)
 			n.track.removed(p)
 		}
 	}
@@ -73,7 +74,7 @@ func jitter(d time.Duration, f float64) time.Duration {
 	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
 }
 
-func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
+func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 	var pushDone chan error
 	var pushCancel context.CancelFunc
 	stopPush := func() {
@@ -104,7 +105,7 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 		case <-timer.C:
 		case <-pl.gone:
 			stopPush()
-			if n.host.Network().Connectedness(pl.p) == network.Connected {
+			if h.Network().Connectedness(pl.p) == network.Connected {
 				continue // another connection is up
 			}
 		case from := <-pl.push:
@@ -120,7 +121,7 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
 			continue
 		}
-		next, res, err := n.attempt(ctx, pl.p, startPush)
+		next, res, err := n.attempt(ctx, h, pl.p, startPush)
 		if ctx.Err() != nil {
 			return
 		}
@@ -130,6 +131,7 @@ func (n *Node) runPeer(ctx context.Context, pl *peerLoop) {
 			at := n.cfg.Now().Add(next)
 			var de *dialError
 			if errors.As(err, &de) {
+				n.log.Debug("dial failed", "to", shortID(pl.p), "err", err, "retry", next)
 				n.track.offline(pl.p, de.err, at)
 			} else {
 				n.track.sessionEnd(pl.p, res, err, at)
@@ -151,11 +153,11 @@ func (e *dialError) Unwrap() error { return e.err }
 // attempt dials p if needed and runs one session. It returns the delay before the next
 // planned attempt on success; on failure the caller reports the state with the time of
 // the retry it plans.
-func (n *Node) attempt(ctx context.Context, p peer.ID, startPush func(uint64)) (time.Duration, *sessionResult, error) {
+func (n *Node) attempt(ctx context.Context, h host.Host, p peer.ID, startPush func(uint64)) (time.Duration, *sessionResult, error) {
 	next := jitter(n.cfg.AntiEntropy, 0.25)
-	if n.host.Network().Connectedness(p) != network.Connected {
+	if h.Network().Connectedness(p) != network.Connected {
 		dctx, cancel := context.WithTimeout(ctx, min(n.cfg.StepTimeout, 15*time.Second))
-		err := n.host.Connect(dctx, peer.AddrInfo{ID: p})
+		err := h.Connect(dctx, peer.AddrInfo{ID: p})
 		cancel()
 		if err != nil {
 			return 0, nil, &dialError{err}

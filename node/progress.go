@@ -6,15 +6,12 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/meshsync/meshsync/node/session"
 	"github.com/meshsync/meshsync/store"
 )
 
-// progress is what this device holds of a peer's store: every envelope the peer held up
-// to sequence Seq of its store epoch Epoch (or something newer that supersedes it).
-type progress struct {
-	Epoch [16]byte `json:"epoch"`
-	Seq   uint64   `json:"seq"`
-}
+// progress is what this device holds of a peer's store (session.Progress).
+type progress = session.Progress
 
 // progressTable owns the per-peer progress. It only moves forward within an epoch; a new
 // epoch replaces the old one. Progress earned by applying envelopes is written in the
@@ -80,33 +77,10 @@ func (t *progressTable) get(p peer.ID) progress {
 	return pr
 }
 
-// planRange returns p's progress once the range (from, to] of the peer's epoch is applied.
-// ok is false when the range leaves a gap (it starts above what is held); the progress
-// then stays as it is.
+// planRange returns p's progress once the range (from, to] of the peer's epoch is applied
+// (session.Progress.AfterRange).
 func (t *progressTable) planRange(p peer.ID, epoch [16]byte, from, to uint64) (pr progress, ok bool) {
-	cur := t.get(p)
-	if cur.Epoch != epoch {
-		if from != 0 {
-			return cur, false
-		}
-		cur = progress{Epoch: epoch}
-	}
-	if from > cur.Seq {
-		return cur, false
-	}
-	cur.Seq = max(cur.Seq, to)
-	return cur, true
-}
-
-// planAtLeast returns p's progress once everything up to seq of the peer's epoch is held
-// (after a reconciliation or a complete fast path).
-func (t *progressTable) planAtLeast(p peer.ID, epoch [16]byte, seq uint64) progress {
-	cur := t.get(p)
-	if cur.Epoch != epoch {
-		return progress{Epoch: epoch, Seq: seq}
-	}
-	cur.Seq = max(cur.Seq, seq)
-	return cur
+	return t.get(p).AfterRange(epoch, from, to)
 }
 
 // set makes pr p's progress in memory if it is ahead of what is held (same epoch, higher

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshsync/meshsync/node/internal/wire"
+	"github.com/meshsync/meshsync/node/session"
 )
 
 // PushProtocol is the libp2p protocol id of a push stream: a long-lived stream from a
@@ -36,9 +37,7 @@ const PushProtocol = "/meshsync/push/1.0.0"
 func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 	sub := n.st.Subscribe(1024)
 	defer sub.Close()
-	n.mu.Lock()
-	h := n.host
-	n.mu.Unlock()
+	h := n.hostNow()
 	if h == nil {
 		return ErrNotStarted
 	}
@@ -103,7 +102,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 			}
 			continue
 		}
-		envs, last, err := n.collectSince(scanned, upto, n.progress.echoFilter(p))
+		envs, last, err := session.Collect(storeSource{n.st}, scanned, upto, n.progress.echoFilter(p))
 		if err != nil {
 			return err
 		}
@@ -122,11 +121,11 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 
 // handlePush receives a push stream from another device.
 func (n *Node) handlePush(s network.Stream) {
-	p, ok := n.admit(s, "push")
+	p, r, ok := n.admit(s, "push")
 	if !ok {
 		return
 	}
-	defer n.wg.Done()
+	defer r.wg.Done()
 	release, ok := n.inbound.acquire(p, PushProtocol)
 	if !ok {
 		n.log.Debug("push refused: too many push streams from the device", "from", shortID(p))
@@ -134,7 +133,7 @@ func (n *Node) handlePush(s network.Stream) {
 		return
 	}
 	defer release()
-	stop := context.AfterFunc(n.ctx, func() { s.Reset() })
+	stop := context.AfterFunc(r.ctx, func() { s.Reset() })
 	defer stop()
 	if err := n.receivePush(s, p); err != nil {
 		n.log.Debug("push stream ended", "from", shortID(p), "err", err)
@@ -212,18 +211,24 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 
 // peerDisconnected tells p's device loop that its last connection closed.
 func (n *Node) peerDisconnected(p peer.ID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if pl := n.peers[p]; pl != nil {
+	if pl := n.peerLoop(p); pl != nil {
 		pl.disconnected()
 	}
 }
 
 // kick asks p's device loop to sync soon.
 func (n *Node) kick(p peer.ID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if pl := n.peers[p]; pl != nil {
+	if pl := n.peerLoop(p); pl != nil {
 		pl.kickNow()
 	}
+}
+
+// peerLoop is p's device loop in the running network, if any.
+func (n *Node) peerLoop(p peer.ID) *peerLoop {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r := n.net.Load(); r != nil {
+		return r.peers[p]
+	}
+	return nil
 }

@@ -91,9 +91,9 @@ func (n *Node) reachOptions() ([]libp2p.Option, error) {
 	return opts, nil
 }
 
-// startReachLocked starts the DHT and the rendezvous loop (not in LAN-only mode). n.mu is
-// held.
-func (n *Node) startReachLocked(h host.Host) error {
+// startReach starts the DHT and the rendezvous loop of r (not in LAN-only mode).
+func (n *Node) startReach(r *netRun) error {
+	h := r.host
 	if n.cfg.LANOnly {
 		return nil
 	}
@@ -105,20 +105,28 @@ func (n *Node) startReachLocked(h host.Host) error {
 	if err != nil {
 		return fmt.Errorf("dht: %w", err)
 	}
-	n.dht.Store(d)
+	r.dht.Store(d)
 	if _, err := n.st.Keys().DiscoveryKeys(); err != nil {
 		return fmt.Errorf("rendezvous key: %w", err)
 	}
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.rendezvousLoop(n.ctx, h, d, boot) }()
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); n.rendezvousLoop(r.ctx, h, d, boot) }()
 	return nil
 }
 
 // dhtServing reports whether this node answers DHT queries now (and so admits strangers'
 // inbound connections).
 func (n *Node) dhtServing() bool {
-	d := n.dht.Load()
+	d := n.dhtNow()
 	return d != nil && d.Mode() == dht.ModeServer
+}
+
+// dhtNow is the running network's DHT; nil while the network is down or in LAN-only mode.
+func (n *Node) dhtNow() *dht.IpfsDHT {
+	if r := n.net.Load(); r != nil {
+		return r.dht.Load()
+	}
+	return nil
 }
 
 // rendezvousLookKeys is how many discovery keys, newest first, a rendezvous round looks
@@ -228,11 +236,12 @@ func (n *Node) rendezvousRound(ctx context.Context, h host.Host, d *dht.IpfsDHT,
 func (n *Node) hintAddrs(p peer.ID, addrs []ma.Multiaddr, ttl time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.host == nil || n.closed {
+	r := n.net.Load()
+	if r == nil || n.closed {
 		return
 	}
-	n.host.Peerstore().AddAddrs(p, addrs, ttl)
-	if pl := n.peers[p]; pl != nil && n.host.Network().Connectedness(p) != network.Connected {
+	r.host.Peerstore().AddAddrs(p, addrs, ttl)
+	if pl := r.peers[p]; pl != nil && r.host.Network().Connectedness(p) != network.Connected {
 		pl.kickNow()
 	}
 }
@@ -262,7 +271,7 @@ func roomy(c network.Conn) bool {
 // canBulk reports whether p is connected over a path that may carry data, and whether
 // that path is a limited relayed connection (streams must then allow it).
 func (n *Node) canBulk(p peer.ID) (ok, limited bool) {
-	h, _ := n.liveHost.Load().(host.Host)
+	h := n.hostNow()
 	if h == nil {
 		return false, false
 	}
@@ -354,8 +363,7 @@ func (n *Node) watchAddrs(ctx context.Context, h host.Host) {
 func (n *Node) relayCandidates(ctx context.Context, num int) <-chan peer.AddrInfo {
 	out := make(chan peer.AddrInfo, num)
 	defer close(out)
-	d := n.dht.Load()
-	h, _ := n.liveHost.Load().(host.Host)
+	d, h := n.dhtNow(), n.hostNow()
 	if d == nil || h == nil {
 		return out
 	}

@@ -228,11 +228,11 @@ func (n *Node) sendMembers(ctx context.Context, p peer.ID) error {
 
 // handleMembers serves a device telling this replica the device list.
 func (n *Node) handleMembers(s network.Stream) {
-	p, ok := n.admit(s, "members")
+	p, r, ok := n.admit(s, "members")
 	if !ok {
 		return
 	}
-	defer n.wg.Done()
+	defer r.wg.Done()
 	if d, _ := n.isMember(p); d.Role != RoleDevice {
 		s.Reset() // only devices, which read the synced list, speak for the mesh
 		return

@@ -1,12 +1,10 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -27,20 +25,17 @@ import (
 // epoch if the key it seals under ever reached a removed device (two removals at the same
 // time), grants the keys it holds to devices that lack them (paired after a rotation), and
 // re-seals old envelopes under the newest key in the background: at once on the device
-// that rotated, after resealDelay elsewhere (by then the rotator's re-sealed envelopes
+// that rotated, after Config.resealDelay elsewhere (by then the rotator's re-sealed envelopes
 // have usually arrived and there is nothing left to do).
-
-// resealDelay is how long a device that did not start the newest epoch waits before it
-// re-seals old envelopes itself. Tests lower it.
-var resealDelay = 2 * time.Minute
 
 // resealPause separates two re-seal batches so that local writes and sync get the store.
 const resealPause = 5 * time.Millisecond
 
-// rotation is a node's key-rotation state.
+// rotation is a node's key-rotation state. Its mutex serializes keysChanged and guards
+// the rest; the re-seal loop it starts is the only other writer.
 type rotation struct {
-	mu        sync.Mutex // serializes keysChanged
-	resealing bool       // guarded by mu: a re-seal loop runs
+	mu        sync.Mutex
+	resealing bool // a re-seal loop runs
 	stats     ResealProgress
 }
 
@@ -55,24 +50,9 @@ type ResealProgress struct {
 	Finished time.Time `json:"finished,omitzero"`
 }
 
-// rotations holds each open node's rotation state (the Node type itself is not this
-// file's); an entry goes when its node closes.
-var rotations sync.Map // *Node -> *rotation
-
-func (n *Node) rotation() *rotation {
-	if r, ok := rotations.Load(n); ok {
-		return r.(*rotation)
-	}
-	r, loaded := rotations.LoadOrStore(n, &rotation{})
-	if !loaded {
-		context.AfterFunc(n.ctx, func() { rotations.Delete(n) })
-	}
-	return r.(*rotation)
-}
-
 // Reseal reports the progress of the background re-seal on this device.
 func (n *Node) Reseal() ResealProgress {
-	r := n.rotation()
+	r := &n.rot
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.stats
@@ -121,68 +101,47 @@ func revocationOf(d Device) store.RemovalPoint {
 	return store.RemovalPoint{Counter: math.MaxUint64, Clock: resolve.MakeTimestamp(d.RemovedAt.UnixMilli(), math.MaxUint16)}
 }
 
-// keysChanged brings the keys in line with the device list: it revokes removed devices,
-// starts a new epoch when the sealing key reached a removed device, grants held keys to
-// devices that lack them, and starts the re-seal. It runs after every change of the list.
+// keysChanged brings the keys in line with the device list (planKeys decides): it
+// revokes removed devices on a blind replica, starts a new epoch when the sealing key
+// reached a removed device, grants held keys to devices that lack them, and starts the
+// re-seal. It runs after every change of the list.
 func (n *Node) keysChanged() error {
-	r := n.rotation()
+	r := &n.rot
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	devs := n.devices.Load().list
-	if n.st.Blind() {
-		// A replica cannot read the signed removal records: it refuses what the devices
-		// told it (replica.go). A device's store computes its cuts itself.
-		for _, d := range devs {
-			if d.Removed && d.ID != string(n.self.ID) {
-				if err := n.st.Authority().RevokeDevice(resolve.DeviceID(d.ID), revocationOf(d)); err != nil {
-					return err
-				}
-			}
+	plan := planKeys(keyInputs{self: string(n.self.ID), blind: n.st.Blind(), devices: n.devices.Load().list, removed: n.removedPeers()})
+	for _, rv := range plan.revoke {
+		if err := n.st.Authority().RevokeDevice(rv.dev, rv.at); err != nil {
+			return err
 		}
-		return nil
 	}
-	if slices.ContainsFunc(devs, func(d Device) bool { return d.ID == string(n.self.ID) && d.Removed }) {
-		return nil // this device was removed: it grants and rotates nothing
+	if plan.skip {
+		return nil
 	}
 	if err := ensureKeyAgreement(n.st); err != nil {
 		return fmt.Errorf("publish key-agreement key: %w", err)
-	}
-	removed := n.removedPeers()
-	members := map[resolve.DeviceID]string{}
-	for _, d := range devs {
-		if !d.Removed && !slices.Contains(removed, d.PeerID) && d.Role == RoleDevice && d.KeyAgreement != "" && d.ID != string(n.self.ID) {
-			members[resolve.DeviceID(d.ID)] = d.KeyAgreement
-		}
 	}
 	need, err := n.st.Keys().NeedsRotation()
 	if err != nil {
 		return err
 	}
-	rotated := false
 	if need {
-		ke, err := n.st.Keys().RotateKey(members)
+		ke, err := n.st.Keys().RotateKey(plan.members)
 		if err != nil {
 			return err
 		}
-		rotated = true
 		n.log.Info("started key epoch", "epoch", ke.Epoch, "key", ke.KeyID, "recipients", len(ke.Recipients))
 	}
 	kes, err := n.st.Keys().KeyEpochs()
 	if err != nil {
 		return err
 	}
-	for dev, pub := range members {
-		if slices.ContainsFunc(kes, func(k store.KeyEpoch) bool { return !slices.Contains(k.Recipients, dev) }) {
-			if _, err := n.st.Keys().GrantKeys(dev, pub); err != nil {
-				n.log.Warn("grant keys", "device", dev, "err", err)
-			}
+	for _, g := range planGrants(plan.members, kes) {
+		if _, err := n.st.Keys().GrantKeys(g.dev, g.pub); err != nil {
+			n.log.Warn("grant keys", "device", g.dev, "err", err)
 		}
 	}
-	if len(kes) > 0 && !r.resealing {
-		delay := resealDelay
-		if rotated {
-			delay = 0
-		}
+	if start, delay := planReseal(len(kes), need, r.resealing, n.cfg.resealDelay); start {
 		r.resealing = n.goSafe(func() { n.resealLoop(r, delay) })
 	}
 	return nil

@@ -63,10 +63,8 @@ func sealingEpoch(n *Node) (uint32, error) {
 // its removal (with its clock as it was, and set back a day) are refused by a and b when
 // relayed to them; d cannot open a record written after the removal with its own keys.
 func TestRemovalRotatesKey(t *testing.T) {
-	old := resealDelay
-	resealDelay = 50 * time.Millisecond // b re-seals too, at the same time as a
-	t.Cleanup(func() { resealDelay = old })
-	nodes := newMesh(t, 3)
+	// b re-seals too, at the same time as a.
+	nodes := newMeshEach(t, 3, func(_ int, c *Config) { c.resealDelay = 50 * time.Millisecond })
 	a, b, d := nodes[0], nodes[1], nodes[2]
 	const records = 1000
 	err := a.st.Update(func(tx *store.Tx) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/meshsync/meshsync/node/internal/wire"
+	"github.com/meshsync/meshsync/node/session"
 )
 
 func plainHost(t testing.TB) host.Host {
@@ -52,8 +53,8 @@ func TestUnpairedHostGetsNothing(t *testing.T) {
 	a := nodes[0]
 	a.Put("secret", "k", []byte(`"v"`))
 	h := plainHost(t)
-	info := a.host.Peerstore().PeerInfo(a.id)
-	info.Addrs = a.host.Addrs()
+	info := a.Host().Peerstore().PeerInfo(a.id)
+	info.Addrs = a.Host().Addrs()
 	if err := h.Connect(ctxT(t, 5*time.Second), info); err == nil {
 		// The gate closes it at InterceptSecured; a stream must not open.
 		if n, err := tryProtocol(h, a.id, SyncProtocol); n > 0 || err == nil {
@@ -160,7 +161,7 @@ func TestInviteWrongUsedExpired(t *testing.T) {
 func fakeDevice(t *testing.T, a *Node) host.Host {
 	h := plainHost(t)
 	admitPeer(t, a, "fake", h.ID())
-	info := peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}
+	info := peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}
 	if err := h.Connect(ctxT(t, 5*time.Second), info); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestHostilePeer(t *testing.T) {
 	evil := fakeDevice(t, a)
 	goodHello := func() []byte {
 		root, _ := a.st.Replication().Root()
-		h := &wire.Hello{Version: wire.Version, Proof: helloProof(a.pairKey, 'I', evil.ID(), a.id), RootCount: root.Count + 1}
+		h := &wire.Hello{Version: wire.Version, Proof: session.Proof(a.pairKey, 'I', evil.ID(), a.id), RootCount: root.Count + 1}
 		return h.Marshal()
 	}
 	frame := func(t wire.Type, body []byte) []byte {

@@ -77,8 +77,9 @@ func (n *Node) Share(ctx context.Context, collection, purpose string, dest peer.
 		return ShareResult{}, fmt.Errorf("share %s: %w", collection, err)
 	}
 	n.mu.Lock()
-	h, closed := n.host, n.closed
+	closed := n.closed
 	n.mu.Unlock()
+	h := n.hostNow()
 	if closed {
 		return ShareResult{}, ErrClosed
 	}

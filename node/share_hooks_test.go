@@ -184,7 +184,7 @@ func TestShareDenyByDefault(t *testing.T) {
 			if dest.count() != 0 || other.count() != 0 {
 				t.Fatalf("destinations got %d and %d shares", dest.count(), other.count())
 			}
-			if c := a.host.Network().Connectedness(dest.h.ID()); c == network.Connected {
+			if c := a.Host().Network().Connectedness(dest.h.ID()); c == network.Connected {
 				t.Fatal("the node connected to a destination it may not share with")
 			}
 			log := auditLog(t, a)
@@ -258,7 +258,7 @@ func TestShareReachesDestination(t *testing.T) {
 	}
 	// The share left no lasting connection.
 	eventually(t, "connection closed", func() error {
-		if a.host.Network().Connectedness(dest.h.ID()) == network.Connected {
+		if a.Host().Network().Connectedness(dest.h.ID()) == network.Connected {
 			return errors.New("still connected")
 		}
 		return nil
@@ -403,9 +403,9 @@ func TestShareDestinationGetsNothingElse(t *testing.T) {
 	}
 
 	// Dialling in is refused at the gate.
-	a.host.Network().ClosePeer(dest.h.ID())
+	a.Host().Network().ClosePeer(dest.h.ID())
 	ctx := ctxT(t, 10*time.Second)
-	if err := dest.h.Connect(ctx, peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}); err == nil {
+	if err := dest.h.Connect(ctx, peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}); err == nil {
 		if n, err := tryProtocol(dest.h, a.id, SyncProtocol); n > 0 || err == nil {
 			t.Fatalf("destination dialled in and read %d bytes of sync", n)
 		}

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -550,8 +549,8 @@ func (t *tracker) conflictsClosed(ids []string) {
 // It takes no lock of the node: the tracker goroutine calls it, and holders of n.mu wait
 // for the tracker.
 func (n *Node) liveConnected(p peer.ID) bool {
-	h, ok := n.liveHost.Load().(host.Host)
-	if !ok {
+	h := n.hostNow()
+	if h == nil {
 		return false
 	}
 	c := h.Network().Connectedness(p)

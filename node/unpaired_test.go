@@ -195,13 +195,13 @@ func gatedDial(t *testing.T, h host.Host, info peer.AddrInfo) (time.Duration, er
 }
 
 // addrInfo is a's peer id and listen addresses, as a stranger dialling directly uses them.
-func addrInfo(a *Node) peer.AddrInfo { return peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()} }
+func addrInfo(a *Node) peer.AddrInfo { return peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()} }
 
 // noConnFrom checks that the node holds no connection from p (the gate closed it).
 func noConnFrom(t *testing.T, a *Node, p peer.ID) {
 	t.Helper()
 	eventually(t, "the node holds no connection from the stranger", func() error {
-		if cs := a.host.Network().ConnsToPeer(p); len(cs) > 0 {
+		if cs := a.Host().Network().ConnsToPeer(p); len(cs) > 0 {
 			return errors.New("still connected")
 		}
 		return nil
@@ -287,7 +287,7 @@ func (f notifeeFunc) HandlePeerFound(pi peer.AddrInfo) { f(pi) }
 func TestUnpairedEveryProtocolNoInvite(t *testing.T) {
 	a, lc := unpairedNode(t, nil)
 	h := plainHost(t)
-	protos := a.host.Mux().Protocols()
+	protos := a.Host().Mux().Protocols()
 	if !slices.Contains(protos, PairProtocol) || !slices.Contains(protos, SyncProtocol) {
 		t.Fatalf("registered protocols %v lack pairing or sync", protos)
 	}
@@ -390,7 +390,7 @@ func TestUnpairedEveryProtocolDuringInvite(t *testing.T) {
 	if _, _, err := a.Invite(time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	protos := a.host.Mux().Protocols()
+	protos := a.Host().Mux().Protocols()
 	// Pairing last: a wrong secret makes the node drop the stranger.
 	slices.SortStableFunc(protos, func(x, y protocol.ID) int {
 		switch {
@@ -403,7 +403,7 @@ func TestUnpairedEveryProtocolDuringInvite(t *testing.T) {
 		}
 		return 0
 	})
-	if err := h.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: a.id, Addrs: a.host.Addrs()}); err != nil {
+	if err := h.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}); err != nil {
 		t.Fatalf("connect during the invite: %v", err)
 	}
 	meshsyncStreams, meshsyncBytes, libp2pBytes, leaked := 0, 0, 0, 0

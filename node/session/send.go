@@ -1,0 +1,136 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/meshsync/meshsync/merkle"
+	"github.com/meshsync/meshsync/node/internal/wire"
+)
+
+// Bounds of what a Sender puts in one Batch.
+const (
+	// batchBytes bounds the envelope bytes of one Batch frame (one larger envelope goes
+	// alone).
+	batchBytes   = 1 << 20
+	batchMaxEnvs = 4096
+	idsPerLookup = 512
+)
+
+var errBatchFull = errors.New("batch full")
+
+// Collect reads the envelopes of src after sequence from (up to upto) that fit one Batch,
+// leaving out those skip reports (the peer sent them to us; nil: none). last is the
+// highest sequence visited, from when none was. The push protocol uses it too.
+func Collect(src Source, from, upto uint64, skip func(uint64) bool) (envs [][]byte, last uint64, err error) {
+	size := 0
+	last = from
+	_, err = src.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
+		if len(envs) > 0 && size+len(raw) > batchBytes {
+			return errBatchFull
+		}
+		last = seq
+		if skip != nil && skip(seq) {
+			return nil
+		}
+		envs = append(envs, bytes.Clone(raw))
+		size += len(raw)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errBatchFull) {
+		return nil, 0, err
+	}
+	return envs, last, nil
+}
+
+// Sender produces one side's Batch frames and the End that closes them, reading its
+// Source. It does no I/O of its own: the caller writes each frame Next returns. It runs
+// beside the Session (both directions travel at once), shares nothing mutable with it,
+// and is not safe for concurrent use itself.
+//
+// On the fast path it sends the sequence range (from, upto], upto being the last sequence
+// its hello claimed (the receiver refuses more; later writes go by push or the next
+// session). After a reconciliation it sends the envelopes of the ids the peer lacks or
+// holds differently, filtered by keep during a full resync.
+type Sender struct {
+	src        Source
+	mode       mode
+	from, upto uint64
+	skip       func(uint64) bool
+	have       []merkle.ID
+	keep       func([]byte) bool
+
+	next  int      // merkle: the next id of have to look up
+	queue [][]byte // merkle: envelopes looked up, not yet in a batch
+	sent  int
+	ended bool
+}
+
+// Sent is how many envelopes the frames returned so far carry.
+func (s *Sender) Sent() int { return s.sent }
+
+// Next returns the next frame to write. ok is false once End has been returned.
+func (s *Sender) Next() (f Frame, ok bool, err error) {
+	if s.ended {
+		return Frame{}, false, nil
+	}
+	var envs [][]byte
+	switch s.mode {
+	case modeFast:
+		for s.from < s.upto {
+			envs, last, err := Collect(s.src, s.from, s.upto, s.skip)
+			if err != nil {
+				return Frame{}, false, err
+			}
+			if last == s.from {
+				break
+			}
+			b := &wire.Batch{From: s.from, To: last, Envelopes: envs}
+			s.sent += len(envs)
+			s.from = last
+			return Frame{wire.TypeBatch, b.Marshal()}, true, nil
+		}
+	case modeMerkle:
+		size := 0
+		for {
+			for len(s.queue) > 0 {
+				e := s.queue[0]
+				if len(envs) > 0 && (size+len(e) > batchBytes || len(envs) >= batchMaxEnvs) {
+					return s.batch(envs), true, nil
+				}
+				envs = append(envs, e)
+				size += len(e)
+				s.queue = s.queue[1:]
+			}
+			if s.next >= len(s.have) {
+				break
+			}
+			if err := s.lookup(); err != nil {
+				return Frame{}, false, err
+			}
+		}
+		if len(envs) > 0 {
+			return s.batch(envs), true, nil
+		}
+	}
+	s.ended = true
+	return Frame{wire.TypeEnd, (&wire.End{Sent: uint64(s.sent)}).Marshal()}, true, nil
+}
+
+func (s *Sender) batch(envs [][]byte) Frame {
+	s.sent += len(envs)
+	return Frame{wire.TypeBatch, (&wire.Batch{Envelopes: envs}).Marshal()}
+}
+
+// lookup queues the envelopes of the next idsPerLookup ids of have.
+func (s *Sender) lookup() error {
+	ids := s.have[s.next:min(s.next+idsPerLookup, len(s.have))]
+	s.next += len(ids)
+	return s.src.Envelopes(ids, func(raw []byte) error {
+		if s.keep != nil && !s.keep(raw) {
+			return nil
+		}
+		s.queue = append(s.queue, bytes.Clone(raw))
+		return nil
+	})
+}
