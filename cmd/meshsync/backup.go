@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,8 +34,8 @@ func (g *globals) backupSecret(file string, confirm bool) ([]byte, error) {
 	return p, err
 }
 
-func (c *exportCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *exportCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func (c *exportCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.ExportFile(c.File, bpass, nil)
+	info, err := s.ExportFile(ctx, c.File, bpass)
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ type importOutput struct {
 	store.ImportStats
 }
 
-func (c *importCmd) Run(g *globals) error {
+func (c *importCmd) Run(ctx context.Context, g *globals) error {
 	out := importOutput{File: c.File, DryRun: c.DryRun}
 	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); errors.Is(err, os.ErrNotExist) {
 		// An empty directory: restore the mesh onto this device.
@@ -97,7 +98,7 @@ func (c *importCmd) Run(g *globals) error {
 			fmt.Fprintf(w, "Restored %d envelopes into %s as new device %s (%s).\n", st.Envelopes, g.dir(), s.Device().Name, s.Device().ID)
 		})
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func (c *importCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.ImportFile(c.File, bpass, c.DryRun)
+	st, err := s.ImportFile(ctx, c.File, bpass, c.DryRun)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -14,13 +15,13 @@ type verifyOutput struct {
 	*store.Report
 }
 
-func (c *verifyCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rep, err := s.Verify()
+	rep, err := s.Verify(ctx)
 	if err != nil {
 		return err
 	}
