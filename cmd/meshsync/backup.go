@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -18,7 +19,7 @@ type exportCmd struct {
 
 type exportOutput struct {
 	File string `json:"file"`
-	store.BackupInfo
+	view.BackupInfo
 }
 
 // backupSecret reads the backup passphrase; without any source it falls back to the
@@ -65,7 +66,7 @@ type importOutput struct {
 	File     string `json:"file"`
 	DryRun   bool   `json:"dry_run"`
 	Restored bool   `json:"restored"`
-	store.ImportStats
+	view.ImportStats
 }
 
 func (c *importCmd) Run(ctx context.Context, g *globals) error {
@@ -93,7 +94,7 @@ func (c *importCmd) Run(ctx context.Context, g *globals) error {
 			return err
 		}
 		defer s.Close()
-		out.Restored, out.ImportStats = true, st
+		out.Restored, out.ImportStats = true, view.FromImportStats(st)
 		return g.print(out, func(w io.Writer) {
 			fmt.Fprintf(w, "Restored %d envelopes into %s as new device %s (%s).\n", st.Envelopes, g.dir(), s.Device().Name, s.Device().ID)
 		})

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/meshsync/meshsync/node/view"
-	"github.com/meshsync/meshsync/store"
 )
 
 type conflictsCmd struct {
@@ -135,10 +134,10 @@ func (c *conflictsHistoryCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	out := struct {
-		History []store.HistoryEntry `json:"history"`
+		History []view.HistoryEntry `json:"history"`
 	}{History: h}
 	if out.History == nil {
-		out.History = []store.HistoryEntry{}
+		out.History = []view.HistoryEntry{}
 	}
 	return g.print(out, func(w io.Writer) {
 		if len(h) == 0 {

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/localapi"
 )
 
 type devicesCmd struct {
@@ -17,16 +18,27 @@ type devicesCmd struct {
 
 type devicesLsCmd struct{}
 
-func (c *devicesLsCmd) Run(ctx context.Context, g *globals) error {
+// devices returns a client of a node of the data directory (its network stays down) and
+// the mesh's devices; close the client when done.
+func (g *globals) devices(ctx context.Context) (*localapi.Client, []node.Device, error) {
 	cl, err := g.client(ctx, &netFlags{})
+	if err != nil {
+		return nil, nil, err
+	}
+	devs, err := cl.Devices(ctx)
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	return cl, devs, nil
+}
+
+func (c *devicesLsCmd) Run(ctx context.Context, g *globals) error {
+	cl, devs, err := g.devices(ctx)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	devs, err := cl.Devices(ctx)
-	if err != nil {
-		return err
-	}
 	self := string(cl.Device().ID)
 	out := struct {
 		Self    string        `json:"self"`
@@ -95,15 +107,11 @@ func findDevice(devs []node.Device, q string) (node.Device, error) {
 }
 
 func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
-	cl, err := g.client(ctx, &netFlags{})
+	cl, devs, err := g.devices(ctx)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	devs, err := cl.Devices(ctx)
-	if err != nil {
-		return err
-	}
 	dev, err := findDevice(devs, c.Device)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -12,7 +13,7 @@ type verifyCmd struct{}
 
 type verifyOutput struct {
 	OK bool `json:"ok"`
-	*store.Report
+	view.Report
 }
 
 func (c *verifyCmd) Run(ctx context.Context, g *globals) error {

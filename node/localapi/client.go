@@ -229,8 +229,8 @@ func (c *Client) ResolveConflict(ctx context.Context, id string, pick int, value
 
 // History lists the losing values of resolved conflicts (of one collection, or one
 // record, when given).
-func (c *Client) History(ctx context.Context, collection, key string) ([]store.HistoryEntry, error) {
-	var out []store.HistoryEntry
+func (c *Client) History(ctx context.Context, collection, key string) ([]view.HistoryEntry, error) {
+	var out []view.HistoryEntry
 	err := c.do(ctx, "GET", "/history", rec(collection, key), nil, &out)
 	for i := range out {
 		if e := &out[i]; !e.Deleted && e.Value == nil && e.Raw == nil {
@@ -261,26 +261,24 @@ func (c *Client) Policies(ctx context.Context) (map[string]view.Policy, error) {
 }
 
 // Verify checks every record and index of the store.
-func (c *Client) Verify(ctx context.Context) (*store.Report, error) {
-	var out store.Report
-	if err := c.do(ctx, "POST", "/verify", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+func (c *Client) Verify(ctx context.Context) (view.Report, error) {
+	var out view.Report
+	err := c.do(ctx, "POST", "/verify", nil, nil, &out)
+	return out, err
 }
 
 // ExportFile makes the server write a backup to path (absolute: the server's working
 // directory is not the caller's).
-func (c *Client) ExportFile(ctx context.Context, path string, pass []byte) (store.BackupInfo, error) {
-	var out store.BackupInfo
+func (c *Client) ExportFile(ctx context.Context, path string, pass []byte) (view.BackupInfo, error) {
+	var out view.BackupInfo
 	err := c.do(ctx, "POST", "/export", nil, exportRequest{path, pass}, &out)
 	return out, err
 }
 
 // ImportFile makes the server merge the backup at path (absolute); with dryRun it counts
 // what would change and changes nothing.
-func (c *Client) ImportFile(ctx context.Context, path string, pass []byte, dryRun bool) (store.ImportStats, error) {
-	var out store.ImportStats
+func (c *Client) ImportFile(ctx context.Context, path string, pass []byte, dryRun bool) (view.ImportStats, error) {
+	var out view.ImportStats
 	err := c.do(ctx, "POST", "/import", nil, importRequest{path, pass, dryRun}, &out)
 	return out, err
 }

@@ -26,9 +26,10 @@
 //
 // # Endpoints
 //
-// Every path starts with Prefix, the version of the API (/v2). Records, conflicts and
-// policies travel as the JSON forms of package view (a policy's deadline in seconds);
-// the other answers are the types of this package. An empty answer is 204 No Content;
+// Every path starts with Prefix, the version of the API (/v2). Records, conflicts,
+// policies and the store's reports travel as the JSON forms of package view (a policy's
+// deadline in seconds); devices and consent as their packages' JSON; the rest as the
+// types of this package. An empty answer is 204 No Content;
 // an error answer is {"error": text, "codes": [...]} under a 4xx or 5xx status.
 //
 //	GET    /v2/ping                 Hello: the serving process, the device, daemon or not
@@ -39,13 +40,13 @@
 //	GET    /v2/conflicts            → []view.Conflict
 //	GET    /v2/conflict             ?id (id prefix or collection/key) → view.Conflict
 //	POST   /v2/conflict/resolve     {id, pick, value, expect}
-//	GET    /v2/history              ?collection&key → []store.HistoryEntry
+//	GET    /v2/history              ?collection&key → []view.HistoryEntry
 //	GET    /v2/policy               ?collection → view.Policy (defaults filled in)
 //	PUT    /v2/policy               ?collection, view.Policy as the body
 //	GET    /v2/policies             → {collection: view.Policy}, explicit ones only
-//	POST   /v2/verify               → store.Report
-//	POST   /v2/export               {path, passphrase} → store.BackupInfo
-//	POST   /v2/import               {path, passphrase, dry_run} → store.ImportStats
+//	POST   /v2/verify               → view.Report
+//	POST   /v2/export               {path, passphrase} → view.BackupInfo
+//	POST   /v2/import               {path, passphrase, dry_run} → view.ImportStats
 //	POST   /v2/passwd               {old, new}
 //	GET    /v2/status               → Status (node)
 //	POST   /v2/sync                 [?wait=1&timeout_seconds=N] → Status when waiting (node)

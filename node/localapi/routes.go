@@ -10,7 +10,6 @@ import (
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node/view"
-	"github.com/meshsync/meshsync/store"
 )
 
 // route is one endpoint: a method and a path under Prefix, and either a call whose result
@@ -55,13 +54,13 @@ var routes = []route{
 	{method: "GET", path: "/events", stream: (*Server).events},
 
 	// consent and sharing
-	{method: "POST", path: "/consent/grant", call: (*Server).grant},
-	{method: "POST", path: "/consent/revoke", call: (*Server).revoke},
-	{method: "GET", path: "/consent/grants", call: (*Server).grants},
-	{method: "GET", path: "/consent/pending", call: (*Server).pending},
-	{method: "POST", path: "/consent/approve", call: (*Server).approve},
-	{method: "POST", path: "/consent/deny", call: (*Server).deny},
-	{method: "GET", path: "/consent/audit", call: (*Server).audit},
+	{method: "POST", path: "/consent/grant", call: withConsent(grant)},
+	{method: "POST", path: "/consent/revoke", call: withConsent(revoke)},
+	{method: "GET", path: "/consent/grants", call: withConsent(grants)},
+	{method: "GET", path: "/consent/pending", call: withConsent(pending)},
+	{method: "POST", path: "/consent/approve", call: withConsent(approve)},
+	{method: "POST", path: "/consent/deny", call: withConsent(deny)},
+	{method: "GET", path: "/consent/audit", call: withConsent(audit)},
 	{method: "POST", path: "/share", call: (*Server).share},
 }
 
@@ -143,10 +142,14 @@ func (s *Server) resolveConflict(r *http.Request) (any, error) {
 
 func (s *Server) history(r *http.Request) (any, error) {
 	h, err := s.st.History(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
-	if h == nil {
-		h = []store.HistoryEntry{}
+	if err != nil {
+		return nil, err
 	}
-	return h, err
+	out := make([]view.HistoryEntry, 0, len(h))
+	for _, e := range h {
+		out = append(out, view.FromHistory(e))
+	}
+	return out, nil
 }
 
 func (s *Server) policy(r *http.Request) (any, error) {
@@ -183,14 +186,21 @@ func (s *Server) policies(*http.Request) (any, error) {
 
 // The store as a whole.
 
-func (s *Server) verify(*http.Request) (any, error) { return s.st.Verify() }
+func (s *Server) verify(*http.Request) (any, error) {
+	rep, err := s.st.Verify()
+	if err != nil {
+		return nil, err
+	}
+	return view.FromReport(rep), nil
+}
 
 func (s *Server) export(r *http.Request) (any, error) {
 	var req exportRequest
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	return s.st.ExportFile(req.Path, req.Passphrase, nil)
+	info, err := s.st.ExportFile(req.Path, req.Passphrase, nil)
+	return view.FromBackupInfo(info), err
 }
 
 func (s *Server) importBackup(r *http.Request) (any, error) {
@@ -198,7 +208,8 @@ func (s *Server) importBackup(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	return s.st.ImportFile(req.Path, req.Passphrase, req.DryRun)
+	st, err := s.st.ImportFile(req.Path, req.Passphrase, req.DryRun)
+	return view.FromImportStats(st), err
 }
 
 func (s *Server) passwd(r *http.Request) (any, error) {
@@ -284,69 +295,46 @@ func (s *Server) removeDevice(r *http.Request) (any, error) {
 
 // Consent and sharing.
 
-func (s *Server) grant(r *http.Request) (any, error) {
+// withConsent runs a call on the consent registry of the server.
+func withConsent(call func(*consent.Registry, *http.Request) (any, error)) func(*Server, *http.Request) (any, error) {
+	return func(s *Server, r *http.Request) (any, error) {
+		reg, err := s.consent()
+		if err != nil {
+			return nil, err
+		}
+		return call(reg, r)
+	}
+}
+
+func grant(reg *consent.Registry, r *http.Request) (any, error) {
 	var spec consent.GrantSpec
 	if err := readJSON(r, &spec); err != nil {
-		return nil, err
-	}
-	reg, err := s.consent()
-	if err != nil {
 		return nil, err
 	}
 	return reg.Grant(spec)
 }
 
-func (s *Server) revoke(r *http.Request) (any, error) {
-	reg, err := s.consent()
-	if err != nil {
-		return nil, err
-	}
+func revoke(reg *consent.Registry, r *http.Request) (any, error) {
 	return reg.Revoke(r.URL.Query().Get("id"))
 }
 
-func (s *Server) grants(*http.Request) (any, error) {
-	reg, err := s.consent()
-	if err != nil {
-		return nil, err
-	}
-	return nonNil(reg.Grants())
-}
+func grants(reg *consent.Registry, _ *http.Request) (any, error) { return nonNil(reg.Grants()) }
 
-func (s *Server) pending(*http.Request) (any, error) {
-	reg, err := s.consent()
-	if err != nil {
-		return nil, err
-	}
-	return nonNil(reg.Pending())
-}
+func pending(reg *consent.Registry, _ *http.Request) (any, error) { return nonNil(reg.Pending()) }
 
-func (s *Server) approve(r *http.Request) (any, error) {
+func approve(reg *consent.Registry, r *http.Request) (any, error) {
 	var req approveRequest
 	if err := readJSON(r, &req); err != nil {
-		return nil, err
-	}
-	reg, err := s.consent()
-	if err != nil {
 		return nil, err
 	}
 	return reg.Approve(req.ID, req.Rules, req.Expires)
 }
 
-func (s *Server) deny(r *http.Request) (any, error) {
-	reg, err := s.consent()
-	if err != nil {
-		return nil, err
-	}
+func deny(reg *consent.Registry, r *http.Request) (any, error) {
 	return reg.Deny(r.URL.Query().Get("id"))
 }
 
-func (s *Server) audit(*http.Request) (any, error) {
-	reg, err := s.consent()
-	if err != nil {
-		return nil, err
-	}
-	return nonNil(reg.Audit())
-}
+func audit(reg *consent.Registry, _ *http.Request) (any, error) { return nonNil(reg.Audit()) }
 
 // share shares a collection. A share the grants refuse is audited and answered as an
 // error; one that sent something is answered with its result and its error, if any.
