@@ -72,7 +72,10 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 			return fmt.Errorf("the invite expired before a device joined: run `meshsync pair` again")
 		case <-tick.C:
 		}
-		devs, err := cl.Devices(ctx)
+		devs, err := cl.Devices(wait)
+		if err != nil && wait.Err() != nil {
+			continue // the deadline or Ctrl-C: said on the next turn
+		}
 		if err != nil {
 			return err
 		}

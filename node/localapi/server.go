@@ -100,18 +100,20 @@ func (s *Server) Serve(ctx context.Context, dir string) error {
 	return s.serve(ctx, ln)
 }
 
-// serve answers on ln until ctx ends.
+// serve answers on ln until ctx ends (or ln fails).
 func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	sctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		<-sctx.Done()
+		tctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		hs.Shutdown(sctx)
+		hs.Shutdown(tctx)
 	}()
 	err := hs.Serve(ln)
+	stop()
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
