@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/meshsync/meshsync/node/view"
 	"time"
+
+	"github.com/meshsync/meshsync/node/view"
+	"github.com/meshsync/meshsync/store"
 
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
@@ -207,61 +209,17 @@ func (m *Node) ResolveConflict(id string, pick int, valueJSON string, expectVers
 	})
 }
 
-// policyDoc is a collection's conflict policy as apps write it.
-type policyDoc struct {
-	// Strategy: "timestamp" (default), "priority", "merge" or "user".
-	Strategy string `json:"strategy,omitempty"`
-	// Fallback decides a "user" conflict at its deadline (default "timestamp").
-	Fallback string `json:"fallback,omitempty"`
-	// DeadlineSeconds is how long a "user" conflict waits (default 86400).
-	DeadlineSeconds int64 `json:"deadline_seconds,omitempty"`
-	// PriorityField is a dotted path to a number field that wins under "priority".
-	PriorityField string `json:"priority_field,omitempty"`
-	// DeviceRank ranks device ids under "priority" (higher wins).
-	DeviceRank map[string]int `json:"device_rank,omitempty"`
-	// Critical lists dotted paths whose concurrent change always waits for the user.
-	Critical []string `json:"critical,omitempty"`
-	// Explicit (output only) reports that the collection has its own policy.
-	Explicit bool `json:"explicit,omitempty"`
-}
-
-func (d policyDoc) policy() (resolve.Policy, error) {
-	if d.DeadlineSeconds < 0 || d.DeadlineSeconds > int64(resolve.MaxDeadline/time.Second) {
-		return resolve.Policy{}, fmt.Errorf("policy: %w: deadline_seconds out of range", errInvalid)
-	}
-	p := resolve.Policy{Strategy: resolve.Strategy(d.Strategy), Fallback: resolve.Strategy(d.Fallback),
-		Deadline: time.Duration(d.DeadlineSeconds) * time.Second, PriorityField: d.PriorityField, Critical: d.Critical}
-	if len(d.DeviceRank) > 0 {
-		p.DeviceRank = map[resolve.DeviceID]int{}
-		for k, v := range d.DeviceRank {
-			p.DeviceRank[resolve.DeviceID(k)] = v
-		}
-	}
-	if err := p.Validate(); err != nil {
-		return resolve.Policy{}, fmt.Errorf("policy: %w: %v", errInvalid, err)
-	}
-	return p, nil
-}
-
-func toPolicyDoc(p resolve.Policy, explicit bool) policyDoc {
-	d := policyDoc{Strategy: string(p.Strategy), Fallback: string(p.Fallback), DeadlineSeconds: int64(p.Deadline / time.Second),
-		PriorityField: p.PriorityField, Critical: p.Critical, Explicit: explicit}
-	if len(p.DeviceRank) > 0 {
-		d.DeviceRank = map[string]int{}
-		for k, v := range p.DeviceRank {
-			d.DeviceRank[string(k)] = v
-		}
-	}
-	return d
-}
-
 // parsePolicy decodes a policy document.
 func parsePolicy(s string) (resolve.Policy, error) {
-	var d policyDoc
+	var d view.Policy
 	if err := decodeStrict("policy", s, &d); err != nil {
 		return resolve.Policy{}, err
 	}
-	return d.policy()
+	p, err := d.Policy()
+	if err != nil {
+		return resolve.Policy{}, fmt.Errorf("policy: %w: %v", errInvalid, err)
+	}
+	return p, nil
 }
 
 // SetPolicy sets the conflict policy of a collection on every device of the mesh (it is a
@@ -290,7 +248,7 @@ func (m *Node) Policy(collection string) (string, error) {
 		if err != nil {
 			return fmt.Errorf("policy of %s: %w", collection, err)
 		}
-		out, err = marshal(toPolicyDoc(p, explicit))
+		out, err = marshal(view.FromPolicy(p, explicit))
 		return err
 	})
 	return out, err
@@ -424,7 +382,7 @@ func (m *Node) CheckConsent(collection, purpose, destination string) (bool, erro
 func (m *Node) ExportBackup(path, passphrase string) (string, error) {
 	var out string
 	err := m.with(func(n *node.Node) error {
-		info, err := n.Store().ExportFile(path, []byte(passphrase), nil)
+		info, err := store.ExportFile(n.Store(), path, []byte(passphrase), nil)
 		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
@@ -440,7 +398,7 @@ func (m *Node) ExportBackup(path, passphrase string) (string, error) {
 func (m *Node) ImportBackup(path, passphrase string, dryRun bool) (string, error) {
 	var out string
 	err := m.with(func(n *node.Node) error {
-		st, err := n.Store().ImportFile(path, []byte(passphrase), dryRun)
+		st, err := store.ImportFile(n.Store(), path, []byte(passphrase), dryRun)
 		if err != nil {
 			return fmt.Errorf("import: %w", err)
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/meshsync/meshsync/node/view"
 )
 
 // FuzzParseOptions: any options string is refused or accepted without panic, and an
@@ -43,7 +45,7 @@ func FuzzParsePolicy(f *testing.F) {
 		if err != nil {
 			return
 		}
-		b, err := json.Marshal(toPolicyDoc(p, false))
+		b, err := json.Marshal(view.FromPolicy(p, false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +53,7 @@ func FuzzParsePolicy(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", b, err)
 		}
-		b2, _ := json.Marshal(toPolicyDoc(p2, false))
+		b2, _ := json.Marshal(view.FromPolicy(p2, false))
 		if string(b) != string(b2) {
 			t.Fatalf("round trip: %s → %s", b, b2)
 		}

@@ -90,7 +90,7 @@ func TestAppFlow(t *testing.T) {
 	// A conflict: both write the same record of a user-choice collection while apart.
 	must(t, a.SetPolicy("todo", `{"strategy":"user","deadline_seconds":3600}`))
 	eventually(t, "policy reaches B", func() error {
-		var p policyDoc
+		var p view.Policy
 		if err := json.Unmarshal([]byte(ok(t)(b.Policy("todo"))), &p); err != nil || !p.Explicit {
 			return fmt.Errorf("policy on B: %+v %v", p, err)
 		}

@@ -171,7 +171,7 @@ func TestWriteStoreFixtures(t *testing.T) {
 	exp.Replica.Device = r.Store().Device()
 	exp.Replica.PeerID = r.PeerID().String()
 
-	if _, err := a.Store().ExportFile(filepath.Join(out, "backup.age"), fixtureBackupPass, nil); err != nil {
+	if _, err := store.ExportFile(a.Store(), filepath.Join(out, "backup.age"), fixtureBackupPass, nil); err != nil {
 		t.Fatal(err)
 	}
 	must(b.Close())

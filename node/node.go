@@ -313,7 +313,7 @@ func (n *Node) Put(collection, key string, value []byte) error {
 
 // PutRaw writes raw bytes.
 func (n *Node) PutRaw(collection, key string, value []byte) error {
-	return n.st.PutRaw(collection, key, value)
+	return n.st.Update(func(tx *store.Tx) error { return tx.PutRaw(collection, key, value) })
 }
 
 // Get returns the resolved record, or an error wrapping store.ErrNotFound.

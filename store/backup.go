@@ -203,7 +203,7 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 }
 
 // ExportFile writes a backup to path atomically (a temporary file renamed into place).
-func (s *Store) ExportFile(path string, pass []byte, opts *ExportOptions) (BackupInfo, error) {
+func ExportFile(s *Store, path string, pass []byte, opts *ExportOptions) (BackupInfo, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".meshsync-export-*")
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("export: %w", err)
@@ -544,8 +544,8 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 	return s, st, nil
 }
 
-// ImportFile imports the backup at path (see Import).
-func (s *Store) ImportFile(path string, pass []byte, dryRun bool) (ImportStats, error) {
+// ImportFile imports the backup at path into s (see Store.Import).
+func ImportFile(s *Store, path string, pass []byte, dryRun bool) (ImportStats, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return ImportStats{}, fmt.Errorf("import: %w: %v", ErrInvalid, err)

@@ -287,7 +287,7 @@ func TestBackupRefusedByClass(t *testing.T) {
 	for i := range 4 {
 		blob := make([]byte, 24<<10)
 		rand.Read(blob)
-		if err := a.PutRaw("blobs", fmt.Sprint("b", i), blob); err != nil {
+		if err := putRaw(a, "blobs", fmt.Sprint("b", i), blob); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -297,7 +297,7 @@ func TestBackupRefusedByClass(t *testing.T) {
 	for i := range 4 {
 		blob := make([]byte, 24<<10)
 		rand.Read(blob)
-		if err := d.PutRaw("blobs", fmt.Sprint("d", i), blob); err != nil {
+		if err := putRaw(d, "blobs", fmt.Sprint("d", i), blob); err != nil {
 			t.Fatal(err)
 		}
 	}

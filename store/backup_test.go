@@ -25,7 +25,7 @@ func TestBackupRestore(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		a.Put("c", fmt.Sprint(i), []byte(fmt.Sprintf(`{"i":%d}`, i)))
 	}
-	a.PutRaw("blob", "b", []byte{1, 2})
+	putRaw(a, "blob", "b", []byte{1, 2})
 	a.Delete("c", "7")
 	file := exportBytes(t, a)
 	dir := filepath.Join(t.TempDir(), "restored")

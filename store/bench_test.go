@@ -105,7 +105,7 @@ func BenchmarkExportImport100k(b *testing.B) {
 	src, _ := filled(b, n)
 	path := filepath.Join(b.TempDir(), "backup.age")
 	for b.Loop() {
-		if _, err := src.ExportFile(path, backupPass, nil); err != nil {
+		if _, err := ExportFile(src, path, backupPass, nil); err != nil {
 			b.Fatal(err)
 		}
 		f, _ := os.Open(path)

@@ -92,3 +92,8 @@ func mustVerifyClose(t testing.TB, s *Store) {
 	}
 	s.Close()
 }
+
+// putRaw writes raw bytes in a transaction of its own.
+func putRaw(s *Store, collection, key string, value []byte) error {
+	return s.Update(func(t *Tx) error { return t.PutRaw(collection, key, value) })
+}

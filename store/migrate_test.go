@@ -276,7 +276,7 @@ func TestV1BackupFixtureImports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mustVerifyClose(t, s)
-	st, err = s.ImportFile(backup, fixtureBackupPass, false)
+	st, err = ImportFile(s, backup, fixtureBackupPass, false)
 	if err != nil {
 		t.Fatal(err)
 	}

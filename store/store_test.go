@@ -19,7 +19,7 @@ func TestPutGetListDelete(t *testing.T) {
 	if err := s.Put("notes", "b", []byte(`[1,2]`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutRaw("blobs", "x", []byte{0, 1, 2}); err != nil {
+	if err := putRaw(s, "blobs", "x", []byte{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := s.Get("notes", "a")
@@ -94,7 +94,7 @@ func TestBadInput(t *testing.T) {
 		{"reserved", ErrReserved, func() error { return s.Put("_policy", "k", []byte(`1`)) }},
 		{"long key", ErrInvalid, func() error { return s.Put("c", string(make([]byte, MaxNameSize+1)), []byte(`1`)) }},
 		{"bad utf8", ErrInvalid, func() error { return s.Put("c", "\xff", []byte(`1`)) }},
-		{"too large", ErrTooLarge, func() error { return s.PutRaw("c", "k", make([]byte, MaxValueSize+1)) }},
+		{"too large", ErrTooLarge, func() error { return putRaw(s, "c", "k", make([]byte, MaxValueSize+1)) }},
 	}
 	for _, c := range cases {
 		if err := c.do(); !errors.Is(err, c.err) {
@@ -256,7 +256,7 @@ func TestCanaryNotOnDisk(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		s.Put(canaries[0], fmt.Sprintf("%s-%d", canaries[1], i), []byte(fmt.Sprintf(`{"secret":"%s-%d"}`, canaries[2], i)))
 	}
-	s.PutRaw(canaries[0], "raw", []byte(canaries[3]))
+	putRaw(s, canaries[0], "raw", []byte(canaries[3]))
 	s.Delete(canaries[0], canaries[1]+"-3")
 	var backup bytes.Buffer
 	if _, err := s.Export(&backup, []byte("backup pass"), &ExportOptions{WorkFactor: 10}); err != nil {

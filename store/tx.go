@@ -660,11 +660,6 @@ func (s *Store) Put(collection, key string, value []byte) error {
 	return s.Update(func(t *Tx) error { return t.Put(collection, key, value) })
 }
 
-// PutRaw writes raw bytes in its own transaction.
-func (s *Store) PutRaw(collection, key string, value []byte) error {
-	return s.Update(func(t *Tx) error { return t.PutRaw(collection, key, value) })
-}
-
 // Delete writes a tombstone in its own transaction.
 func (s *Store) Delete(collection, key string) error {
 	return s.Update(func(t *Tx) error { return t.Delete(collection, key) })

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -46,16 +47,16 @@ func toAuditJSON(e consent.AuditEntry) auditJSON {
 	return out
 }
 
-func (c *auditCmd) Run(g *globals) error {
+func (c *auditCmd) Run(ctx context.Context, g *globals) error {
 	if c.Last < 0 {
 		return usagef("--last %d: want 0 or more", c.Last)
 	}
-	reg, st, err := g.openConsent()
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log, err := reg.Audit()
+	log, err := reg.Audit(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -17,7 +19,7 @@ type exportCmd struct {
 
 type exportOutput struct {
 	File string `json:"file"`
-	store.BackupInfo
+	view.BackupInfo
 }
 
 // backupSecret reads the backup passphrase; without any source it falls back to the
@@ -33,8 +35,8 @@ func (g *globals) backupSecret(file string, confirm bool) ([]byte, error) {
 	return p, err
 }
 
-func (c *exportCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *exportCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -43,7 +45,7 @@ func (c *exportCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.ExportFile(c.File, bpass, nil)
+	info, err := s.ExportFile(ctx, c.File, bpass)
 	if err != nil {
 		return err
 	}
@@ -64,10 +66,10 @@ type importOutput struct {
 	File     string `json:"file"`
 	DryRun   bool   `json:"dry_run"`
 	Restored bool   `json:"restored"`
-	store.ImportStats
+	view.ImportStats
 }
 
-func (c *importCmd) Run(g *globals) error {
+func (c *importCmd) Run(ctx context.Context, g *globals) error {
 	out := importOutput{File: c.File, DryRun: c.DryRun}
 	if _, err := os.Stat(filepath.Join(g.dir(), store.FileName)); errors.Is(err, os.ErrNotExist) {
 		// An empty directory: restore the mesh onto this device.
@@ -92,12 +94,12 @@ func (c *importCmd) Run(g *globals) error {
 			return err
 		}
 		defer s.Close()
-		out.Restored, out.ImportStats = true, st
+		out.Restored, out.ImportStats = true, view.FromImportStats(st)
 		return g.print(out, func(w io.Writer) {
 			fmt.Fprintf(w, "Restored %d envelopes into %s as new device %s (%s).\n", st.Envelopes, g.dir(), s.Device().Name, s.Device().ID)
 		})
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -106,7 +108,7 @@ func (c *importCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.ImportFile(c.File, bpass, c.DryRun)
+	st, err := s.ImportFile(ctx, c.File, bpass, c.DryRun)
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"github.com/meshsync/meshsync/node/view"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/meshsync/meshsync/store"
+	"github.com/meshsync/meshsync/node/view"
 )
 
 type conflictsCmd struct {
@@ -19,22 +19,19 @@ type conflictsCmd struct {
 
 type conflictsLsCmd struct{}
 
-func (c *conflictsLsCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *conflictsLsCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	cs, err := s.Conflicts()
+	cs, err := s.Conflicts(ctx)
 	if err != nil {
 		return err
 	}
 	out := struct {
 		Conflicts []view.Conflict `json:"conflicts"`
-	}{Conflicts: []view.Conflict{}}
-	for i := range cs {
-		out.Conflicts = append(out.Conflicts, view.FromConflict(&cs[i]))
-	}
+	}{Conflicts: append([]view.Conflict{}, cs...)}
 	return g.print(out, func(w io.Writer) {
 		if len(cs) == 0 {
 			fmt.Fprintln(w, "No conflicts.")
@@ -58,17 +55,16 @@ type conflictsShowCmd struct {
 	ID string `arg:"" help:"Conflict id (a unique prefix will do), or COLLECTION/KEY."`
 }
 
-func (c *conflictsShowCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *conflictsShowCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	ci, err := s.Conflict(c.ID)
+	out, err := s.Conflict(ctx, c.ID)
 	if err != nil {
 		return err
 	}
-	out := view.FromConflict(ci)
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s/%s: %s conflict, %d versions\n", shown(out.Collection), shown(out.Key), out.Type, len(out.Versions))
 		for _, v := range out.Versions {
@@ -93,16 +89,16 @@ type conflictsResolveCmd struct {
 	Value string `help:"Write this JSON value instead." xor:"choice" required:""`
 }
 
-func (c *conflictsResolveCmd) Run(g *globals) error {
+func (c *conflictsResolveCmd) Run(ctx context.Context, g *globals) error {
 	if c.Pick < 0 {
 		return usagef("--pick must be 1 or more")
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	ci, err := s.Conflict(c.ID)
+	ci, err := s.Conflict(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -110,14 +106,11 @@ func (c *conflictsResolveCmd) Run(g *globals) error {
 	if c.Pick == 0 {
 		value = []byte(c.Value)
 	}
-	if err := s.ResolveConflict(ci.ID, c.Pick, value, len(ci.Versions)); err != nil {
+	if err := s.ResolveConflict(ctx, c.ID, c.Pick, value, len(ci.Versions)); err != nil {
 		return err
 	}
-	rec, err := s.Get(ci.Collection, ci.Key)
-	var out view.Record
-	if err == nil {
-		out = view.FromRecord(rec)
-	} else {
+	out, err := s.Get(ctx, ci.Collection, ci.Key)
+	if err != nil {
 		out = view.Record{Collection: ci.Collection, Key: ci.Key}
 	}
 	return g.print(out, func(w io.Writer) {
@@ -130,21 +123,21 @@ type conflictsHistoryCmd struct {
 	Key        string `arg:"" optional:"" help:"Only this key."`
 }
 
-func (c *conflictsHistoryCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *conflictsHistoryCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	h, err := s.History(c.Collection, c.Key)
+	h, err := s.History(ctx, c.Collection, c.Key)
 	if err != nil {
 		return err
 	}
 	out := struct {
-		History []store.HistoryEntry `json:"history"`
+		History []view.HistoryEntry `json:"history"`
 	}{History: h}
 	if out.History == nil {
-		out.History = []store.HistoryEntry{}
+		out.History = []view.HistoryEntry{}
 	}
 	return g.print(out, func(w io.Writer) {
 		if len(h) == 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -26,67 +25,14 @@ type consentCmd struct {
 	Deny    consentDenyCmd    `cmd:"" help:"Refuse a pending request."`
 }
 
-// consentAPI is what the consent commands need: the registry itself when no daemon runs,
-// or the daemon's client when one does.
-type consentAPI interface {
-	Grant(spec consent.GrantSpec) (consent.Grant, error)
-	Revoke(id string) (consent.Grant, error)
-	Grants() ([]consent.Grant, error)
-	Pending() ([]consent.Request, error)
-	Approve(id string, rules []consent.FieldRule, expires time.Time) (consent.Grant, error)
-	Deny(id string) (consent.Request, error)
-	Audit() ([]consent.AuditEntry, error)
-}
-
-var (
-	_ consentAPI = (*consent.Registry)(nil)
-	_ consentAPI = (*localapi.ConsentClient)(nil)
-)
-
-// openConsent returns the running daemon's consent registry, or else unlocks the store and
-// opens its registry. Close the returned closer when done.
-func (g *globals) openConsent() (consentAPI, io.Closer, error) {
-	if c := g.daemon(context.Background()); c != nil {
-		return c.Consent(), c, nil
-	}
-	b, err := g.open()
+// openConsent returns the consent half of the data directory's local API; close the
+// returned client when done.
+func (g *globals) openConsent(ctx context.Context) (localapi.ConsentClient, *localapi.Client, error) {
+	c, err := g.client(ctx, nil)
 	if err != nil {
-		return nil, nil, err
+		return localapi.ConsentClient{}, nil, err
 	}
-	sb, ok := b.(storeBackend)
-	st := sb.Store
-	if !ok { // a daemon came up in between
-		b.Close()
-		return nil, nil, fmt.Errorf("a daemon started while this command ran: run it again")
-	}
-	key, err := st.Keys().Subkey("consent")
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	reg, err := consent.New(st, key, nil)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return reg, st, nil
-}
-
-// consentErr gives consent's errors the CLI's exit codes and names the fix.
-func consentErr(err error) error {
-	var de *consent.DeniedError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &de):
-		return fmt.Errorf("%w; %s", err, de.Hint())
-	case errors.Is(err, consent.ErrNotFound):
-		return fmt.Errorf("%w: see `meshsync consent ls` and `meshsync consent pending`", err)
-	case errors.Is(err, consent.ErrBadRule), errors.Is(err, consent.ErrBadGrant), errors.Is(err, consent.ErrAmbiguous),
-		errors.Is(err, consent.ErrMeshDevice), errors.Is(err, consent.ErrTooLarge):
-		return usageError{err}
-	}
-	return err
+	return c.Consent(), c, nil
 }
 
 // parsePeer reads a destination: a peer id, or a multiaddr that ends in /p2p/ID (its
@@ -182,7 +128,7 @@ type consentGrantCmd struct {
 	Field      []string `sep:"none" help:"NAME=keep|drop|redact|pseudonymize|generalize:ARG (repeatable); a field without a rule is dropped." placeholder:"RULE"`
 }
 
-func (c *consentGrantCmd) Run(g *globals) error {
+func (c *consentGrantCmd) Run(ctx context.Context, g *globals) error {
 	dest, err := parsePeer(c.To)
 	if err != nil {
 		return err
@@ -195,14 +141,14 @@ func (c *consentGrantCmd) Run(g *globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	reg, st, err := g.openConsent()
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	gr, err := reg.Grant(consent.GrantSpec{Collection: c.Collection, Purpose: c.Purpose, Destination: dest.ID.String(), Expires: exp, Fields: rules})
+	gr, err := reg.Grant(ctx, consent.GrantSpec{Collection: c.Collection, Purpose: c.Purpose, Destination: dest.ID.String(), Expires: exp, Fields: rules})
 	if err != nil {
-		return consentErr(err)
+		return err
 	}
 	out := toGrantJSON(gr, time.Now())
 	return g.print(out, func(w io.Writer) {
@@ -226,13 +172,13 @@ type consentLsCmd struct {
 	Active bool `help:"Only grants that are neither revoked nor expired."`
 }
 
-func (c *consentLsCmd) Run(g *globals) error {
-	reg, st, err := g.openConsent()
+func (c *consentLsCmd) Run(ctx context.Context, g *globals) error {
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	all, err := reg.Grants()
+	all, err := reg.Grants(ctx)
 	if err != nil {
 		return err
 	}
@@ -270,15 +216,15 @@ type consentRevokeCmd struct {
 	ID string `arg:"" help:"Grant id, or a unique prefix of at least 4 characters."`
 }
 
-func (c *consentRevokeCmd) Run(g *globals) error {
-	reg, st, err := g.openConsent()
+func (c *consentRevokeCmd) Run(ctx context.Context, g *globals) error {
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	gr, err := reg.Revoke(c.ID)
+	gr, err := reg.Revoke(ctx, c.ID)
 	if err != nil {
-		return consentErr(err)
+		return err
 	}
 	out := toGrantJSON(gr, time.Now())
 	return g.print(out, func(w io.Writer) {
@@ -313,13 +259,13 @@ func toRequestJSON(q consent.Request) requestJSON {
 
 type consentPendingCmd struct{}
 
-func (c *consentPendingCmd) Run(g *globals) error {
-	reg, st, err := g.openConsent()
+func (c *consentPendingCmd) Run(ctx context.Context, g *globals) error {
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	qs, err := reg.Pending()
+	qs, err := reg.Pending(ctx)
 	if err != nil {
 		return err
 	}
@@ -351,7 +297,7 @@ type consentApproveCmd struct {
 	Field   []string `sep:"none" help:"Grant these field rules instead of what the app asked (repeatable)." placeholder:"RULE"`
 }
 
-func (c *consentApproveCmd) Run(g *globals) error {
+func (c *consentApproveCmd) Run(ctx context.Context, g *globals) error {
 	var exp time.Time
 	if c.Expires != "" {
 		var err error
@@ -366,14 +312,14 @@ func (c *consentApproveCmd) Run(g *globals) error {
 			return usageError{err}
 		}
 	}
-	reg, st, err := g.openConsent()
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	gr, err := reg.Approve(c.ID, rules, exp)
+	gr, err := reg.Approve(ctx, c.ID, rules, exp)
 	if err != nil {
-		return consentErr(err)
+		return err
 	}
 	out := toGrantJSON(gr, time.Now())
 	return g.print(out, func(w io.Writer) { printGrant(w, out) })
@@ -383,15 +329,15 @@ type consentDenyCmd struct {
 	ID string `arg:"" help:"Request id, or a unique prefix of at least 4 characters."`
 }
 
-func (c *consentDenyCmd) Run(g *globals) error {
-	reg, st, err := g.openConsent()
+func (c *consentDenyCmd) Run(ctx context.Context, g *globals) error {
+	reg, st, err := g.openConsent(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	q, err := reg.Deny(c.ID)
+	q, err := reg.Deny(ctx, c.ID)
 	if err != nil {
-		return consentErr(err)
+		return err
 	}
 	out := toRequestJSON(q)
 	return g.print(out, func(w io.Writer) {

@@ -65,7 +65,7 @@ func TestCrashDaemonDuringSync(t *testing.T) {
 	h.cli(a, "init", "--name", "a")
 	da := h.start(a)
 	for _, d := range []string{b, c} {
-		inv, err := da.client.Invite(5 * time.Minute)
+		inv, err := da.client.Invite(context.Background(), 5*time.Minute, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,19 +310,23 @@ func (h *crashHarness) spawn(dir string) *crashDaemon {
 		ctx, cancel := context.WithCancel(context.Background())
 		d.client, d.cancel = c, cancel
 		close(d.up)
-		go c.Events(ctx, true, func(ev localapi.Event) error {
-			switch {
-			case ev.State != nil:
-				if ev.State.Device.Status == node.StatusSyncing {
-					d.syncing.Store(ev.State.Device.DeviceID, struct{}{})
-				} else {
-					d.syncing.Delete(ev.State.Device.DeviceID)
+		go func() {
+			for ev, err := range c.Events(ctx, true) {
+				if err != nil {
+					return
 				}
-			case ev.Record != nil && !ev.Record.Local:
-				d.lastApply.Store(time.Now().UnixNano())
+				switch {
+				case ev.State != nil:
+					if ev.State.Device.Status == node.StatusSyncing {
+						d.syncing.Store(ev.State.Device.DeviceID, struct{}{})
+					} else {
+						d.syncing.Delete(ev.State.Device.DeviceID)
+					}
+				case ev.Record != nil && !ev.Record.Local:
+					d.lastApply.Store(time.Now().UnixNano())
+				}
 			}
-			return nil
-		})
+		}()
 		r, _ := d.upToDate(30 * time.Second)
 		d.recovered <- r
 	}()
@@ -414,7 +418,7 @@ func (d *crashDaemon) stop() {
 func (d *crashDaemon) log() string { return d.logBuf.tail(30) }
 
 func (d *crashDaemon) records(t *testing.T) map[string]string {
-	recs, err := d.client.List("c", "")
+	recs, err := d.client.List(context.Background(), "c", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +451,7 @@ func (w *crashWriters) loop(ctx context.Context, prefix string, target func() *c
 		}
 		val := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("p", 200))
 		d.inflight.Add(1)
-		err := d.client.Put("c", key, []byte(val))
+		err := d.client.Put(context.Background(), "c", key, []byte(val))
 		d.inflight.Add(-1)
 		if err == nil {
 			w.mu.Lock()
@@ -503,7 +507,7 @@ func TestFaultMissingStore(t *testing.T) {
 	a, b := h.dir("a"), h.dir("b")
 	h.cli(a, "init", "--name", "a")
 	da := h.start(a)
-	inv, err := da.client.Invite(5 * time.Minute)
+	inv, err := da.client.Invite(context.Background(), 5*time.Minute, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +515,7 @@ func TestFaultMissingStore(t *testing.T) {
 	db := h.start(b)
 	defer db.stop()
 	for i := 0; i < 20; i++ {
-		if err := da.client.Put("c", fmt.Sprint("k", i), []byte(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+		if err := da.client.Put(context.Background(), "c", fmt.Sprint("k", i), []byte(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -632,7 +636,7 @@ func TestDiskFullDaemon(t *testing.T) {
 	h.cli(a, "init", "--name", "a")
 	da := h.start(a)
 	defer da.stop()
-	inv, err := da.client.Invite(5 * time.Minute)
+	inv, err := da.client.Invite(context.Background(), 5*time.Minute, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,14 +649,14 @@ func TestDiskFullDaemon(t *testing.T) {
 		return []byte(fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat(fmt.Sprint(i%10), 20000)))
 	}
 	for i := 0; i < 200; i++ {
-		if err := db.client.Put("c", fmt.Sprint("b", i), big(i)); err != nil {
+		if err := db.client.Put(context.Background(), "c", fmt.Sprint("b", i), big(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var reason string
 	for end := time.Now().Add(time.Minute); reason == ""; {
 		da.client.Sync(context.Background(), true, 5*time.Second)
-		st, err := da.client.Status()
+		st, err := da.client.Status(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -666,13 +670,13 @@ func TestDiskFullDaemon(t *testing.T) {
 		}
 	}
 	t.Logf("a's state for b: error, reason %q", reason)
-	err = da.client.Put("c", "local", big(0))
+	err = da.client.Put(context.Background(), "c", "local", big(0))
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("local write on a full disk: %v, want an error saying disk full", err)
 	} else {
 		t.Logf("local write: %v", err)
 	}
-	rep, err := da.client.Verify()
+	rep, err := da.client.Verify(context.Background())
 	if err != nil || !rep.OK() {
 		t.Fatalf("verify on a full disk: %v %+v", err, rep)
 	}
@@ -691,7 +695,7 @@ func TestDiskFullDaemon(t *testing.T) {
 	if got := len(da.records(t)); got != 200 {
 		t.Fatalf("a holds %d records after catching up, want 200", got)
 	}
-	if err := da.client.Put("c", "local", big(0)); err != nil {
+	if err := da.client.Put(context.Background(), "c", "local", big(0)); err != nil {
 		t.Fatalf("local write after space returned: %v", err)
 	}
 	t.Logf("a held %d of 200 records while full, all 200 after space returned, no restart", held)

@@ -54,9 +54,7 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
-	srv := localapi.NewServer(n.Store(), log)
-	srv.AttachNode(n)
-	srv.AttachConsent(n)
+	srv := localapi.NewNodeServer(n, &localapi.Options{Logger: log})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, g.dir()) }()
 	addrs := make([]string, 0)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 )
@@ -10,13 +11,13 @@ type delCmd struct {
 	Key        string `arg:"" help:"Record key."`
 }
 
-func (c *delCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *delCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.Delete(c.Collection, c.Key); err != nil {
+	if err := s.Delete(ctx, c.Collection, c.Key); err != nil {
 		return err
 	}
 	out := struct {

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/node/localapi"
 )
 
 type devicesCmd struct {
@@ -17,30 +18,28 @@ type devicesCmd struct {
 
 type devicesLsCmd struct{}
 
-// listDevices asks the daemon, or else the store, for the device list.
-func (g *globals) listDevices(ctx context.Context) ([]node.Device, string, error) {
-	if d := g.daemon(ctx); d != nil {
-		defer d.Close()
-		devs, err := d.Devices()
-		st, serr := d.Status()
-		if serr != nil {
-			return nil, "", serr
-		}
-		return devs, string(st.Device.ID), err
-	}
-	n, err := g.openNode(ctx, netFlags{}, false)
+// devices returns a client of a node of the data directory (its network stays down) and
+// the mesh's devices; close the client when done.
+func (g *globals) devices(ctx context.Context) (*localapi.Client, []node.Device, error) {
+	cl, err := g.client(ctx, &netFlags{})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	defer n.Close()
-	return n.Devices(), n.DeviceID(), nil
+	devs, err := cl.Devices(ctx)
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	return cl, devs, nil
 }
 
 func (c *devicesLsCmd) Run(ctx context.Context, g *globals) error {
-	devs, self, err := g.listDevices(ctx)
+	cl, devs, err := g.devices(ctx)
 	if err != nil {
 		return err
 	}
+	defer cl.Close()
+	self := string(cl.Device().ID)
 	out := struct {
 		Self    string        `json:"self"`
 		Devices []node.Device `json:"devices"`
@@ -108,37 +107,22 @@ func findDevice(devs []node.Device, q string) (node.Device, error) {
 }
 
 func (c *devicesRmCmd) Run(ctx context.Context, g *globals) error {
-	if d := g.daemon(ctx); d != nil {
-		defer d.Close()
-		devs, err := d.Devices()
-		if err != nil {
-			return err
-		}
-		dev, err := findDevice(devs, c.Device)
-		if err != nil {
-			return err
-		}
-		// The daemon holds the key, not the passphrase: asking for it again keeps a stolen,
-		// unlocked device from evicting the owner's others.
-		pass, err := g.passphrase(false)
-		if err != nil {
-			return err
-		}
-		if err := d.RemoveDevice(dev.ID, pass); err != nil {
-			return err
-		}
-		return g.printRemoved(dev)
-	}
-	n, err := g.openNode(ctx, netFlags{}, false)
+	cl, devs, err := g.devices(ctx)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
-	dev, err := findDevice(n.Devices(), c.Device)
+	defer cl.Close()
+	dev, err := findDevice(devs, c.Device)
 	if err != nil {
 		return err
 	}
-	if err := n.RemoveDevice(dev.ID); err != nil {
+	// A daemon holds the key, not the passphrase: asking for it again keeps a stolen,
+	// unlocked device from evicting the owner's others.
+	pass, err := g.passphrase(false)
+	if err != nil {
+		return err
+	}
+	if err := cl.RemoveDevice(ctx, dev.ID, pass); err != nil {
 		return err
 	}
 	return g.printRemoved(dev)

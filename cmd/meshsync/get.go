@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"github.com/meshsync/meshsync/node/view"
 	"io"
 )
 
@@ -11,17 +11,16 @@ type getCmd struct {
 	Key        string `arg:"" help:"Record key."`
 }
 
-func (c *getCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *getCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rec, err := s.Get(c.Collection, c.Key)
+	out, err := s.Get(ctx, c.Collection, c.Key)
 	if err != nil {
 		return err
 	}
-	out := view.FromRecord(rec)
 	return g.print(out, func(w io.Writer) {
 		if out.Raw != nil {
 			w.Write(out.Raw)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
 	"github.com/meshsync/meshsync/store"
@@ -25,6 +26,7 @@ type globals struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	pass           []byte // the passphrase, once read
 }
 
 // defaultDir is the per-user data directory.
@@ -100,8 +102,17 @@ func (g *globals) secret(envName, file, prompt string, confirm bool) ([]byte, er
 	return p, nil
 }
 
+// passphrase reads the store's passphrase (asking once per command, unless confirm asks
+// for a new one to be typed twice).
 func (g *globals) passphrase(confirm bool) ([]byte, error) {
-	return g.secret("MESHSYNC_PASSPHRASE", g.PassphraseFile, "Passphrase", confirm)
+	if g.pass != nil && !confirm {
+		return g.pass, nil
+	}
+	p, err := g.secret("MESHSYNC_PASSPHRASE", g.PassphraseFile, "Passphrase", confirm)
+	if err == nil {
+		g.pass = p
+	}
+	return p, err
 }
 
 // print writes v as JSON with --json, else calls human to write text.
@@ -115,7 +126,10 @@ func (g *globals) print(v any, human func(w io.Writer)) error {
 	return w.Flush()
 }
 
-// hints name the fix for the errors a person meets. DIR is replaced by the data directory.
+// hints name the fix for the errors a person meets, and pick the exit code: the one table
+// every error of every command goes through (see describe). Errors keep their sentinels
+// through the local API, so a daemon's errors get the same hints. DIR is replaced by the
+// data directory.
 var hints = []struct {
 	err   error
 	usage bool
@@ -142,6 +156,13 @@ var hints = []struct {
 	{node.ErrInviteRefused, false, "ask for a new one with `meshsync pair`: an invite works once"},
 	{node.ErrUnknownDevice, true, "see `meshsync devices`"},
 	{node.ErrSelf, true, "remove a device from another device of the mesh"},
+	{consent.ErrNotFound, false, "see `meshsync consent ls` and `meshsync consent pending`"},
+	{consent.ErrBadRule, true, ""},
+	{consent.ErrBadGrant, true, ""},
+	{consent.ErrAmbiguous, true, ""},
+	{consent.ErrMeshDevice, true, ""},
+	{consent.ErrTooLarge, true, ""},
 	{localapi.ErrNoDaemon, false, "start it with `meshsync daemon`"},
+	{localapi.ErrBadRequest, true, ""},
 	{errSyncTimeout, false, "see `meshsync status` for which device and why"},
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"github.com/meshsync/meshsync/node/view"
 	"io"
 	"text/tabwriter"
+
+	"github.com/meshsync/meshsync/node/view"
 )
 
 type lsCmd struct {
@@ -12,22 +14,19 @@ type lsCmd struct {
 	Prefix     string `help:"Only keys that start with this prefix." placeholder:"PREFIX"`
 }
 
-func (c *lsCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *lsCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	recs, err := s.List(c.Collection, c.Prefix)
+	recs, err := s.List(ctx, c.Collection, c.Prefix)
 	if err != nil {
 		return err
 	}
 	out := struct {
 		Records []view.Record `json:"records"`
-	}{Records: make([]view.Record, 0, len(recs))}
-	for i := range recs {
-		out.Records = append(out.Records, view.FromRecord(&recs[i]))
-	}
+	}{Records: append(make([]view.Record, 0, len(recs)), recs...)}
 	return g.print(out, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, r := range out.Records {

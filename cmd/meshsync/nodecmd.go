@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"os"
 
@@ -24,26 +23,6 @@ func (g *globals) nodeConfig(pass []byte, nf netFlags, log *slog.Logger) node.Co
 	mode := map[string]node.DHTMode{"client": node.DHTClient, "server": node.DHTServer}[nf.DHTMode]
 	return node.Config{Dir: g.dir(), Passphrase: pass, ListenAddrs: nf.Listen, EnableMDNS: !nf.NoMDNS, Logger: log,
 		LANOnly: nf.LANOnly, Bootstrap: nf.Bootstrap, Relays: nf.Relay, DHTMode: mode, NATPortMap: nf.PortMap}
-}
-
-// openNode opens (and, with start, starts) a node over the data directory for the length
-// of one command, when no daemon runs.
-func (g *globals) openNode(ctx context.Context, nf netFlags, start bool) (*node.Node, error) {
-	pass, err := g.passphrase(false)
-	if err != nil {
-		return nil, err
-	}
-	n, err := node.Open(ctx, g.nodeConfig(pass, nf, nil))
-	if err != nil {
-		return nil, err
-	}
-	if start {
-		if err := n.Start(ctx); err != nil {
-			n.Close()
-			return nil, err
-		}
-	}
-	return n, nil
 }
 
 // stdoutTerminal reports whether standard output is a terminal.

@@ -25,8 +25,8 @@ type pairOutput struct {
 }
 
 // Run prints an invite. With a daemon running, the daemon answers the new device and this
-// returns at once; otherwise this command keeps a node online until the invite is used or
-// expires.
+// returns at once; otherwise the node in this process stays online until the invite is
+// used or expires.
 func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 	if c.Expires <= 0 {
 		return usagef("--expires must be positive")
@@ -34,40 +34,32 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 	if c.Expires > node.MaxInviteExpiry {
 		return usagef("--expires %s is longer than the maximum of %gh: an invite is a key to the mesh while it lives; run `meshsync pair` again when the device is at hand", c.Expires, node.MaxInviteExpiry.Hours())
 	}
-	if d := g.daemon(ctx); d != nil {
-		defer d.Close()
-		invite := d.Invite
-		if c.Replica {
-			invite = d.InviteReplica
-		}
-		inv, err := invite(c.Expires)
-		if err != nil {
-			return err
-		}
-		return g.printInvite(pairOutput{Code: inv.Code, Expires: inv.Expires, Replica: c.Replica}, true)
-	}
-	n, err := g.openNode(ctx, c.netFlags, true)
+	cl, err := g.client(ctx, &c.netFlags)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
-	invite := n.Invite
-	if c.Replica {
-		invite = n.InviteReplica
-	}
-	code, until, err := invite(c.Expires)
+	defer cl.Close()
+	inv, err := cl.Invite(ctx, c.Expires, c.Replica)
 	if err != nil {
 		return err
 	}
-	out := pairOutput{Code: code, Expires: until, Replica: c.Replica}
+	out := pairOutput{Code: inv.Code, Expires: inv.Expires, Replica: c.Replica}
+	if cl.Daemon() {
+		return g.printInvite(out, true)
+	}
+	// The node that answers the new device lives in this process: wait for it.
 	if err := g.printInvite(out, false); err != nil {
 		return err
 	}
+	devs, err := cl.Devices(ctx)
+	if err != nil {
+		return err
+	}
 	known := map[string]bool{}
-	for _, d := range n.Devices() {
+	for _, d := range devs {
 		known[d.ID] = true
 	}
-	wait, cancel := context.WithDeadline(ctx, until)
+	wait, cancel := context.WithDeadline(ctx, inv.Expires)
 	defer cancel()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -80,13 +72,18 @@ func (c *pairCmd) Run(ctx context.Context, g *globals) error {
 			return fmt.Errorf("the invite expired before a device joined: run `meshsync pair` again")
 		case <-tick.C:
 		}
-		for _, d := range n.Devices() {
+		devs, err := cl.Devices(wait)
+		if err != nil && wait.Err() != nil {
+			continue // the deadline or Ctrl-C: said on the next turn
+		}
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
 			if !known[d.ID] {
 				out.Joined = append(out.Joined, d.Name)
 				// Give the new device a moment to take the first sync.
-				sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-				n.WaitSynced(sctx)
-				scancel()
+				cl.Sync(ctx, true, 30*time.Second)
 				if g.JSON {
 					return g.print(out, nil)
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 )
@@ -9,12 +10,12 @@ type passwdCmd struct {
 	NewPassphraseFile string `name:"new-passphrase-file" help:"Read the new passphrase from this file (else MESHSYNC_NEW_PASSPHRASE, else a prompt)." placeholder:"FILE"`
 }
 
-func (c *passwdCmd) Run(g *globals) error {
+func (c *passwdCmd) Run(ctx context.Context, g *globals) error {
 	old, err := g.passphrase(false)
 	if err != nil {
 		return err
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -23,7 +24,7 @@ func (c *passwdCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ChangePassphrase(old, next, nil); err != nil {
+	if err := s.ChangePassphrase(ctx, old, next); err != nil {
 		return err
 	}
 	return g.print(map[string]bool{"changed": true}, func(w io.Writer) {

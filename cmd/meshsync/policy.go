@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshsync/meshsync/node/localapi"
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/resolve"
 )
 
@@ -31,17 +34,17 @@ func (c *policyCmd) setting() bool {
 	return c.Strategy != "" || c.Fallback != "" || c.Deadline != 0 || c.PriorityField != "" || len(c.DeviceRank) > 0 || len(c.Critical) > 0
 }
 
-func (c *policyCmd) Run(g *globals) error {
+func (c *policyCmd) Run(ctx context.Context, g *globals) error {
 	if c.setting() && c.Collection == "" {
 		return usagef("name the collection whose policy to set")
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if c.setting() {
-		p, _, err := s.Policy(c.Collection)
+		p, _, err := policyOf(ctx, s, c.Collection)
 		if err != nil {
 			return err
 		}
@@ -71,23 +74,27 @@ func (c *policyCmd) Run(g *globals) error {
 		if len(c.Critical) > 0 {
 			p.Critical = c.Critical
 		}
-		if err := s.SetPolicy(c.Collection, p); err != nil {
+		if err := s.SetPolicy(ctx, c.Collection, view.FromPolicy(p, false)); err != nil {
 			return err
 		}
 	}
 	var out []policyJSON
 	if c.Collection != "" {
-		p, explicit, err := s.Policy(c.Collection)
+		p, explicit, err := policyOf(ctx, s, c.Collection)
 		if err != nil {
 			return err
 		}
 		out = append(out, policyJSON{c.Collection, explicit, p})
 	} else {
-		all, err := s.Policies()
+		all, err := s.Policies(ctx)
 		if err != nil {
 			return err
 		}
-		for name, p := range all {
+		for name, d := range all {
+			p, err := d.Policy()
+			if err != nil {
+				return fmt.Errorf("policy of %s: %w", name, err)
+			}
 			out = append(out, policyJSON{name, true, p.WithDefaults()})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Collection < out[j].Collection })
@@ -122,4 +129,17 @@ func (c *policyCmd) Run(g *globals) error {
 			fmt.Fprintln(w)
 		}
 	})
+}
+
+// policyOf reads a collection's policy (defaults filled in) and whether it was set for it.
+func policyOf(ctx context.Context, c *localapi.Client, collection string) (resolve.Policy, bool, error) {
+	d, err := c.Policy(ctx, collection)
+	if err != nil {
+		return resolve.Policy{}, false, err
+	}
+	p, err := d.Policy()
+	if err != nil {
+		return resolve.Policy{}, false, fmt.Errorf("policy of %s: %w", collection, err)
+	}
+	return p, d.Explicit, nil
 }

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"github.com/meshsync/meshsync/node/view"
 	"io"
 
 	"github.com/meshsync/meshsync/store"
@@ -15,7 +15,7 @@ type putCmd struct {
 	Raw        bool   `help:"Store VALUE as raw bytes instead of JSON."`
 }
 
-func (c *putCmd) Run(g *globals) error {
+func (c *putCmd) Run(ctx context.Context, g *globals) error {
 	value := []byte(c.Value)
 	if c.Value == "-" {
 		b, err := io.ReadAll(io.LimitReader(g.stdin, store.MaxValueSize+1))
@@ -24,24 +24,23 @@ func (c *putCmd) Run(g *globals) error {
 		}
 		value = b
 	}
-	s, err := g.open()
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if c.Raw {
-		err = s.PutRaw(c.Collection, c.Key, value)
+		err = s.PutRaw(ctx, c.Collection, c.Key, value)
 	} else {
-		err = s.Put(c.Collection, c.Key, value)
+		err = s.Put(ctx, c.Collection, c.Key, value)
 	}
 	if err != nil {
 		return err
 	}
-	rec, err := s.Get(c.Collection, c.Key)
+	out, err := s.Get(ctx, c.Collection, c.Key)
 	if err != nil {
 		return err
 	}
-	out := view.FromRecord(rec)
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "%s/%s written (version %s)\n", c.Collection, c.Key, out.Version.Short())
 	})

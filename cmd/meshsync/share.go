@@ -11,7 +11,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/meshsync/meshsync/consent"
-	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/share"
 )
 
@@ -53,15 +52,16 @@ func (c *shareCmd) Run(ctx context.Context, g *globals) error {
 		}
 		dest.Addrs = append(dest.Addrs, a)
 	}
-	var res node.ShareResult
-	if cl := g.daemon(ctx); cl != nil {
-		defer cl.Close()
-		res, err = cl.Consent().Share(ctx, c.Collection, c.Purpose, dest, c.Timeout)
-	} else {
-		res, err = c.shareOnce(ctx, g, dest)
+	// Without a daemon, a node in this process starts its network only if a grant allows
+	// the share, on random ports: a share never takes the daemon's port.
+	cl, err := g.client(ctx, &netFlags{Listen: shareListen, NoMDNS: true})
+	if err != nil {
+		return err
 	}
+	defer cl.Close()
+	res, err := cl.Share(ctx, c.Collection, c.Purpose, dest, c.Timeout)
 	if res.Audit.ID == "" {
-		return consentErr(err) // refused (audited) or nothing left
+		return err // refused (audited), or nothing left
 	}
 	out := shareJSON{Grant: res.Grant.ID, Collection: c.Collection, Purpose: c.Purpose, Destination: dest.ID.String(),
 		Count: res.Audit.Count, Skipped: res.Skipped, Fields: res.Audit.Fields, Verified: res.Audit.Verified,
@@ -91,30 +91,5 @@ func (c *shareCmd) Run(ctx context.Context, g *globals) error {
 	return err
 }
 
-// shareOnce brings a node up for this one share when no daemon runs.
-func (c *shareCmd) shareOnce(ctx context.Context, g *globals, dest peer.AddrInfo) (node.ShareResult, error) {
-	n, err := g.openNode(ctx, netFlags{Listen: shareListen, NoMDNS: true}, false)
-	if err != nil {
-		return node.ShareResult{}, err
-	}
-	defer n.Close()
-	reg, err := n.Consent()
-	if err != nil {
-		return node.ShareResult{}, err
-	}
-	if _, err := reg.Check(c.Collection, c.Purpose, dest.ID.String()); err == nil {
-		if len(dest.Addrs) == 0 {
-			return node.ShareResult{}, usagef("no address for %s: give --to as the address `meshsync receive` prints (ending in /p2p/PEER), or add --addr", dest.ID)
-		}
-		if err := n.Start(ctx); err != nil {
-			return node.ShareResult{}, err
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
-	return n.Share(ctx, c.Collection, c.Purpose, dest)
-}
-
-// shareListen are the addresses of a node started for one share: random ports, so that a
-// share never takes the daemon's port.
+// shareListen are the addresses of a node started for one share: random ports.
 var shareListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}

@@ -16,29 +16,31 @@ type statusCmd struct {
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals) error {
-	d := g.daemon(ctx)
-	if d == nil {
-		if c.Watch {
-			return fmt.Errorf("status --watch: %w: start it with `meshsync daemon`", localapi.ErrNoDaemon)
-		}
-		n, err := g.openNode(ctx, netFlags{}, false)
-		if err != nil {
-			return err
-		}
-		defer n.Close()
-		st, err := localapi.NodeStatus(n, false)
-		if err != nil {
-			return err
-		}
-		return g.print(st, func(w io.Writer) { writeStatus(w, st) })
+	if c.Watch {
+		return c.watch(ctx, g)
 	}
-	defer d.Close()
-	st, err := d.Status()
+	cl, err := g.client(ctx, &netFlags{})
 	if err != nil {
 		return err
 	}
-	if !c.Watch {
-		return g.print(st, func(w io.Writer) { writeStatus(w, st) })
+	defer cl.Close()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	return g.print(st, func(w io.Writer) { writeStatus(w, st) })
+}
+
+// watch shows the daemon's status again at every event: only a daemon's states move.
+func (c *statusCmd) watch(ctx context.Context, g *globals) error {
+	cl, err := localapi.Dial(ctx, g.dir())
+	if err != nil {
+		return fmt.Errorf("status --watch: %w", err)
+	}
+	defer cl.Close()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
 	}
 	lines := g.JSON || !g.stdoutTerminal()
 	show := func(st localapi.Status) {
@@ -51,18 +53,19 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(g.stdout, "\n(live, %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"))
 	}
 	show(st)
-	err = d.Events(ctx, false, func(localapi.Event) error {
-		st, err := d.Status()
+	for _, err := range cl.Events(ctx, false) {
+		if err == nil {
+			st, err = cl.Status(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		show(st)
-		return nil
-	})
-	if ctx.Err() != nil {
-		return nil
 	}
-	return err
+	return nil
 }
 
 // writeStatus prints health warnings, then one line per device.

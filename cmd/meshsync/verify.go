@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
+	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -11,16 +13,16 @@ type verifyCmd struct{}
 
 type verifyOutput struct {
 	OK bool `json:"ok"`
-	*store.Report
+	view.Report
 }
 
-func (c *verifyCmd) Run(g *globals) error {
-	s, err := g.open()
+func (c *verifyCmd) Run(ctx context.Context, g *globals) error {
+	s, err := g.client(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rep, err := s.Verify()
+	rep, err := s.Verify(ctx)
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,7 @@ func TestRemoveDeviceAsksPassphrase(t *testing.T) {
 	}
 	defer b.Close()
 
-	srv := NewServer(a.Store(), nil)
-	srv.AttachNode(a)
+	srv := NewNodeServer(a, nil)
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx, a.Store().Dir()) }()
@@ -62,7 +61,7 @@ func TestRemoveDeviceAsksPassphrase(t *testing.T) {
 	defer c.Close()
 
 	removed := func() bool {
-		devs, err := c.Devices()
+		devs, err := c.Devices(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,14 +74,21 @@ func TestRemoveDeviceAsksPassphrase(t *testing.T) {
 		return false
 	}
 	for _, wrong := range [][]byte{nil, []byte("phone pass"), []byte("laptop pas")} {
-		if err := c.RemoveDevice(b.DeviceID(), wrong); !errors.Is(err, store.ErrWrongPassphrase) {
+		if err := c.RemoveDevice(ctx, b.DeviceID(), wrong); !errors.Is(err, store.ErrWrongPassphrase) {
 			t.Errorf("remove with passphrase %q: %v, want ErrWrongPassphrase", wrong, err)
 		}
 		if removed() {
 			t.Fatalf("a wrong passphrase (%q) removed the device", wrong)
 		}
 	}
-	if err := c.RemoveDevice(b.DeviceID(), pass); err != nil {
+	// Node errors keep their sentinels through the socket too.
+	if err := c.RemoveDevice(ctx, "no-such-device", pass); !errors.Is(err, node.ErrUnknownDevice) {
+		t.Errorf("remove an unknown device: %v, want node.ErrUnknownDevice", err)
+	}
+	if err := c.RemoveDevice(ctx, a.DeviceID(), pass); !errors.Is(err, node.ErrSelf) {
+		t.Errorf("remove this device: %v, want node.ErrSelf", err)
+	}
+	if err := c.RemoveDevice(ctx, b.DeviceID(), pass); err != nil {
 		t.Fatal(err)
 	}
 	if !removed() {

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/meshsync/meshsync/merkle"
-	"github.com/meshsync/meshsync/resolve"
+	"github.com/meshsync/meshsync/consent"
+	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -27,28 +27,57 @@ func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
 // maxBody bounds every request body.
 const maxBody = store.MaxValueSize + 64<<10
 
-// Server serves the control API of one running node over a unix socket.
-type Server struct {
-	st   *store.Store
-	ext  []func(*http.ServeMux)
-	log  *slog.Logger
-	mux  *http.ServeMux
-	http *http.Server
+// Options configure a Server. The zero value (or nil) serves a daemon.
+type Options struct {
+	// Logger logs failed requests; nil means slog.Default().
+	Logger *slog.Logger
+	// InProcess says the server lives inside its client's process for one command (see
+	// Local): GET /v2/ping and the status say that no daemon runs, and the node's network
+	// is started by the first route that needs it (invite, sync, an allowed share).
+	InProcess bool
 }
 
-// NewServer returns a server for the store of a running node. Handle adds the node's own
-// routes before Serve.
-func NewServer(st *store.Store, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
+// Server serves the local API of one store, or of one node and its store.
+type Server struct {
+	st   *store.Store
+	n    *node.Node // nil for a bare store: the node routes answer ErrBadRequest
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// NewServer returns a server of a bare store: the record, conflict, policy, backup and
+// consent routes. The caller keeps the store open while the server runs.
+func NewServer(st *store.Store, opts *Options) *Server { return newServer(st, nil, opts) }
+
+// NewNodeServer returns a server of a node: every route. A daemon's node is started; an
+// in-process one (Options.InProcess) starts when a route needs the network.
+func NewNodeServer(n *node.Node, opts *Options) *Server { return newServer(n.Store(), n, opts) }
+
+func newServer(st *store.Store, n *node.Node, opts *Options) *Server {
+	s := &Server{st: st, n: n, mux: http.NewServeMux()}
+	if opts != nil {
+		s.opts = *opts
 	}
-	s := &Server{st: st, log: log, mux: http.NewServeMux()}
-	s.routes()
+	s.log = s.opts.Logger
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for _, rt := range routes {
+		s.mux.HandleFunc(rt.method+" "+Prefix+rt.path, s.handler(rt))
+	}
 	return s
 }
 
-// Handle registers an extra route (for example the node's status and sync endpoints).
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+// ServeHTTP serves one request. A request with an Origin header comes from a browser page
+// and is refused: the socket's file mode guards it, not a cookie.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Origin") != "" {
+		writeError(w, badRequest{"requests from a browser (with an Origin header) are refused"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Serve listens on the socket of dir (mode 0600) until ctx ends.
 func (s *Server) Serve(ctx context.Context, dir string) error {
@@ -67,196 +96,102 @@ func (s *Server) Serve(ctx context.Context, dir string) error {
 		ln.Close()
 		return err
 	}
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	defer os.Remove(path)
+	return s.serve(ctx, ln)
+}
+
+// serve answers on ln until ctx ends (or ln fails).
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	sctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		<-sctx.Done()
+		tctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		s.http.Shutdown(sctx)
+		hs.Shutdown(tctx)
 	}()
-	err = s.http.Serve(ln)
+	err := hs.Serve(ln)
+	stop()
 	<-done
-	os.Remove(path)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// WriteJSON answers with v as JSON.
-func WriteJSON(w http.ResponseWriter, v any) {
+// node is the served node, or an error for a bare store.
+func (s *Server) node() (*node.Node, error) {
+	if s.n == nil {
+		return nil, badRequest{"this server serves a bare store: the route needs a node"}
+	}
+	return s.n, nil
+}
+
+// online starts the network of an in-process node (a daemon's runs already).
+func (s *Server) online(ctx context.Context) (*node.Node, error) {
+	n, err := s.node()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// consent is the consent registry of the node, or over the bare store.
+func (s *Server) consent() (*consent.Registry, error) {
+	if s.n != nil {
+		return s.n.Consent()
+	}
+	key, err := s.st.Keys().Subkey("consent")
+	if err != nil {
+		return nil, fmt.Errorf("consent key: %w", err)
+	}
+	return consent.New(s.st, key, nil)
+}
+
+// handler runs one route and writes its answer: the result as JSON, no content for a nil
+// result, or the error.
+func (s *Server) handler(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rt.stream != nil {
+			rt.stream(s, w, r)
+			return
+		}
+		v, err := rt.call(s, r)
+		switch {
+		case err != nil:
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Debug("local API request failed", "route", rt.method+" "+rt.path, "err", err)
+			}
+			writeError(w, err)
+		case v == nil:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
 
-// WriteError answers with an error body whose code lets the client rebuild the sentinel.
-func WriteError(w http.ResponseWriter, err error) {
-	code := codeOf(err)
-	status := http.StatusInternalServerError
-	switch code {
-	case "not_found":
-		status = http.StatusNotFound
-	case "invalid", "reserved", "too_large", "ambiguous", "bad_backup", "other_mesh", "wrong_passphrase":
-		status = http.StatusBadRequest
-	case "stale":
-		status = http.StatusConflict
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Code: code})
+// writeError answers with an error body whose codes let the client rebuild the sentinels.
+func writeError(w http.ResponseWriter, err error) {
+	err = withHint(err)
+	writeJSON(w, statusOf(err), errorBody{Error: err.Error(), Codes: codesOf(err)})
 }
 
-// ReadJSON decodes a bounded request body into v.
-func ReadJSON(r *http.Request, v any) error {
+// readJSON decodes a bounded request body into v.
+func readJSON(r *http.Request, v any) error {
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", store.ErrInvalid, err)
+		return badRequest{"request body: " + err.Error()}
 	}
 	return nil
-}
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, map[string]any{"pid": os.Getpid(), "device": s.st.Device()})
-	})
-	m.HandleFunc("PUT /v1/record", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-		if err != nil {
-			WriteError(w, err)
-			return
-		}
-		if q.Get("raw") == "1" {
-			err = s.st.PutRaw(q.Get("collection"), q.Get("key"), body)
-		} else {
-			err = s.st.Put(q.Get("collection"), q.Get("key"), body)
-		}
-		if err != nil {
-			WriteError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("GET /v1/record", func(w http.ResponseWriter, r *http.Request) {
-		rec, err := s.st.Get(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
-		reply(w, rec, err)
-	})
-	m.HandleFunc("DELETE /v1/record", func(w http.ResponseWriter, r *http.Request) {
-		err := s.st.Delete(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
-		reply(w, struct{}{}, err)
-	})
-	m.HandleFunc("GET /v1/records", func(w http.ResponseWriter, r *http.Request) {
-		recs, err := s.st.List(r.URL.Query().Get("collection"), r.URL.Query().Get("prefix"))
-		reply(w, recs, err)
-	})
-	m.HandleFunc("GET /v1/conflicts", func(w http.ResponseWriter, r *http.Request) {
-		cs, err := s.st.Conflicts().List()
-		reply(w, cs, err)
-	})
-	m.HandleFunc("GET /v1/conflict", func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.st.Conflicts().Get(r.URL.Query().Get("id"))
-		reply(w, c, err)
-	})
-	m.HandleFunc("POST /v1/conflict/resolve", func(w http.ResponseWriter, r *http.Request) {
-		var req resolveRequest
-		if err := ReadJSON(r, &req); err != nil {
-			WriteError(w, err)
-			return
-		}
-		reply(w, struct{}{}, s.st.Conflicts().Resolve(req.ID, req.Pick, req.Value, req.Expect))
-	})
-	m.HandleFunc("GET /v1/history", func(w http.ResponseWriter, r *http.Request) {
-		h, err := s.st.Conflicts().History(r.URL.Query().Get("collection"), r.URL.Query().Get("key"))
-		reply(w, h, err)
-	})
-	m.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.st.Policies().List()
-		reply(w, p, err)
-	})
-	m.HandleFunc("GET /v1/policy", func(w http.ResponseWriter, r *http.Request) {
-		p, explicit, err := s.st.Policies().Get(r.URL.Query().Get("collection"))
-		reply(w, policyReply{p, explicit}, err)
-	})
-	m.HandleFunc("PUT /v1/policy", func(w http.ResponseWriter, r *http.Request) {
-		var p resolve.Policy
-		if err := ReadJSON(r, &p); err != nil {
-			WriteError(w, err)
-			return
-		}
-		reply(w, struct{}{}, s.st.Policies().Set(r.URL.Query().Get("collection"), p))
-	})
-	m.HandleFunc("POST /v1/verify", func(w http.ResponseWriter, r *http.Request) {
-		rep, err := s.st.Verify()
-		reply(w, rep, err)
-	})
-	m.HandleFunc("POST /v1/export", func(w http.ResponseWriter, r *http.Request) {
-		var req exportRequest
-		if err := ReadJSON(r, &req); err != nil {
-			WriteError(w, err)
-			return
-		}
-		info, err := s.st.ExportFile(req.Path, req.Passphrase, nil)
-		reply(w, info, err)
-	})
-	m.HandleFunc("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
-		var req importRequest
-		if err := ReadJSON(r, &req); err != nil {
-			WriteError(w, err)
-			return
-		}
-		f, err := os.Open(req.Path)
-		if err != nil {
-			WriteError(w, fmt.Errorf("%w: open backup: %v", store.ErrInvalid, err))
-			return
-		}
-		defer f.Close()
-		st, err := s.st.Import(f, req.Passphrase, req.DryRun)
-		reply(w, st, err)
-	})
-	m.HandleFunc("POST /v1/passwd", func(w http.ResponseWriter, r *http.Request) {
-		var req passwdRequest
-		if err := ReadJSON(r, &req); err != nil {
-			WriteError(w, err)
-			return
-		}
-		reply(w, struct{}{}, s.st.Keys().ChangePassphrase(req.Old, req.New, nil))
-	})
-}
-
-func reply(w http.ResponseWriter, v any, err error) {
-	if err != nil {
-		WriteError(w, err)
-		return
-	}
-	WriteJSON(w, v)
-}
-
-type resolveRequest struct {
-	ID     merkle.ID `json:"id"`
-	Pick   int       `json:"pick"`
-	Value  []byte    `json:"value"`
-	Expect int       `json:"expect"`
-}
-
-type policyReply struct {
-	Policy   resolve.Policy `json:"policy"`
-	Explicit bool           `json:"explicit"`
-}
-
-type exportRequest struct {
-	Path       string `json:"path"`
-	Passphrase []byte `json:"passphrase"`
-}
-
-type importRequest struct {
-	Path       string `json:"path"`
-	Passphrase []byte `json:"passphrase"`
-	DryRun     bool   `json:"dry_run"`
-}
-
-type passwdRequest struct {
-	Old []byte `json:"old"`
-	New []byte `json:"new"`
 }

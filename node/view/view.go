@@ -1,6 +1,8 @@
-// Package view holds the JSON forms of records, versions and conflicts that meshsync shows
-// outside the process: `meshsync ls/get/conflicts --json` and the mobile bindings. The
-// field names are a stable schema: fields may be added, none renamed.
+// Package view holds the JSON forms of what meshsync shows outside the process: records,
+// versions, conflicts, policies and the store's reports, as the local API, `meshsync
+// ... --json` and the mobile bindings show them. The field names are a stable schema:
+// fields may be added, none renamed. They are copies of the store's types on purpose: a
+// change inside the store does not change them.
 package view
 
 import (
