@@ -26,16 +26,7 @@ func soloMesh(t *testing.T, clk *fakeClock, names ...string) []*Store {
 	writeDeviceRecord(t, a, a.device.ID, pubOf(a), nil)
 	out := []*Store{a}
 	for _, n := range names[1:] {
-		p, err := Init(filepath.Join(t.TempDir(), n), testPass, &Options{KDF: testKDF, DeviceName: "solo-" + n, MeshKey: a.keys.mesh, Now: clk.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { mustVerifyClose(t, p) })
-		writeDeviceRecord(t, a, p.device.ID, pubOf(p), nil)
-		if err := p.Authority().AddAnchors(map[resolve.DeviceID]ed25519.PublicKey{a.device.ID: pubOf(a)}); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
+		out = append(out, peerOfMesh(t, a, clk, n))
 	}
 	for _, p := range out[1:] {
 		mustApply(t, p, allEnvelopes(t, a))
@@ -230,7 +221,7 @@ func TestRemovalNeverUnhappens(t *testing.T) {
 				last = i
 			}
 		}
-		cut := last + rng.IntN(len(order)-last+1)
+		cut := last + 1 + rng.IntN(len(order)-last)
 		for _, part := range [][][]byte{order[:cut], order[cut:]} {
 			if _, err := dst.Replication().Apply(part); err != nil {
 				t.Fatal(err)
