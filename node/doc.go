@@ -64,8 +64,8 @@
 //     they must pass the gater and the hello's mesh proof). Devices behind NATs keep a
 //     reservation on the configured relays (Config.Relays, `meshsync relay`), or on
 //     relays found through the DHT once AutoNAT finds them behind a NAT, and hole-punch
-//     (DCUtR, TCP only). Sync and push never run over a relayed connection whose relay
-//     grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
+//     (DCUtR, over TCP or QUIC). Sync and push never run over a relayed connection whose
+//     relay grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
 //     relayed and waits for a direct path. In test mode (internal/testmode) the default
 //     bootstrap list is empty.
 //   - Envelopes received from a device are not sent back to it (echo suppression): the

@@ -16,6 +16,12 @@ var (
 	// ErrInviteRefused means the inviter refused the join: the code was already used, was
 	// revoked after too many wrong attempts, or is not the inviter's current invite.
 	ErrInviteRefused = errors.New("invite refused by the inviting device (used, revoked or replaced)")
+	// ErrInviterUnreachable means the joiner reached the inviting device at none of the
+	// addresses its invite names (the error lists them): the invite was not used.
+	ErrInviterUnreachable = errors.New("the inviting device is unreachable")
+	// ErrPairTimeout means the inviting device was reached but pairing did not finish in
+	// time; the invite may still be open.
+	ErrPairTimeout = errors.New("pairing timed out")
 	// ErrNotStarted means the operation needs the network and Start was not called.
 	ErrNotStarted = errors.New("node not started")
 	// ErrClosed means the node was closed.

@@ -7,10 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -456,18 +459,28 @@ func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, s
 	h.Peerstore().AddAddrs(inv.Peer, inv.Addrs, peerstore.TempAddrTTL)
 	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "meshsync: pairing is small"), inv.Peer, PairProtocol)
 	if err != nil {
-		return fmt.Errorf("%w: cannot reach the inviting device (%v)", ErrInviteRefused, err)
+		var dial *swarm.DialError
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("%w: no answer from the inviting device at %s before the deadline", ErrPairTimeout, triedAddrs(inv))
+		case errors.As(err, &dial):
+			// No address led to the inviting device (nothing answered, or another peer id).
+			return fmt.Errorf("%w: tried %s: %s", ErrInviterUnreachable, triedAddrs(inv), oneLine(err))
+		}
+		// Reached, and it closed the connection: its gate admits no joiner now (the invite
+		// was used, closed, replaced, or locked after wrong codes).
+		return fmt.Errorf("%w: the inviting device closed the connection (%s)", ErrInviteRefused, oneLine(err))
 	}
 	defer s.Reset()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 	rw := &frameRW{s: s, step: step, limit: wire.MaxPairFrame}
 	if err := writePair(rw, &pairMsg{Proof: pairProof(inv.Secret, inv.Peer, h.ID()), Name: name}); err != nil {
-		return fmt.Errorf("%w: %v", ErrInviteRefused, err)
+		return pairFailed(err)
 	}
 	offer, err := readPair(rw)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInviteRefused, err)
+		return pairFailed(err)
 	}
 	if offer.Error != "" {
 		return fmt.Errorf("%w: %s", ErrInviteRefused, offer.Error)
@@ -488,6 +501,32 @@ func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, s
 	}
 	s.Close()
 	return nil
+}
+
+// pairFailed names why a pairing exchange broke off: no answer in time, or the inviting
+// device ended it (the invite used, closed or replaced, or the code wrong).
+func pairFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the inviting device stopped answering (%s)", ErrPairTimeout, oneLine(err))
+	}
+	return fmt.Errorf("%w: %s", ErrInviteRefused, oneLine(err))
+}
+
+// triedAddrs lists the addresses an invite names, for an error.
+func triedAddrs(inv *wire.Invite) string {
+	if len(inv.Addrs) == 0 {
+		return "no address (the invite names none)"
+	}
+	as := make([]string, len(inv.Addrs))
+	for i, a := range inv.Addrs {
+		as[i] = a.String()
+	}
+	return strings.Join(as, ", ")
+}
+
+// oneLine folds a multi-line error (libp2p lists every failed dial on its own line).
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // validDeviceID reports whether id has the form store.Init gives device ids: 16 lower-case

@@ -389,8 +389,8 @@ func TestPairingOnPathMITM(t *testing.T) {
 		start := time.Now()
 		_, errJoin := Join(ctxT(t, 30*time.Second), cfg, hijacked, "j")
 		took := time.Since(start)
-		if !errors.Is(errJoin, ErrInviteRefused) {
-			t.Fatalf("join through an interceptor: %v, want ErrInviteRefused", errJoin)
+		if !errors.Is(errJoin, ErrInviterUnreachable) {
+			t.Fatalf("join through an interceptor: %v, want ErrInviterUnreachable (its peer id is not the invite's)", errJoin)
 		}
 		noStoreIn(t, cfg.Dir)
 		if front.conns.Load() == 0 {

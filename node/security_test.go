@@ -232,3 +232,30 @@ func TestHostilePeer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An inviting device that cannot be reached is named as such, with the addresses tried,
+// not as a refused invite (issue 19): the invite was never used.
+func TestJoinUnreachableInviter(t *testing.T) {
+	a := mustStart(t, newMesh(t, 1)[0])
+	code, _, err := a.Invite(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := wire.ParseInvite(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Stop()
+	_, err = Join(ctxT(t, 20*time.Second), testConfig(t, "j"), code, "j")
+	if !errors.Is(err, ErrInviterUnreachable) || errors.Is(err, ErrInviteRefused) {
+		t.Fatalf("join with the inviter down: %v, want ErrInviterUnreachable", err)
+	}
+	for _, addr := range inv.Addrs {
+		if !strings.Contains(err.Error(), addr.String()) {
+			t.Errorf("the error does not list %s: %v", addr, err)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("the error runs over several lines: %q", err)
+	}
+}

@@ -154,6 +154,8 @@ var hints = []struct {
 	{node.ErrBadInvite, true, "check the code (copy it whole, as printed by `meshsync pair`)"},
 	{node.ErrInviteExpired, false, "ask for a new one with `meshsync pair` on a device of the mesh"},
 	{node.ErrInviteRefused, false, "ask for a new one with `meshsync pair`: an invite works once"},
+	{node.ErrInviterUnreachable, false, "the invite was not used: check that the inviting device is on and its daemon runs, on the same network, or that it runs with --relay so that its invite names a relay address"},
+	{node.ErrPairTimeout, false, "try again: the invite may still be open (`meshsync pair` makes a new one)"},
 	{node.ErrUnknownDevice, true, "see `meshsync devices`"},
 	{node.ErrSelf, true, "remove a device from another device of the mesh"},
 	{consent.ErrNotFound, false, "see `meshsync consent ls` and `meshsync consent pending`"},

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/meshsync/meshsync/node"
 )
 
 // Exit codes. Scripts depend on them.
@@ -21,6 +22,10 @@ const (
 	exitOK      = 0 // success
 	exitFailure = 1 // failure, including "not found"
 	exitUsage   = 2 // bad usage or bad input
+	// exitUnreachable: a device to talk to could not be reached (join: the inviting device).
+	exitUnreachable = 3
+	// exitTimeout: a device was reached but did not finish in time (join: pairing).
+	exitTimeout = 4
 )
 
 // cli is the whole command line. Each command lives in a file of its own with its flags in
@@ -124,8 +129,13 @@ func describe(err error, g *globals) (string, int) {
 	for _, h := range hints {
 		if errors.Is(err, h.err) {
 			code := exitFailure
-			if h.usage {
+			switch {
+			case h.usage:
 				code = exitUsage
+			case errors.Is(err, node.ErrInviterUnreachable):
+				code = exitUnreachable
+			case errors.Is(err, node.ErrPairTimeout):
+				code = exitTimeout
 			}
 			if h.fix != "" {
 				msg += ": " + dirWord.ReplaceAllLiteralString(h.fix, g.dir())

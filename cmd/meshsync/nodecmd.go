@@ -31,6 +31,19 @@ func (g *globals) stdoutTerminal() bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// termWidth is the width of the terminal standard output writes to, 0 when it is not one.
+func (g *globals) termWidth() int {
+	f, ok := g.stdout.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	w, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
+}
+
 // color reports whether output may use color (a terminal, and NO_COLOR unset).
 func (g *globals) color() bool {
 	return g.stdoutTerminal() && os.Getenv("NO_COLOR") == ""

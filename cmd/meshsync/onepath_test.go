@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,4 +89,24 @@ func between(s, start, end string) string {
 	_, after, _ := strings.Cut(s, start)
 	v, _, _ := strings.Cut(after, end)
 	return v
+}
+
+// TestJoinErrorsExitCodes: join's three failures each have their own hint and exit code
+// (issue 19): unreachable 3, timed out 4, refused 1.
+func TestJoinErrorsExitCodes(t *testing.T) {
+	g := &globals{}
+	for _, c := range []struct {
+		err  error
+		code int
+		hint string
+	}{
+		{fmt.Errorf("join: %w: tried /ip4/10.0.0.2/tcp/4001: dial refused", node.ErrInviterUnreachable), exitUnreachable, "invite was not used"},
+		{fmt.Errorf("join: %w: stopped answering", node.ErrPairTimeout), exitTimeout, "try again"},
+		{fmt.Errorf("join: %w: wrong invite code", node.ErrInviteRefused), exitFailure, "works once"},
+	} {
+		msg, code := describe(c.err, g)
+		if code != c.code || !strings.Contains(msg, c.hint) {
+			t.Errorf("%v: exit %d, %q; want exit %d and a hint with %q", c.err, code, msg, c.code, c.hint)
+		}
+	}
 }

@@ -28,7 +28,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	return g.print(st, func(w io.Writer) { writeStatus(w, st) })
+	return g.print(st, func(w io.Writer) { writeStatus(w, st, g.termWidth()) })
 }
 
 // watch shows the daemon's status again at every event: only a daemon's states move.
@@ -49,7 +49,7 @@ func (c *statusCmd) watch(ctx context.Context, g *globals) error {
 			return
 		}
 		fmt.Fprint(g.stdout, "\x1b[H\x1b[2J") // clear the terminal
-		writeStatus(g.stdout, st)
+		writeStatus(g.stdout, st, g.termWidth())
 		fmt.Fprintf(g.stdout, "\n(live, %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"))
 	}
 	show(st)
@@ -68,8 +68,10 @@ func (c *statusCmd) watch(ctx context.Context, g *globals) error {
 	return nil
 }
 
-// writeStatus prints health warnings, then one line per device.
-func writeStatus(w io.Writer, st localapi.Status) {
+// writeStatus prints health warnings, then one line per device. On a terminal of width
+// columns a device's reason (a libp2p dial error can run to several lines) is cut so that
+// the row fits; width 0 keeps it whole, on one line. --json always has the whole text.
+func writeStatus(w io.Writer, st localapi.Status, width int) {
 	for _, warn := range st.Warnings {
 		fmt.Fprintln(w, "! "+shown(warn))
 	}
@@ -85,7 +87,7 @@ func writeStatus(w io.Writer, st localapi.Status) {
 		if d.Removed {
 			state = "removed"
 		} else if d.Reason != "" {
-			state += " (" + shown(d.Reason)
+			state += " (" + cutText(shown(d.Reason), reasonWidth(width))
 			if !d.NextRetry.IsZero() {
 				state += ", retry " + d.NextRetry.Local().Format("15:04:05")
 			}
@@ -136,4 +138,22 @@ func ago(t time.Time) string {
 		return t.Local().Format("15:04")
 	}
 	return t.Local().Format("2006-01-02")
+}
+
+// reasonWidth is how many characters of a reason fit a status row on a terminal of width
+// columns (the other columns take about 80); 0 means no limit.
+func reasonWidth(width int) int {
+	if width <= 0 {
+		return 0
+	}
+	return max(24, width-80)
+}
+
+// cutText cuts s to n characters (runes), ending in "…"; n 0 keeps it whole.
+func cutText(s string, n int) string {
+	r := []rune(s)
+	if n <= 0 || len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

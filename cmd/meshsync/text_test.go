@@ -64,7 +64,7 @@ func TestDeviceNamesShownEscaped(t *testing.T) {
 		Warnings: []string{"device " + hostileName + " has a clock 2h ahead"},
 		Devices: []localapi.DeviceStatus{{DeviceState: node.DeviceState{DeviceID: "d-evil", Name: hostileName,
 			Status: node.StatusError, Reason: "refused by " + hostileName}}},
-	})
+	}, 0)
 	checkEscaped(t, "status", b.String())
 
 	b.Reset()
@@ -89,5 +89,32 @@ func TestDeviceNamesShownEscaped(t *testing.T) {
 	var got struct{ Name string }
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil || got.Name != hostileName {
 		t.Errorf("JSON name %q (%v), want the exact name %q", got.Name, err, hostileName)
+	}
+}
+
+// TestStatusOneLinePerDevice: a reason of several lines (a libp2p dial error) keeps the
+// status table at one line per device, cut to a terminal's width and whole otherwise.
+func TestStatusOneLinePerDevice(t *testing.T) {
+	reason := "failed to dial: all dials failed\n  * [/ip4/10.0.0.2/tcp/4001] dial tcp 10.0.0.2:4001: connect: connection refused\n  * [/ip4/10.0.0.2/udp/4001/quic-v1] timeout: no recent network activity"
+	reason = strings.ReplaceAll(reason, `\n`, "\n")
+	st := localapi.Status{Device: store.DeviceInfo{ID: "d-self", Name: "laptop"},
+		Devices: []localapi.DeviceStatus{
+			{DeviceState: node.DeviceState{DeviceID: "d-phone", Name: "phone", Status: node.StatusError, Reason: reason}},
+			{DeviceState: node.DeviceState{DeviceID: "d-tablet", Name: "tablet", Status: node.StatusUpToDate}},
+		}}
+	for _, width := range []int{0, 100, 200} {
+		var b bytes.Buffer
+		writeStatus(&b, st, width)
+		lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+		if len(lines) != 4 { // this device, the header, one line per device
+			t.Fatalf("width %d: %d lines:\n%s", width, len(lines), b.String())
+		}
+		row := lines[2]
+		if width > 0 && len([]rune(row)) > width+40 {
+			t.Errorf("width %d: a row of %d characters", width, len([]rune(row)))
+		}
+		if width == 0 && !strings.Contains(row, "no recent network activity") {
+			t.Errorf("without a terminal the reason is cut: %s", row)
+		}
 	}
 }
