@@ -542,3 +542,19 @@ func validDeviceID(id string) bool {
 	}
 	return true
 }
+
+// InviteReach says how far an invite code can be used from: whether it names an address
+// another network can dial (public, or through a relay), and the addresses it names. A
+// code that names only LAN or loopback addresses works on the inviter's network alone.
+func InviteReach(code string) (beyondLAN bool, addrs []ma.Multiaddr, err error) {
+	inv, err := wire.ParseInvite(code)
+	if err != nil {
+		return false, nil, err
+	}
+	for _, a := range inv.Addrs {
+		if manet.IsPublicAddr(a) || isRelayed(a) {
+			beyondLAN = true
+		}
+	}
+	return beyondLAN, inv.Addrs, nil
+}

@@ -116,6 +116,9 @@ func (g *globals) printInvite(out pairOutput, daemon bool) error {
 			fmt.Fprintf(w, "On the new device run:  meshsync join %s\n", out.Code)
 		}
 		fmt.Fprintf(w, "The invite works once and expires at %s.\n", out.Expires.Local().Format("15:04:05"))
+		if far, _, err := node.InviteReach(out.Code); err == nil && !far {
+			fmt.Fprintln(g.stderr, "warning: this invite names only addresses on this network (no public or relay address): a device elsewhere cannot use it. To pair across networks, run the daemon with --relay ADDR (start one with `meshsync relay` on a host with a public address).")
+		}
 		if !daemon {
 			fmt.Fprintln(w, "Waiting for the new device to join (Ctrl-C to stop)...")
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	manet "github.com/multiformats/go-multiaddr/net"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/meshsync/meshsync/node"
@@ -49,8 +51,15 @@ func (c *relayCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer r.Close()
 	addrs := make([]string, 0)
+	public := false
 	for _, a := range r.Addrs() {
 		addrs = append(addrs, a.String())
+		public = public || manet.IsPublicAddr(a)
+	}
+	if !public {
+		// libp2p builds no relay address from a private or documentation range: devices
+		// would reserve a slot and still advertise nothing others can dial through it.
+		fmt.Fprintln(g.stderr, "warning: none of these addresses is public: devices behind a NAT get no usable relay address from this relay. Run it on a host with a public address (and give that address with --listen), or use it only on this network.")
 	}
 	if g.JSON {
 		g.print(map[string]any{"peer_id": r.PeerID().String(), "addrs": addrs}, nil)
