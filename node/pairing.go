@@ -366,6 +366,7 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		return nil, fmt.Errorf("join: %w", err)
 	}
 	defer h.Close()
+	inv.Addrs = append(inv.Addrs, viaRelays(cfg.Relays, inv.Addrs)...)
 	var st *store.Store
 	err = pairWith(ctx, h, inv, deviceName, cfg.StepTimeout, func(m *pairMsg) (string, error) {
 		o := cfg.storeOptions(deviceName)
@@ -501,6 +502,21 @@ func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, s
 	}
 	s.Close()
 	return nil
+}
+
+// viaRelays are the circuit addresses through the joiner's own relays (Config.Relays)
+// that the invite does not name already: an inviter that keeps a reservation on one of
+// them is reached through it, whatever the invite says.
+func viaRelays(relays []string, have []ma.Multiaddr) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, r := range relays {
+		a, err := ma.NewMultiaddr(strings.TrimSuffix(r, "/") + "/p2p-circuit")
+		if err != nil || slices.ContainsFunc(have, a.Equal) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // pairFailed names why a pairing exchange broke off: no answer in time, or the inviting

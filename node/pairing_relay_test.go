@@ -85,4 +85,25 @@ func TestPairThroughRelay(t *testing.T) {
 		}
 		return nil
 	})
+	// A joiner given --relay finds the inviter through it even when the invite names no
+	// address the joiner can use (issue 19: pairing uses the joiner's network flags).
+	code2, _, err := inviter.Invite(10 * time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv2, err := wire.ParseInvite(code2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv2.Addrs = []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/9")} // TEST-NET-1: never answers
+	if code2, err = inv2.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	j2cfg := testConfig(t, "joiner2")
+	j2cfg.Relays = raddrs
+	j2, err := Join(ctxT(t, 60*time.Second), j2cfg, code2, "joiner2")
+	if err != nil {
+		t.Fatalf("join through the joiner's own relay: %v", err)
+	}
+	j2.Close()
 }

@@ -14,7 +14,7 @@ type netFlags struct {
 	NoMDNS    bool     `name:"no-mdns" help:"Do not announce this device on the LAN or look for others there." env:"MESHSYNC_NO_MDNS"`
 	LANOnly   bool     `name:"lan-only" help:"Stay on the LAN: no DHT rendezvous, no relays, no hole punching." env:"MESHSYNC_LAN_ONLY"`
 	Bootstrap []string `help:"DHT bootstrap peer, repeatable (default: the public libp2p bootstrap list)." env:"MESHSYNC_BOOTSTRAP" sep:"," placeholder:"MULTIADDR"`
-	Relay     []string `help:"Circuit relay to keep a reservation on, repeatable (see meshsync relay)." env:"MESHSYNC_RELAY" sep:"," placeholder:"MULTIADDR"`
+	Relay     []string `help:"Circuit relay to keep a reservation on, repeatable (see meshsync relay); join also looks for the inviting device through it." env:"MESHSYNC_RELAY" sep:"," placeholder:"MULTIADDR"`
 	DHTMode   string   `name:"dht-mode" help:"auto, client or server: client for devices that should not serve DHT queries." env:"MESHSYNC_DHT_MODE" default:"auto" enum:"auto,client,server"`
 	PortMap   bool     `name:"port-map" help:"Ask the router for a port mapping (UPnP, NAT-PMP)." env:"MESHSYNC_PORT_MAP"`
 }
