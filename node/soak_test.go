@@ -133,9 +133,9 @@ func TestSoak(t *testing.T) {
 	}
 	t0 := time.Now()
 	eventually(t, "all devices converge", func() error {
-		r0, _ := nodes[0].st.Root()
+		r0, _ := nodes[0].st.Replication().Root()
 		for i, n := range nodes[1:] {
-			r, _ := n.st.Root()
+			r, _ := n.st.Replication().Root()
 			if r != r0 {
 				n.SyncNow(context.Background())
 				return fmt.Errorf("device %d root %d/%x, device 0 %d/%x", i+1, r.Count, r.FP[:4], r0.Count, r0.FP[:4])

@@ -28,19 +28,6 @@ func (s *Store) anchors(tx *bolt.Tx) (map[resolve.DeviceID]ed25519.PublicKey, er
 	return out, nil
 }
 
-// Anchored reports whether this store has trust anchors (a store made before signatures
-// existed has none until it is upgraded: see Upgrade).
-func (h Authority) Anchored() (bool, error) {
-	s := h.s
-	var n int
-	err := s.db.View(func(tx *bolt.Tx) error {
-		a, err := s.anchors(tx)
-		n = len(a)
-		return err
-	})
-	return n > 0, err
-}
-
 // AddAnchors adds devices this store trusts without proof: the members an inviter vouched
 // for at pairing. Only meshsync's pairing calls it, with what came over the authenticated
 // channel.

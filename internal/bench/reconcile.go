@@ -3,8 +3,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"syscall"
-	"time"
 
 	"github.com/meshsync/meshsync/merkle"
 )
@@ -37,13 +35,4 @@ func ReconcileTable(seed int64) ([]ReconcileRow, error) {
 		}
 	}
 	return rows, nil
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
