@@ -121,18 +121,11 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 
 // handlePush receives a push stream from another device.
 func (n *Node) handlePush(s network.Stream) {
-	p, r, ok := n.admit(s, "push")
+	p, r, done, ok := n.admit(s, "push", PushProtocol)
 	if !ok {
 		return
 	}
-	defer r.wg.Done()
-	release, ok := n.inbound.acquire(p, PushProtocol)
-	if !ok {
-		n.log.Debug("push refused: too many push streams from the device", "from", shortID(p))
-		s.Reset()
-		return
-	}
-	defer release()
+	defer done()
 	stop := context.AfterFunc(r.ctx, func() { s.Reset() })
 	defer stop()
 	if err := n.receivePush(s, p); err != nil {

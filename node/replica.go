@@ -228,11 +228,11 @@ func (n *Node) sendMembers(ctx context.Context, p peer.ID) error {
 
 // handleMembers serves a device telling this replica the device list.
 func (n *Node) handleMembers(s network.Stream) {
-	p, r, ok := n.admit(s, "members")
+	p, _, done, ok := n.admit(s, "members", MembersProtocol)
 	if !ok {
 		return
 	}
-	defer r.wg.Done()
+	defer done()
 	if d, _ := n.isMember(p); d.Role != RoleDevice {
 		s.Reset() // only devices, which read the synced list, speak for the mesh
 		return

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/node/internal/wire"
@@ -141,41 +142,41 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID) (*sessionResult, error) 
 	return res, nil
 }
 
-// admit runs the checks every data handler starts with: the peer is a current device, the
-// connection is not a relay too stingy for bulk data, and the network is up. When it
-// reports false the stream is already reset; when true the caller must call r.wg.Done.
-func (n *Node) admit(s network.Stream, what string) (peer.ID, *netRun, bool) {
-	p := s.Conn().RemotePeer()
+// admit checks an inbound stream of protocol proto: the peer must be a current device, not
+// on a stingy relay, the network up, and the device within its inbound streams of proto
+// (limits.go: the excess is reset before anything is read). done releases what admit took.
+func (n *Node) admit(s network.Stream, what string, proto protocol.ID) (p peer.ID, r *netRun, done func(), ok bool) {
+	p = s.Conn().RemotePeer()
 	if _, ok := n.isMember(p); !ok {
 		n.log.Debug(what+" refused: not a device", "from", shortID(p))
 		s.Reset()
-		return p, nil, false
+		return p, nil, nil, false
 	}
 	if refuseStingy(s) {
-		return p, nil, false
+		return p, nil, nil, false
 	}
-	r, ok := n.enter()
+	r, ok = n.enter()
 	if !ok {
 		s.Reset()
-		return p, nil, false
+		return p, nil, nil, false
 	}
-	return p, r, true
+	release, ok := n.inbound.acquire(p, proto)
+	if !ok {
+		n.log.Debug(what+" refused: too many streams from the device", "from", shortID(p))
+		s.Reset()
+		r.wg.Done()
+		return p, nil, nil, false
+	}
+	return p, r, func() { release(); r.wg.Done() }, true
 }
 
 // handleSync serves a session opened by another device.
 func (n *Node) handleSync(s network.Stream) {
-	p, r, ok := n.admit(s, "sync")
+	p, r, done, ok := n.admit(s, "sync", SyncProtocol)
 	if !ok {
 		return
 	}
-	defer r.wg.Done()
-	release, ok := n.inbound.acquire(p, SyncProtocol)
-	if !ok {
-		n.log.Debug("sync refused: too many sessions from the device", "from", shortID(p))
-		s.Reset()
-		return
-	}
-	defer release()
+	defer done()
 	n.track.sessionStart(p)
 	res, err := n.syncSession(r.ctx, s, false)
 	n.track.sessionEnd(p, res, err, time.Time{})
