@@ -1,7 +1,8 @@
 package bench
 
 // The rows Run returns, in this order: MachineRow, InitialSyncRow, SignaturesRow,
-// UnlockRow, IncrementalRow (merkle, then fast), PushRow, RestRow. Field names are a stable
+// ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast), PushRow, FirstPushRow,
+// RestRow, FootprintRow. Field names are a stable
 // schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
 // each row as one JSON object per line.
 type (
@@ -31,6 +32,9 @@ type (
 		EnvelopeBytes    int64   `json:"envelope_bytes"`     // what the limits carried, wrote and opened
 		WireBytes        int64   `json:"wire_bytes"`         // TCP payload A→B during the sync
 		FillPerS         float64 `json:"fill_records_per_s"` // local writes on A, 4096 per transaction
+		// Commits is the write transactions B committed until the last record arrived;
+		// bbolt syncs the file twice per commit.
+		Commits int `json:"commits"`
 	}
 	// IncrementalRow is d changed records reaching a device that was offline: by Merkle
 	// reconciliation ("incremental_merkle") or by the fast path ("incremental_fast").
@@ -51,6 +55,25 @@ type (
 		ConnectBytesReceived int64   `json:"connect_bytes_received,omitempty"`
 		ConnectSeconds       float64 `json:"connect_seconds,omitempty"`
 	}
+	// ReconnectRow is a device that stops its network and starts it again with nothing
+	// to send either way, until its session ended: the first time after its initial sync,
+	// then the median of five more; at the full n and, in a mesh of its own, at 10,000
+	// records (or n when smaller). The ratios show whether a reconnect grows with the
+	// store (goal: 1).
+	ReconnectRow struct {
+		Row                string  `json:"row"` // "reconnect"
+		N                  int     `json:"n"`
+		FirstSeconds       float64 `json:"first_seconds"`
+		P50Seconds         float64 `json:"p50_seconds"`
+		FirstBytesSent     int64   `json:"first_bytes_sent"`     // by the reconnecting device
+		FirstBytesReceived int64   `json:"first_bytes_received"` // by the reconnecting device
+		FirstCommits       int     `json:"first_commits"`        // write transactions on both devices (fsyncs ÷ 2)
+		SmallN             int     `json:"small_n"`
+		SmallFirstSeconds  float64 `json:"small_first_seconds"`
+		SmallP50Seconds    float64 `json:"small_p50_seconds"`
+		FirstRatio         float64 `json:"first_ratio"` // first_seconds ÷ small_first_seconds
+		P50Ratio           float64 `json:"p50_ratio"`   // p50_seconds ÷ small_p50_seconds
+	}
 	// PushRow is the latency of a write until it is readable on the other device, beside
 	// one round trip plus one committed transaction.
 	PushRow struct {
@@ -62,6 +85,9 @@ type (
 		RTTms    float64 `json:"rtt_ms"`
 		CommitMs float64 `json:"commit_ms"`
 		PutP50ms float64 `json:"put_p50_ms"` // the writer's own committed Put
+		// CommitsPerWrite is the write transactions both devices committed per write
+		// (bbolt syncs the file twice per commit).
+		CommitsPerWrite float64 `json:"commits_per_write"`
 	}
 	// RestRow is what idle nodes cost: memory, disk, CPU time and wake-ups.
 	RestRow struct {

@@ -17,28 +17,52 @@ const (
 	idsPerLookup = 512
 )
 
-var errBatchFull = errors.New("batch full")
+var (
+	errBatchFull = errors.New("batch full")
+	errEcho      = errors.New("echo range")
+)
+
+// Echo reports whether the envelope this store numbered seq came from the peer (an
+// echo, never sent back) and, if so, the last sequence number of the run of echoes that
+// holds it: a sender jumps over the whole run without reading it.
+type Echo func(seq uint64) (end uint64, ok bool)
 
 // Collect reads the envelopes of src after sequence from (up to upto) that fit one Batch,
-// leaving out those skip reports (the peer sent them to us; nil: none). last is the
-// highest sequence visited, from when none was. The push protocol uses it too.
-func Collect(src Source, from, upto uint64, skip func(uint64) bool) (envs [][]byte, last uint64, err error) {
-	size := 0
+// leaving out the echoes skip reports (nil: none) without reading them: a run of echoes
+// costs one seek, whatever its length, so a reconnect with nothing to send costs the same
+// at any store size. last is the highest sequence visited (a skipped run counts as
+// visited), from when none was. The push protocol uses it too.
+func Collect(src Source, from, upto uint64, skip Echo) (envs [][]byte, last uint64, err error) {
+	size, seen := 0, 0
 	last = from
-	_, err = src.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
-		if len(envs) > 0 && size+len(raw) > batchBytes {
-			return errBatchFull
-		}
-		last = seq
-		if skip != nil && skip(seq) {
+	for last < upto && seen < batchMaxEnvs {
+		var jump uint64
+		_, err = src.SinceUpTo(last, upto, batchMaxEnvs-seen, func(seq uint64, raw []byte) error {
+			if skip != nil {
+				if end, ok := skip(seq); ok {
+					jump = min(max(end, seq), upto)
+					return errEcho
+				}
+			}
+			if len(envs) > 0 && size+len(raw) > batchBytes {
+				return errBatchFull
+			}
+			last = seq
+			seen++
+			envs = append(envs, bytes.Clone(raw))
+			size += len(raw)
 			return nil
+		})
+		switch {
+		case errors.Is(err, errEcho):
+			last = jump
+			continue
+		case errors.Is(err, errBatchFull):
+			return envs, last, nil
+		case err != nil:
+			return nil, 0, err
 		}
-		envs = append(envs, bytes.Clone(raw))
-		size += len(raw)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errBatchFull) {
-		return nil, 0, err
+		return envs, last, nil // the source ended, reached upto or gave its limit
 	}
 	return envs, last, nil
 }
@@ -56,7 +80,7 @@ type Sender struct {
 	src        Source
 	mode       mode
 	from, upto uint64
-	skip       func(uint64) bool
+	skip       Echo
 	have       []merkle.ID
 	keep       func([]byte) bool
 

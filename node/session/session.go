@@ -68,8 +68,9 @@ type Config struct {
 	// (Output.AdoptHorizon).
 	Blind bool
 	// Echo reports the sequence numbers of this store that came from the peer: the fast
-	// path does not send them back. Nil: none. The Sender calls it.
-	Echo func(seq uint64) bool
+	// path does not send them back, and jumps over each run of them. Nil: none. The
+	// Sender calls it.
+	Echo Echo
 	// ApplyBatch and ApplyBytes bound one apply group, MaxBytes the envelope bytes the
 	// session receives. Zero means the default.
 	ApplyBatch, ApplyBytes, MaxBytes int
