@@ -121,7 +121,14 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
 			continue
 		}
-		next, res, err := n.attempt(ctx, h, pl.p, startPush)
+		derr := n.dial(ctx, h, pl, startPush)
+		if ctx.Err() != nil {
+			return
+		}
+		next, res, err := time.Duration(0), (*sessionResult)(nil), derr
+		if derr == nil {
+			next, res, err = n.attempt(ctx, h, pl.p, startPush)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -149,6 +156,35 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
+
+// dial connects to pl's device unless a connection is up. While it dials, the loop
+// still starts the push stream an inbound session asks for: a device that just came back
+// on a new address (a daemon started after `meshsync join`) dials us first, and the dial
+// to its old addresses (a QUIC handshake to a closed port times out after seconds) must
+// not hold up the push of our next change. Such a connection also ends the dial.
+func (n *Node) dial(ctx context.Context, h host.Host, pl *peerLoop, startPush func(uint64)) error {
+	if h.Network().Connectedness(pl.p) == network.Connected {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, min(n.cfg.StepTimeout, 15*time.Second))
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() { dialed <- h.Connect(dctx, peer.AddrInfo{ID: pl.p}) }()
+	for {
+		select {
+		case err := <-dialed:
+			if err != nil && h.Network().Connectedness(pl.p) != network.Connected {
+				return &dialError{err}
+			}
+			return nil
+		case from := <-pl.push:
+			startPush(from)
+			if h.Network().Connectedness(pl.p) == network.Connected {
+				cancel() // the device reached us: its connection serves
+			}
+		}
+	}
+}
 
 // attempt dials p if needed and runs one session. It returns the delay before the next
 // planned attempt on success; on failure the caller reports the state with the time of
