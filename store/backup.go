@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,9 +21,11 @@ import (
 )
 
 // A backup is an age file (scrypt passphrase recipient), so the stock age tool can open it in
-// an emergency. Inside is JSON lines:
+// an emergency. Inside is a gzip stream (format version 2; `age -d FILE | gunzip` shows it)
+// of JSON lines; a backup of format version 1 holds the JSON lines uncompressed, and still
+// imports:
 //
-//	{"format":"meshsync-backup","version":1,"mesh_key":…,"created":…,…}   header
+//	{"format":"meshsync-backup","version":2,"mesh_key":…,"created":…,…}   header
 //	{"e":"<base64 envelope>"}                                                 every envelope
 //	{"r":{"collection":…,"key":…,"value":…}}                                  readable copy
 //	{"end":{"lines":N,"envelopes":M,"sha256":"<hex of every byte before this line>"}}
@@ -32,10 +35,16 @@ import (
 // refused whole.
 
 const (
-	backupFormat  = "meshsync-backup"
-	backupVersion = 1
-	maxBackupLine = 4 << 20
+	backupFormat = "meshsync-backup"
+	// backupVersion is the format Export writes: JSON lines compressed with gzip, then
+	// encrypted. backupVersionPlain (the lines encrypted as they are) still imports.
+	backupVersion      = 2
+	backupVersionPlain = 1
+	maxBackupLine      = 4 << 20
 )
+
+// gzipMagic starts every gzip stream (RFC 1952); a JSON line starts with '{'.
+var gzipMagic = []byte{0x1f, 0x8b}
 
 type backupHeader struct {
 	Format     string    `json:"format"`
@@ -123,7 +132,13 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
-	bw := bufio.NewWriterSize(aw, 1<<16)
+	// Compressed before it is encrypted: ciphertext does not compress. The fastest level
+	// keeps an export bound by reading the store, not by deflate.
+	zw, err := gzip.NewWriterLevel(aw, gzip.BestSpeed)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	bw := bufio.NewWriterSize(zw, 1<<16)
 	h := sha256.New()
 	out := io.MultiWriter(bw, h)
 	info := BackupInfo{Created: s.opts.Now().UTC().Truncate(time.Second)}
@@ -196,6 +211,9 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err := bw.Flush(); err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
+	if err := zw.Close(); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
 	if err := aw.Close(); err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
@@ -238,7 +256,8 @@ type ImportStats struct {
 
 // backupReader decrypts a backup and checks its framing line by line.
 type backupReader struct {
-	br      *bufio.Reader
+	br      *bufio.Reader // the JSON lines
+	outer   *bufio.Reader // the age payload, when br reads it through gzip (version 2)
 	h       hashWriter
 	hdr     backupHeader
 	lines   int
@@ -270,6 +289,15 @@ func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
 		return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
 	}
 	b := &backupReader{br: bufio.NewReaderSize(ar, 1<<16), h: sha256.New()}
+	want := backupVersionPlain
+	if magic, _ := b.br.Peek(len(gzipMagic)); bytes.Equal(magic, gzipMagic) {
+		zr, err := gzip.NewReader(b.br)
+		if err != nil {
+			return nil, fmt.Errorf("read backup: %w: bad compressed stream: %v", ErrBadBackup, err)
+		}
+		zr.Multistream(false) // one gzip member, then the age payload must end
+		b.outer, b.br, want = b.br, bufio.NewReaderSize(zr, 1<<16), backupVersion
+	}
 	line, err := b.line()
 	if err != nil {
 		return nil, err
@@ -278,8 +306,12 @@ func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
 	if err := json.Unmarshal(line, &b.hdr); err != nil || b.hdr.Format != backupFormat {
 		return nil, fmt.Errorf("read backup: %w: no meshsync header", ErrBadBackup)
 	}
-	if b.hdr.Version != backupVersion {
-		return nil, fmt.Errorf("read backup: %w: format version %d is not supported by this meshsync", ErrBadBackup, b.hdr.Version)
+	switch v := b.hdr.Version; {
+	case v != backupVersion && v != backupVersionPlain:
+		return nil, fmt.Errorf("read backup: %w: format version %d is not supported by this meshsync", ErrBadBackup, v)
+	case v != want:
+		return nil, fmt.Errorf("read backup: %w: format version %d in a %s file", ErrBadBackup, v,
+			map[bool]string{true: "compressed", false: "uncompressed"}[b.outer != nil])
 	}
 	if len(b.hdr.MeshKey) != meshKeySize {
 		return nil, fmt.Errorf("read backup: %w: bad mesh key", ErrBadBackup)
@@ -326,9 +358,18 @@ func (b *backupReader) next() ([]byte, error) {
 			if l.End.SHA256 != want || l.End.Envelopes != b.envs || l.End.Lines != b.lines-1 {
 				return nil, fmt.Errorf("read backup: %w: manifest does not match the contents", ErrBadBackup)
 			}
-			// The age stream must end right here, cleanly.
+			// The lines end right here, cleanly (for version 2 the gzip stream ends and
+			// its checksum holds), and so does the age stream.
 			if _, err := b.br.ReadByte(); !errors.Is(err, io.EOF) {
+				if err != nil { // a compressed stream that fails its checksum or ends early
+					return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
+				}
 				return nil, fmt.Errorf("read backup: %w: data after the manifest", ErrBadBackup)
+			}
+			if b.outer != nil {
+				if _, err := b.outer.ReadByte(); !errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("read backup: %w: data after the compressed stream", ErrBadBackup)
+				}
 			}
 			b.done = true
 			return nil, nil
