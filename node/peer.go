@@ -239,9 +239,9 @@ func (n *Node) feedLoop(ctx context.Context) {
 			}
 			batch = append(batch, changeInfo{membershipChange(c.Collection), c.ID.String(), c.Conflict})
 		}
-		devs := false
+		devs, lost := false, false
 		if m := sub.Missed(); m != missed {
-			missed, devs = m, true
+			missed, devs, lost = m, true, true
 		}
 		var closed []string
 		for _, c := range batch {
@@ -250,6 +250,7 @@ func (n *Node) feedLoop(ctx context.Context) {
 				closed = append(closed, c.id)
 			}
 		}
+		members := n.devices.Load().membership()
 		if devs {
 			if err := n.devicesChanged(); err != nil && !errors.Is(err, ErrClosed) {
 				n.log.Warn("reload device list", "err", err)
@@ -258,8 +259,11 @@ func (n *Node) feedLoop(ctx context.Context) {
 		if len(closed) > 0 {
 			n.track.conflictsClosed(closed)
 		}
-		if devs {
-			n.track.reloadConflicts() // changes were missed, or the device list changed
+		// Listing the conflicts reads the whole id index: only when changes were missed or
+		// a device came or went, not when a device record changed its addresses (every
+		// reconnect on a new port does), which made each reconnect cost O(records).
+		if lost || devs && n.devices.Load().membership() != members {
+			n.track.reloadConflicts()
 		}
 	}
 }
