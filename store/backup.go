@@ -92,6 +92,10 @@ type ExportOptions struct {
 	// WorkFactor is age's scrypt work factor (log2 N), at most MaxBackupWorkFactor. Default
 	// 18, about a second.
 	WorkFactor int
+	// Progress, when not nil, is called as envelopes are written: done so far of about
+	// total (the store's record count; a record with open conflicts holds several
+	// envelopes, so done may pass it, and total then follows done).
+	Progress func(done, total int64)
 }
 
 // MaxBackupWorkFactor is the largest scrypt work factor a backup may ask for: 2^20 costs
@@ -170,6 +174,20 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
+	progress := func(int64) {}
+	if opts != nil && opts.Progress != nil {
+		root, err := s.Replication().Root()
+		if err != nil {
+			return info, fmt.Errorf("export: %w", err)
+		}
+		total := int64(root.Count)
+		progress = func(done int64) {
+			total = max(total, done)
+			if done%1024 == 0 || done == total {
+				opts.Progress(done, total)
+			}
+		}
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEnv).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -177,6 +195,7 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 				return err
 			}
 			info.Envelopes++
+			progress(int64(info.Envelopes))
 			env, err := UnmarshalEnvelope(v)
 			if err != nil {
 				return fmt.Errorf("envelope %d: %w", be64(k), err)
@@ -587,10 +606,41 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 
 // ImportFile imports the backup at path into s (see Store.Import).
 func ImportFile(s *Store, path string, pass []byte, dryRun bool) (ImportStats, error) {
+	return ImportFileProgress(s, path, pass, dryRun, nil)
+}
+
+// ImportFileProgress is ImportFile that calls progress (when not nil) with the bytes of
+// the file read so far and its size.
+func ImportFileProgress(s *Store, path string, pass []byte, dryRun bool, progress func(done, total int64)) (ImportStats, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return ImportStats{}, fmt.Errorf("import: %w: %v", ErrInvalid, err)
 	}
 	defer f.Close()
-	return s.Import(f, pass, dryRun)
+	var r io.Reader = f
+	if progress != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return ImportStats{}, fmt.Errorf("import: %w", err)
+		}
+		r = &ProgressReader{R: f, Total: fi.Size(), Progress: progress}
+	}
+	return s.Import(r, pass, dryRun)
+}
+
+// ProgressReader is an io.Reader that reports the bytes read through it: Progress(done,
+// Total) after each read.
+type ProgressReader struct {
+	R        io.Reader
+	Total    int64
+	Progress func(done, total int64)
+	done     int64
+}
+
+// Read reads from R and reports the bytes so far.
+func (p *ProgressReader) Read(b []byte) (int, error) {
+	n, err := p.R.Read(b)
+	p.done += int64(n)
+	p.Progress(p.done, max(p.Total, p.done))
+	return n, err
 }

@@ -199,3 +199,43 @@ func FuzzBackupInner(f *testing.F) {
 		}
 	})
 }
+
+// TestExportProgress: an export reports its progress up to every envelope it wrote, and an
+// import of the file reports the bytes read up to the file's size.
+func TestExportProgress(t *testing.T) {
+	s, err := Init(filepath.Join(t.TempDir(), "s"), testPass, testOpts("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustVerifyClose(t, s)
+	if err := s.Update(func(tx *Tx) error {
+		for i := range 3000 {
+			if err := tx.PutRaw("bulk", strconv.Itoa(i), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var last, total int64
+	path := filepath.Join(t.TempDir(), "b.age")
+	info, err := ExportFile(s, path, backupPass, &ExportOptions{WorkFactor: 1, Progress: func(d, n int64) { last, total = d, n }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last < 2048 || last > int64(info.Envelopes) || total < last {
+		t.Errorf("export progress ended at %d of %d, %d envelopes written", last, total, info.Envelopes)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, total = 0, 0
+	if _, err := ImportFileProgress(s, path, backupPass, true, func(d, n int64) { last, total = d, n }); err != nil {
+		t.Fatal(err)
+	}
+	if last != fi.Size() || total != fi.Size() {
+		t.Errorf("import progress ended at %d of %d bytes, file of %d", last, total, fi.Size())
+	}
+}
