@@ -1,10 +1,13 @@
 package node
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/meshsync/meshsync/store"
 )
 
 // TestFirstChangeAfterJoin: the first write on either device right after a pairing is
@@ -68,4 +71,56 @@ func TestTwoNodesOneMachineOwnPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the first change arrives", func() error { return hasValue(b, "notes", "first", `"hello"`) })
+}
+
+// TestInitialSyncProgress: while a new device receives the whole store of another, its
+// status says how far it has come (received of about the other's record count), and says
+// nothing of it once the session ended.
+func TestInitialSyncProgress(t *testing.T) {
+	a := newMesh(t, 1)[0]
+	const records = 2000
+	value := make([]byte, 2048) // 4 MiB in all: several batches of at most 1 MiB
+	if err := a.st.Update(func(tx *store.Tx) error {
+		for i := range records {
+			if err := tx.PutRaw("bulk", strconv.Itoa(i), value); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, err := a.Invite(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "b")
+	cfg.ApplyBatch = 200 // a group per batch frame, each reported
+	b, err := Join(ctxT(t, 30*time.Second), cfg, code, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	sub := b.SubscribeStates(1 << 12)
+	defer sub.Close()
+	mustStart(t, b)
+	waitSynced(t, b)
+	var seen []InitialSync
+	for len(sub.C) > 0 {
+		if ev := <-sub.C; ev.Device.InitialSync != nil && ev.Device.PeerID == a.id {
+			seen = append(seen, *ev.Device.InitialSync)
+		}
+	}
+	if len(seen) < 2 {
+		t.Fatalf("%d initial sync reports, want one per apply group: %+v", len(seen), seen)
+	}
+	first, last := seen[0], seen[len(seen)-1]
+	if first.Received >= last.Received || last.Received < records || last.Total < records || first.Total < records {
+		t.Errorf("initial sync went from %+v to %+v, want it to grow to %d of about %d", first, last, records, records)
+	}
+	for _, d := range b.States().Devices {
+		if d.InitialSync != nil {
+			t.Errorf("after the sync, %s still shows an initial sync: %+v", d.Name, *d.InitialSync)
+		}
+	}
 }

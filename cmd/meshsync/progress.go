@@ -8,6 +8,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
 )
 
@@ -106,4 +107,42 @@ func withProgress[T any](ctx context.Context, g *globals, c *localapi.Client, wh
 	cancel()
 	<-watched
 	return v, err
+}
+
+// watchInitialSync draws the progress of n's initial sync (node.DeviceState.InitialSync)
+// on standard error until ctx ends; without a terminal it does nothing. It returns a
+// function that stops it and waits.
+func watchInitialSync(ctx context.Context, g *globals, n *node.Node) (stop func()) {
+	if !g.stderrTerminal() {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var b *bar
+		defer func() {
+			if b != nil {
+				b.finish()
+			}
+		}()
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, d := range n.States().Devices {
+				if is := d.InitialSync; is != nil {
+					if b == nil {
+						b = g.newBar("first sync", "records", is.Total)
+					}
+					b.set(is.Received, is.Total)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -140,6 +140,8 @@ type Result struct {
 	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
+	// PeerRecords is the record count of the peer's store (its hello's Merkle root).
+	PeerRecords uint64
 	// MerkleMessages counts the reconciliation messages sent and received.
 	MerkleMessages int
 	// Violation names the bound the peer broke, when one ended the session.
@@ -305,7 +307,7 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 		out.Send = append(out.Send, s.hello())
 	}
 	mine := &s.cfg.Hello
-	s.res.PeerLastSeq, s.res.PeerEpoch = theirs.LastSeq, theirs.Epoch
+	s.res.PeerLastSeq, s.res.PeerEpoch, s.res.PeerRecords = theirs.LastSeq, theirs.Epoch, theirs.RootCount
 	// The peer remembers more of this store's epoch than the store holds: the file was put
 	// back from an older copy, and a fast path from the peer's number would skip what the
 	// store wrote since. Start a new epoch and end the session; the next one reconciles by
