@@ -23,7 +23,7 @@ func TestRun(t *testing.T) {
 	for _, r := range rows {
 		kinds = append(kinds, fmt.Sprintf("%T", r))
 	}
-	want := "bench.MachineRow bench.InitialSyncRow bench.SignaturesRow bench.ReconnectRow bench.UnlockRow bench.IncrementalRow bench.IncrementalRow bench.PushRow bench.RestRow"
+	want := "bench.MachineRow bench.InitialSyncRow bench.SignaturesRow bench.ReconnectRow bench.UnlockRow bench.IncrementalRow bench.IncrementalRow bench.PushRow bench.RestRow bench.FootprintRow"
 	if got := strings.Join(kinds, " "); got != want {
 		t.Fatalf("rows %s\nwant %s", got, want)
 	}

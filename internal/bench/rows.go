@@ -1,8 +1,8 @@
 package bench
 
 // The rows Run returns, in this order: MachineRow, InitialSyncRow, SignaturesRow,
-// ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast), PushRow, FirstPushRow,
-// RestRow, FootprintRow. Field names are a stable
+// ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast), PushRow, RestRow,
+// FootprintRow. Field names are a stable
 // schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
 // each row as one JSON object per line.
 type (
@@ -112,6 +112,31 @@ type (
 		// The same process with no node open: the Go runtime's own share.
 		BaselineCPUFraction   float64 `json:"baseline_cpu_fraction"`
 		BaselineWakeupsPerMin float64 `json:"baseline_wakeups_per_min"`
+	}
+	// FootprintRow is where B's bytes on disk go, per record it holds
+	// (store.Replication.Footprint): the envelopes' clear headers and ciphertexts (the
+	// value is Size bytes of that), the index entries (ids and collection index), the
+	// Merkle nodes, what bbolt leaves unused in the pages of those buckets (fill), the
+	// free pages, and the rest (the small buckets, the meta and freelist pages, and the
+	// file bbolt grew ahead of its use).
+	FootprintRow struct {
+		Row              string  `json:"row"` // "footprint"
+		Records          int64   `json:"records"`
+		Envelopes        int64   `json:"envelopes"`
+		FileBytes        int64   `json:"file_bytes"`
+		PerRecord        float64 `json:"bytes_per_record"`
+		EnvelopeHeader   float64 `json:"envelope_header_per_record"`
+		Ciphertext       float64 `json:"ciphertext_per_record"`
+		ValueBytes       int     `json:"value_bytes"`
+		IndexEntries     float64 `json:"index_per_record"`
+		MerkleNodes      float64 `json:"merkle_per_record"`
+		EnvelopePages    float64 `json:"envelope_pages_per_record"` // the envelope bucket's page overhead beyond the envelope bytes
+		Fill             float64 `json:"fill_per_record"`           // unused bytes in the pages of every bucket
+		Free             float64 `json:"free_per_record"`
+		Other            float64 `json:"other_per_record"`
+		EnvelopeFillRate float64 `json:"envelope_fill"` // used ÷ allocated in the envelope bucket
+		IndexFillRate    float64 `json:"index_fill"`
+		MerkleFillRate   float64 `json:"merkle_fill"`
 	}
 	// SignaturesRow is what signed authority records cost (store/authority.go): every
 	// record of a reserved collection is signed by its writer and verified on arrival;
