@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/store"
 )
 
 // reconnectSmall is the store size of the reconnect row's reference measurement.
@@ -57,6 +58,16 @@ func (r *run) smallReconnect(ctx context.Context) error {
 	if err := waitSession(ctx, c, src.PeerID().String(), time.Time{}); err != nil {
 		return err
 	}
+	// The first change after the pairing, as a new user tries it: written on the source,
+	// timed until the new device reads it.
+	t0 := time.Now()
+	if err := src.PutRaw("push", "first", []byte("first change")); err != nil {
+		return err
+	}
+	if err := waitKey(ctx, sub, "push", "first"); err != nil {
+		return fmt.Errorf("first change after pairing: %w", err)
+	}
+	r.firstPush = time.Since(t0)
 	m, err := r.reconnects(ctx, c, src)
 	if err != nil {
 		return fmt.Errorf("reconnect reference: %w", err)
@@ -112,6 +123,7 @@ func (r *run) reconnectRow(ctx context.Context) error {
 		return fmt.Errorf("reconnect: %w", err)
 	}
 	m.N = r.o.Records
+	m.FirstPushAfterJoinMs = float64(r.firstPush) / 1e6
 	m.SmallN, m.SmallFirstSeconds, m.SmallP50Seconds = r.small.N, r.small.FirstSeconds, r.small.P50Seconds
 	if r.small.FirstSeconds > 0 {
 		m.FirstRatio = m.FirstSeconds / r.small.FirstSeconds
@@ -121,4 +133,23 @@ func (r *run) reconnectRow(ctx context.Context) error {
 	}
 	r.rows = append(r.rows, m)
 	return nil
+}
+
+// waitKey waits until the record collection/key arrives on sub.
+func waitKey(ctx context.Context, sub *store.Subscription, collection, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ch, ok := <-sub.C:
+			if !ok {
+				return errors.New("the store closed")
+			}
+			if ch.Collection == collection && ch.Key == key {
+				return nil
+			}
+		}
+	}
 }

@@ -73,6 +73,10 @@ type (
 		SmallP50Seconds    float64 `json:"small_p50_seconds"`
 		FirstRatio         float64 `json:"first_ratio"` // first_seconds ÷ small_first_seconds
 		P50Ratio           float64 `json:"p50_ratio"`   // p50_seconds ÷ small_p50_seconds
+		// FirstPushAfterJoinMs is the first change written on a device after another one
+		// joined it and took its initial sync, until the new device read it (in the
+		// 10,000-record mesh).
+		FirstPushAfterJoinMs float64 `json:"first_push_after_join_ms"`
 	}
 	// PushRow is the latency of a write until it is readable on the other device, beside
 	// one round trip plus one committed transaction.

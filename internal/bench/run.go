@@ -86,9 +86,11 @@ type run struct {
 	rtt    time.Duration
 	commit time.Duration
 	small  ReconnectRow // the reconnect row's reference at 10,000 records
-	rows   []any
-	log    func(format string, args ...any)
-	phase  func(name string) (stop func())
+	// firstPush is the first change after a pairing, until the new device read it.
+	firstPush time.Duration
+	rows      []any
+	log       func(format string, args ...any)
+	phase     func(name string) (stop func())
 }
 
 // Run measures meshsync on this machine: two real nodes on loopback with real bbolt files

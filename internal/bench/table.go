@@ -57,6 +57,8 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 			fmt.Fprintf(tw, "reconnect\tfirst %.1f ms, p50 %.1f ms (n=%d)\tfirst %.1f ms, p50 %.1f ms (n=%d)\t%.2f\tnothing to send; ratio of the firsts (p50s: %.2f); first: %s B out, %s B in, %d commits\n",
 				r.FirstSeconds*1e3, r.P50Seconds*1e3, r.N, r.SmallFirstSeconds*1e3, r.SmallP50Seconds*1e3, r.SmallN, r.FirstRatio, r.P50Ratio,
 				thousands(float64(r.FirstBytesSent)), thousands(float64(r.FirstBytesReceived)), r.FirstCommits)
+			fmt.Fprintf(tw, "first push after join\t%.1f ms\ttarget 100 ms\t%.2f\tthe first change after a pairing and its initial sync, until the new device reads it\n",
+				r.FirstPushAfterJoinMs, r.FirstPushAfterJoinMs/100)
 		case PushRow:
 			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
 				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)
