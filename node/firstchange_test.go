@@ -1,10 +1,17 @@
 package node
 
 import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/meshsync/meshsync/store"
@@ -123,4 +130,73 @@ func TestInitialSyncProgress(t *testing.T) {
 			t.Errorf("after the sync, %s still shows an initial sync: %+v", d.Name, *d.InitialSync)
 		}
 	}
+}
+
+// TestPushStartsWhileDialling: a device loop that dials a device's old address (here a
+// port that accepts and never answers, as a dead address can for seconds) still starts the
+// push stream an inbound session asks for, before that dial ends. Before, the push waited
+// for the dial to time out: the first change after a pairing took ~4.7 s.
+func TestPushStartsWhileDialling(t *testing.T) {
+	cfg := testConfig(t, "a")
+	a, err := Init(context.Background(), cfg, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	a.manual = true // no device loops of its own: the test drives one
+	mustStart(t, a)
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitPeer(t, a, "ghost", p)
+
+	// The old address: accepts, then says nothing until the dialler gives up.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted, closed := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		close(accepted)
+		io.Copy(io.Discard, c) // until the dialler closes
+		c.Close()
+		close(closed)
+	}()
+	addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Host()
+	h.Peerstore().AddAddrs(p, []ma.Multiaddr{addr}, time.Hour)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1)}
+	started := make(chan uint64, 1)
+	dialled := make(chan error, 1)
+	go func() { dialled <- a.dial(ctx, h, pl, func(from uint64) { started <- from }) }()
+	<-accepted
+	pl.ensurePush(7) // what an inbound session from the device asks for
+	select {
+	case from := <-started:
+		if from != 7 {
+			t.Errorf("push started after %d, want 7", from)
+		}
+	case <-closed:
+		t.Fatal("the dial ended before the push started")
+	case err := <-dialled:
+		t.Fatalf("the dial ended (%v) before the push started", err)
+	}
+	cancel()
+	<-dialled
 }
