@@ -214,7 +214,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	}
 	sess := session.New(session.Config{
 		Initiator: initiator, Self: n.id, Peer: p, ProofKey: n.proofKey(p), Hello: *mine,
-		Source: storeSource{n.st}, Summary: n.st.Replication().Summary(),
+		Source: storeSource{n.st}, Summary: n.st.Replication().Summary(nil),
 		Now: started, TombstoneTTL: n.tombstoneTTL(), Blind: n.blind,
 		Echo:       n.progress.echoFilter(p),
 		ApplyBatch: n.cfg.ApplyBatch,
