@@ -1,8 +1,8 @@
 package node
 
 import (
-	"slices"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,8 +25,8 @@ type progressTable struct {
 
 	mu    sync.Mutex
 	m     map[peer.ID]progress
-	echo  map[peer.ID][]seqRange // ranges of our sequence space received from the peer
-	dirty map[peer.ID]bool       // memory is ahead of the store
+	echo  map[peer.ID][]seqRange    // ranges of our sequence space received from the peer
+	dirty map[peer.ID]bool          // memory is ahead of the store
 	scope map[peer.ID]session.Scope // what each peer said it holds in its last hello
 }
 
