@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -83,42 +84,44 @@ func newResourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(hostMemory, hostFDs)))
 }
 
-// newHost builds the node's host: listening, gated, with the node's identity.
-func (n *Node) newHost() (host.Host, error) {
-	try := func(addrs []string) (host.Host, error) {
+// newHost builds the node's host: listening, gated, with the node's identity. It returns
+// the host's hole-punch service too (nil in LAN-only mode).
+func (n *Node) newHost() (host.Host, *holepunch.Service, error) {
+	try := func(addrs []string) (host.Host, *holepunch.Service, error) {
 		rm, err := newResourceManager()
 		if err != nil {
-			return nil, fmt.Errorf("resource manager: %w", err)
+			return nil, nil, fmt.Errorf("resource manager: %w", err)
 		}
 		opts := append(baseOptions(n.key, rm), libp2p.ListenAddrStrings(addrs...), libp2p.ConnectionGater(&gater{n: n}))
-		reach, err := n.reachOptions()
+		var hps *holepunch.Service
+		reach, err := n.reachOptions(&hps)
 		if err != nil {
 			rm.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		h, err := libp2p.New(append(opts, reach...)...)
 		if err != nil {
 			rm.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		return h, nil
+		return h, hps, nil
 	}
 	if len(n.cfg.ListenAddrs) > 0 {
-		h, err := try(n.cfg.ListenAddrs)
+		h, hps, err := try(n.cfg.ListenAddrs)
 		if err != nil {
-			return nil, fmt.Errorf("listen on %v: %w", n.cfg.ListenAddrs, err)
+			return nil, nil, fmt.Errorf("listen on %v: %w", n.cfg.ListenAddrs, err)
 		}
-		return h, nil
+		return h, hps, nil
 	}
-	h, err := try(defaultListenAddrs(DefaultPort))
+	h, hps, err := try(defaultListenAddrs(DefaultPort))
 	if err != nil {
 		n.log.Info("default port taken, using a random port", "port", DefaultPort, "err", err)
-		h, err = try(defaultListenAddrs(0))
+		h, hps, err = try(defaultListenAddrs(0))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
-	return h, nil
+	return h, hps, nil
 }
 
 // registerHandlers installs the protocol handlers and the connection notifications.
