@@ -10,7 +10,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Making relayed paths direct. libp2p's hole punching (DCUtR) tries once, when a relayed
@@ -30,6 +32,20 @@ func captureHolePunch(dst **holepunch.Service) holepunch.Option {
 	}
 }
 
+// forgetPublicAddrs drops p's public addresses other than relayed ones from ps, once p is
+// reached only through a relay. They did not make a direct path (a device behind a NAT
+// remembered from its last direct connection, whose router drops what it did not ask
+// for), and libp2p's hole punching dials them first: a dial that hangs on the same pair
+// of ports the punch then needs makes the punch leave from another port, which the NAT
+// does not expect. The punch learns the device's current public addresses itself.
+func forgetPublicAddrs(ps peerstore.Peerstore, p peer.ID) {
+	for _, a := range ps.Addrs(p) {
+		if !isRelayed(a) && manet.IsPublicAddr(a) {
+			ps.SetAddr(p, a, 0)
+		}
+	}
+}
+
 // holePunchSettle is how long the hole-punch protocol must have been registered before
 // this node asks the service for an attempt: the service opens its attempts right after it
 // registers the protocol, and Service.DirectConnect blocks without a context until then.
@@ -41,14 +57,22 @@ func (n *Node) directCond(r *netRun, p peer.ID, now time.Time) directCond {
 	h := r.host
 	var c directCond
 	conns := h.Network().ConnsToPeer(p)
+	in, out := false, false
 	for _, cn := range conns {
 		if !cn.Stat().Limited && !isRelayed(cn.RemoteMultiaddr()) {
 			return directCond{}
 		}
 		if cn.Stat().Direction == network.DirInbound {
-			c.initiator = true
+			in = true
+		} else {
+			out = true
 		}
 	}
+	// DCUtR starts on the side that received a relayed connection. When both dialled,
+	// both could: two punches at once, in opposite directions, dial the same pairs of
+	// addresses and ports, and the second dial of a pair leaves from another port (the
+	// NAT then drops it). Only the device with the smaller peer id starts them.
+	c.initiator = in && (!out || n.id < p)
 	c.relayedOnly = len(conns) > 0
 	if !c.relayedOnly {
 		return c
@@ -152,6 +176,7 @@ func (n *Node) directLoop(ctx context.Context, r *netRun, pl *peerLoop) {
 			ch := make(chan error, 1)
 			done = ch
 			n.log.Debug("hole punching", "with", shortID(pl.p), "attempt", plan.try.Attempts+1)
+			forgetPublicAddrs(r.host.Peerstore(), pl.p)
 			go func() { ch <- r.holePunch.DirectConnect(pl.p) }()
 		}
 		if st := plan.state(); !sameDirect(st, shown) {

@@ -78,9 +78,24 @@ func preferTCP(addrs []ma.Multiaddr) []network.AddrDelay {
 	return out
 }
 
+// peerFDs and peerConnsOut are how many file descriptors and outbound connections (dials
+// included) one peer may hold (libp2p's defaults are 8 and 8 at hostFDs). A hole punch
+// dials every address the peerstore has for the device at once: loopback and home
+// network addresses, IPv4 and IPv6, TCP and QUIC, the ones it had before a restart. Those
+// of another network hang until their dial timeout, and with 8 the punched address was
+// found to get none ("cannot reserve file descriptor", "cannot reserve connection"): the
+// path stayed relayed. Inbound connections per peer keep libp2p's limit.
+const (
+	peerFDs      = 32
+	peerConnsOut = 32
+)
+
 func newResourceManager() (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	limits.PeerBaseLimit.FD = peerFDs - int(float64(hostFDs)*limits.PeerLimitIncrease.FDFraction)
+	limits.PeerBaseLimit.ConnsOutbound = peerConnsOut
+	limits.PeerBaseLimit.Conns = peerConnsOut + limits.PeerBaseLimit.ConnsInbound
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(hostMemory, hostFDs)))
 }
 
@@ -140,7 +155,15 @@ func (n *Node) registerHandlers(h host.Host) {
 			}
 			// Relayed: no direct connection to the device (a hole punch that succeeded
 			// adds one, and this notice then clears the flag).
-			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), !hasDirect(nw, c.RemotePeer()))
+			relayed := !hasDirect(nw, c.RemotePeer())
+			if relayed {
+				// Before libp2p's hole punch reads them (it waits for identify).
+				forgetPublicAddrs(h.Peerstore(), c.RemotePeer())
+			}
+			// A direct connection that comes while a relayed one is up was punched: its
+			// address is a NAT's mapping, not worth remembering (direct.go).
+			punched := !relayed && hasRelayed(nw, c.RemotePeer())
+			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), relayed, punched)
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if _, ok := n.isMember(c.RemotePeer()); !ok {

@@ -258,6 +258,16 @@ func hasDirect(nw network.Network, p peer.ID) bool {
 	return false
 }
 
+// hasRelayed reports whether nw has a relayed connection to p.
+func hasRelayed(nw network.Network, p peer.ID) bool {
+	for _, c := range nw.ConnsToPeer(p) {
+		if isRelayed(c.RemoteMultiaddr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // roomy reports whether c may carry data: a connection that is not limited, or a relayed
 // one whose relay grants at least roomyRelayData and roomyRelayDuration.
 func roomy(c network.Conn) bool {

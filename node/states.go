@@ -426,13 +426,16 @@ func (t *tracker) settled(s *DeviceState) {
 	s.Reason, s.NextRetry = "", time.Time{}
 }
 
-func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr, limited bool) {
+// connected records a new connection to p: limited when p is reached only through
+// relays, punched when it is a direct connection made by hole punching (its address is
+// then not remembered for the next start).
+func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr, limited, punched bool) {
 	now := t.n.cfg.Now().UTC()
 	t.do(func() {
 		t.update(p, func(s *DeviceState) {
 			s.Connected, s.LastSeen = true, now
 			s.Relayed = limited || isRelayed(addr)
-			if dir == network.DirOutbound && addr != nil && !s.Relayed && s.Addr != addr.String() {
+			if dir == network.DirOutbound && addr != nil && !s.Relayed && !punched && s.Addr != addr.String() {
 				s.Addr = addr.String()
 				t.dirty[p] = true
 			}
