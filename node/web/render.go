@@ -27,16 +27,16 @@ type page struct {
 }
 
 var funcs = template.FuncMap{
-	"when":     when,
-	"ago":      ago,
-	"pretty":   prettyJSON,
-	"short":    short,
-	"pending":  pending,
-	"qr":       qrDataURI,
-	"rfc3339":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"join":     strings.Join,
-	"add":      func(a, b int) int { return a + b },
-	"datetime": func(t time.Time) string { return t.Local().Format("2006-01-02T15:04") },
+	"when":    when,
+	"ago":     ago,
+	"pretty":  prettyJSON,
+	"short":   short,
+	"pending": pending,
+	"qr":      qrDataURI,
+	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"join":    strings.Join,
+	"add":     func(a, b int) int { return a + b },
+	"minutes": func(d time.Duration) string { return fmt.Sprintf("%.0f minutes", d.Minutes()) },
 }
 
 // parsePages parses each page template together with the layout.
