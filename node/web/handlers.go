@@ -495,7 +495,7 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request) {
 	}
 	g, err := s.c.Consent().Grant(r.Context(), consent.GrantSpec{Collection: strings.TrimSpace(r.PostFormValue("collection")),
 		Purpose: strings.TrimSpace(r.PostFormValue("purpose")), Destination: strings.TrimSpace(r.PostFormValue("destination")),
-		Expires: exp.AddDate(0, 0, 1), Fields: rules})
+		Expires: exp.AddDate(0, 0, 1).Add(-time.Second), Fields: rules}) // to the end of that day
 	if err != nil {
 		s.fail(w, r, "/consent", err)
 		return
