@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/internal/testmode"
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
@@ -24,6 +30,12 @@ func init() { testmode.Enable() }
 // serve runs a real node (loopback, no discovery) behind the local API and the web page,
 // as the daemon does, and returns the page's server and the API client.
 func serve(t *testing.T) (*Server, *localapi.Client) {
+	ws, cl, _ := serveNode(t)
+	return ws, cl
+}
+
+// serveNode is serve, with the node.
+func serveNode(t *testing.T) (*Server, *localapi.Client, *node.Node) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.Init(ctx, node.Config{Dir: filepath.Join(t.TempDir(), "n"), Passphrase: []byte("pass"),
@@ -51,7 +63,7 @@ func serve(t *testing.T) (*Server, *localapi.Client) {
 		}
 		cl.Close()
 	})
-	return ws, cl
+	return ws, cl, n
 }
 
 // browser is an HTTP client that keeps cookies and does not follow redirects.
@@ -225,4 +237,127 @@ func TestListenLoopbackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.ln.Close()
+}
+
+// login logs a client in with a fresh login link and returns it with the page's CSRF token.
+func login(t *testing.T, ws *Server) (*http.Client, string) {
+	t.Helper()
+	u, _ := ws.LoginURL()
+	c := browser(t)
+	if code, _ := do(t, c, "GET", u, nil, nil); code != http.StatusSeeOther {
+		t.Fatalf("login: %d", code)
+	}
+	code, page := do(t, c, "GET", "http://"+ws.Addr()+"/", nil, nil)
+	m := csrfRE.FindStringSubmatch(page)
+	if code != http.StatusOK || m == nil {
+		t.Fatalf("after login: %d, CSRF token found: %v", code, m != nil)
+	}
+	return c, m[1]
+}
+
+// TestConsentRequestsAndAudit: the consent view lists an app's pending requests, approves
+// one (a grant follows, with the request's fields) and denies the other, and shows the
+// audit log with each receipt's verification.
+func TestConsentRequestsAndAudit(t *testing.T) {
+	ws, _, n := serveNode(t)
+	reg, err := n.Consent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lpub, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest, err := peer.IDFromPublicKey(lpub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _ := consent.ParseRules([]string{"steps=keep"})
+	ask := func(app string) consent.Request {
+		q, err := reg.Request(consent.RequestSpec{App: app, Collection: "health", Purpose: "coaching", Destination: dest.String(), Fields: rules, For: 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	fit, spy := ask("fitness-app"), ask("spy-app")
+
+	// Two shares in the audit log: one whose receipt verifies, one whose does not.
+	g, err := reg.Grant(consent.GrantSpec{Collection: "health", Purpose: "coaching", Destination: dest.String(), Expires: time.Now().Add(time.Hour), Fields: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := [][]byte{[]byte(`{"steps":1}`)}
+	sign := func(m []byte) ([]byte, error) { return ed25519.Sign(priv, m), nil }
+	verify := func(m, sig []byte) error {
+		if !ed25519.Verify(pub, m, sig) {
+			return errors.New("bad signature")
+		}
+		return nil
+	}
+	good, err := consent.SignReceipt(consent.NewReceipt(g, n.PeerID().String(), docs, time.Now()), sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.RecordShare(consent.Sent{Grant: g, Sender: n.PeerID().String(), Docs: docs}, &good, verify); err != nil {
+		t.Fatal(err)
+	}
+	lying := consent.NewReceipt(g, n.PeerID().String(), docs, time.Now())
+	lying.Count = 7
+	bad, err := consent.SignReceipt(lying, sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.RecordShare(consent.Sent{Grant: g, Sender: n.PeerID().String(), Docs: docs}, &bad, verify); !errors.Is(err, consent.ErrBadReceipt) {
+		t.Fatalf("a lying receipt: %v, want ErrBadReceipt", err)
+	}
+
+	c, csrf := login(t, ws)
+	base := "http://" + ws.Addr()
+	_, page := do(t, c, "GET", base+"/consent", nil, nil)
+	for _, want := range []string{"fitness-app", "spy-app", ">verified<", ">not verified<", "acknowledges 7 documents, sent 1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the consent view does not show %q", want)
+		}
+	}
+	origin := map[string]string{"Origin": base}
+	if code, _ := do(t, c, "POST", base+"/consent/approve", url.Values{"id": {fit.ID}, "csrf": {csrf}}, origin); code != http.StatusSeeOther {
+		t.Fatalf("approve: %d", code)
+	}
+	if code, _ := do(t, c, "POST", base+"/consent/deny", url.Values{"id": {spy.ID}, "csrf": {csrf}}, origin); code != http.StatusSeeOther {
+		t.Fatalf("deny: %d", code)
+	}
+	if p, err := reg.Pending(); err != nil || len(p) != 0 {
+		t.Fatalf("pending after approve and deny: %v, %v", p, err)
+	}
+	qs, err := reg.Requests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]consent.RequestStatus{}
+	for _, q := range qs {
+		status[q.ID] = q.Status
+	}
+	if status[fit.ID] != consent.Approved || status[spy.ID] != consent.Denied {
+		t.Fatalf("request states %v: want the fitness app approved, the spy app denied", status)
+	}
+	gs, err := reg.Grants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var granted bool
+	for _, g := range gs {
+		granted = granted || (g.Request == fit.ID && len(g.Fields) == 1 && g.Fields[0].String() == "steps=keep")
+	}
+	if !granted {
+		t.Fatalf("no grant from the approved request among %+v", gs)
+	}
+	_, page = do(t, c, "GET", base+"/consent", nil, nil)
+	if !strings.Contains(page, "Denied the request of spy-app") {
+		t.Errorf("no confirmation of the last decision on the page")
+	}
 }
