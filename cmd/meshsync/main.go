@@ -43,6 +43,7 @@ type cli struct {
 	Export    exportCmd    `cmd:"" help:"Write an encrypted backup of the whole mesh."`
 	Import    importCmd    `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
 	Daemon    daemonCmd    `cmd:"" help:"Run the node in the foreground: sync with the mesh's devices, serve the CLI."`
+	UI        uiCmd        `cmd:"" name:"ui" help:"Open the daemon's web page in a browser (prints its one-time login link)."`
 	Status    statusCmd    `cmd:"" help:"Show every device: state, last seen, pending changes, direct or relayed."`
 	Sync      syncCmd      `cmd:"" help:"Sync with every reachable device now."`
 	Pair      pairCmd      `cmd:"" help:"Invite a new device into the mesh (prints a code and a QR code)."`

@@ -56,6 +56,7 @@
 //	GET    /v2/devices              → []node.Device (node)
 //	DELETE /v2/device               {id, passphrase} (node)
 //	GET    /v2/events               [?records=1] → JSON lines of Event (node)
+//	POST   /v2/ui                   → UI: the web page's URL with a one-time token (daemon)
 //	POST   /v2/consent/grant        consent.GrantSpec → consent.Grant
 //	POST   /v2/consent/revoke       ?id → consent.Grant
 //	GET    /v2/consent/grants       → []consent.Grant

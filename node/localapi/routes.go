@@ -57,6 +57,7 @@ var routes = []route{
 	{method: "GET", path: "/devices", call: (*Server).devices},
 	{method: "DELETE", path: "/device", call: (*Server).removeDevice},
 	{method: "GET", path: "/events", stream: (*Server).events},
+	{method: "POST", path: "/ui", call: (*Server).ui},
 
 	// consent and sharing
 	{method: "POST", path: "/consent/grant", call: withConsent(grant)},
@@ -296,6 +297,18 @@ func (s *Server) removeDevice(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return nil, n.RemoveDeviceConfirmed(req.ID, req.Passphrase)
+}
+
+// ui answers the web page's address with a new one-time login token in it.
+func (s *Server) ui(*http.Request) (any, error) {
+	if s.opts.UI == nil {
+		return nil, badRequest{"this process serves no web page: the daemon does (start it with `meshsync daemon`)"}
+	}
+	u, err := s.opts.UI()
+	if err != nil {
+		return nil, err
+	}
+	return UI{URL: u}, nil
 }
 
 // Consent and sharing.

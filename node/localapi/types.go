@@ -60,6 +60,12 @@ type Invite struct {
 	Expires time.Time `json:"expires"`
 }
 
+// UI is the answer of POST /v2/ui: the daemon's web page, with a one-time login token
+// in the URL.
+type UI struct {
+	URL string `json:"url"`
+}
+
 // Event is one line of GET /v2/events: a sync-state change or a record change.
 type Event struct {
 	Time   time.Time        `json:"time"`
