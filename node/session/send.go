@@ -27,19 +27,27 @@ var (
 // holds it: a sender jumps over the whole run without reading it.
 type Echo func(seq uint64) (end uint64, ok bool)
 
+// Filter is what Collect leaves out: the runs of echoes Echo reports, which it jumps over
+// without reading them, and the envelopes Skip reports (a collection the peer does not
+// hold). Either may be nil.
+type Filter struct {
+	Echo Echo
+	Skip func(seq uint64, raw []byte) bool
+}
+
 // Collect reads the envelopes of src after sequence from (up to upto) that fit one Batch,
-// leaving out the echoes skip reports (nil: none) without reading them: a run of echoes
-// costs one seek, whatever its length, so a reconnect with nothing to send costs the same
-// at any store size. last is the highest sequence visited (a skipped run counts as
-// visited), from when none was. The push protocol uses it too.
-func Collect(src Source, from, upto uint64, skip Echo) (envs [][]byte, last uint64, err error) {
+// leaving out what f reports. A run of echoes costs one seek, whatever its length, so a
+// reconnect with nothing to send costs the same at any store size. last is the highest
+// sequence visited (a skipped run counts as visited), from when none was. The push
+// protocol uses it too.
+func Collect(src Source, from, upto uint64, f Filter) (envs [][]byte, last uint64, err error) {
 	size, seen := 0, 0
 	last = from
 	for last < upto && seen < batchMaxEnvs {
 		var jump uint64
 		_, err = src.SinceUpTo(last, upto, batchMaxEnvs-seen, func(seq uint64, raw []byte) error {
-			if skip != nil {
-				if end, ok := skip(seq); ok {
+			if f.Echo != nil {
+				if end, ok := f.Echo(seq); ok {
 					jump = min(max(end, seq), upto)
 					return errEcho
 				}
@@ -49,6 +57,9 @@ func Collect(src Source, from, upto uint64, skip Echo) (envs [][]byte, last uint
 			}
 			last = seq
 			seen++
+			if f.Skip != nil && f.Skip(seq, raw) {
+				return nil
+			}
 			envs = append(envs, bytes.Clone(raw))
 			size += len(raw)
 			return nil
@@ -80,7 +91,7 @@ type Sender struct {
 	src        Source
 	mode       mode
 	from, upto uint64
-	skip       Echo
+	skip       Filter
 	have       []merkle.ID
 	keep       func([]byte) bool
 

@@ -68,7 +68,7 @@ func TestCollectJumpsOverEchoes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := &seqSource{n: 100000}
-			envs, last, err := Collect(src, 0, 100000, c.echo)
+			envs, last, err := Collect(src, 0, 100000, Filter{Echo: c.echo})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -60,6 +60,12 @@ type Config struct {
 	// during the reconciliation (the store reads from snapshots).
 	Source  Source
 	Summary merkle.Source
+	// Scoped, when set, returns the summary of the collections of tags only: the session
+	// reconciles over the collections both sides hold (common). Nil: Summary, whole.
+	Scoped func(tags [][8]byte) merkle.Source
+	// TagOf reads the collection tag of an encoded envelope, so that the fast path sends
+	// the peer only the collections it holds. Nil: no filter.
+	TagOf func(raw []byte) [8]byte
 	// Now is this side's clock when the session starts; TombstoneTTL its tombstone
 	// lifetime (for the horizon plan).
 	Now          time.Time
@@ -142,6 +148,8 @@ type Result struct {
 	PeerEpoch   [16]byte
 	// PeerRecords is the record count of the peer's store (its hello's Merkle root).
 	PeerRecords uint64
+	// PeerScope is what the peer's hello says it holds: a push sends it nothing else.
+	PeerScope Scope
 	// MerkleMessages counts the reconciliation messages sent and received.
 	MerkleMessages int
 	// Violation names the bound the peer broke, when one ended the session.
@@ -321,9 +329,13 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 			return out, s.err
 		}
 	}
+	s.res.PeerScope = ScopeOf(theirs)
+	// The two sides compare, and reconcile, the collections both hold.
+	tags := common(mine, theirs)
+	myView, theirView := restrict(mine, tags), restrict(theirs, tags)
 	var sendFrom, recvFrom uint64
-	s.send, sendFrom = direction(mine, theirs)
-	s.recv, recvFrom = direction(theirs, mine)
+	s.send, sendFrom = direction(myView, theirView)
+	s.recv, recvFrom = direction(theirView, myView)
 	s.from, s.recvFrom = sendFrom, recvFrom
 	self, peer := helloHorizon(mine), helloHorizon(theirs)
 	// A blind replica, which never collects, takes on a device's horizon first, so that it
@@ -337,11 +349,15 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	if s.send == modeMerkle || s.recv == modeMerkle || s.res.Resync.Merkle && (s.send != modeNone || s.recv != modeNone) {
 		s.res.Mode = "merkle"
 		s.phase = phaseMerkle
+		src := s.cfg.Summary
+		if s.cfg.Scoped != nil {
+			src = s.cfg.Scoped(tags)
+		}
 		if !s.cfg.Initiator {
-			s.ms = merkle.NewResponder(s.cfg.Summary, merkle.Config{})
+			s.ms = merkle.NewResponder(src, merkle.Config{})
 			return out, nil
 		}
-		s.ms = merkle.NewInitiator(s.cfg.Summary, merkle.Config{})
+		s.ms = merkle.NewInitiator(src, merkle.Config{})
 		msg, err := s.ms.Start()
 		if err != nil {
 			return s.fail(fmt.Errorf("reconcile: %w", err))
@@ -412,9 +428,25 @@ func (s *Session) reconciled(out Output) Output {
 func (s *Session) transfer(out Output) Output {
 	s.phase = phaseTransfer
 	s.sender = &Sender{src: s.cfg.Source, mode: s.send, from: s.from, upto: s.cfg.Hello.LastSeq,
-		skip: s.cfg.Echo, have: s.have, keep: s.keep}
+		skip: s.skipFor(), have: s.have, keep: s.keep}
 	out.Transfer = true
 	return out
+}
+
+// skipFor is what the fast path leaves out: the runs of the peer's own envelopes (Echo)
+// and the collections it does not hold.
+func (s *Session) skipFor() Filter {
+	return Skip(s.cfg.Echo, s.cfg.TagOf, s.res.PeerScope)
+}
+
+// Skip combines an echo filter and a peer's scope into the Filter Collect takes: either
+// may be nil (tagOf nil or a peer that holds everything: no scope filter).
+func Skip(echo Echo, tagOf func([]byte) [8]byte, peer Scope) Filter {
+	f := Filter{Echo: echo}
+	if tagOf != nil && !peer.All {
+		f.Skip = func(_ uint64, raw []byte) bool { return !peer.Wants(tagOf(raw)) }
+	}
+	return f
 }
 
 // Sent reports that the Sender ended after sending n envelopes: it returns the Done
