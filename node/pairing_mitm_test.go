@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -434,7 +435,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 				t.Fatal(err)
 			}
 			var offer *pairMsg
-			err = pairWith(ctxT(t, 10*time.Second), h, &guess, "guess", 5*time.Second, func(m *pairMsg) (string, error) {
+			err = pairWith(ctxT(t, 10*time.Second), h, &guess, guess.Addrs, "guess", 5*time.Second, func(m *pairMsg, _ peer.AddrInfo) (string, error) {
 				offer = m
 				return "", errors.New("stop")
 			})

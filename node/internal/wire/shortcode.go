@@ -3,7 +3,6 @@ package wire
 import (
 	_ "embed"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,8 +10,8 @@ import (
 )
 
 // ErrBadShortCode means a short pairing code does not parse: not "N-word-word-word", a
-// word that is not in the list, or a nameplate out of range.
-var ErrBadShortCode = errors.New("invalid short code (it reads like 4-garden-orbit-pencil: a number and three words)")
+// word that is not in the list, or a nameplate out of range. It is an ErrBadInvite.
+var ErrBadShortCode = fmt.Errorf("%w: a short code reads like 4-garden-orbit-pencil, a number and three words", ErrBadInvite)
 
 // Short codes: a nameplate number and three words from a fixed list of 2,048 (words/words.txt:
 // SCOWL via Debian's wamerican, see words/README.md), about 33 bits for the words. The
