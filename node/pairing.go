@@ -809,6 +809,17 @@ func validDeviceID(id string) bool {
 	return true
 }
 
+// AddrsReach reports whether any of addrs (InviteAddrs) can be dialled from another
+// network: a public address, or one through a relay.
+func AddrsReach(addrs []string) (beyondLAN bool) {
+	for _, s := range addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil && (manet.IsPublicAddr(a) || isRelayed(a)) {
+			return true
+		}
+	}
+	return false
+}
+
 // InviteReach says how far an invite code can be used from: whether it names an address
 // another network can dial (public, or through a relay), and the addresses it names. A
 // code that names only LAN or loopback addresses works on the inviter's network alone.

@@ -97,13 +97,18 @@ func (n *Node) InviteShort(expires time.Duration) (ShortInvite, error) {
 	ctx, cancel := context.WithDeadline(r.ctx, until)
 	n.invites.replace(&openInvite{prs: []byte(sc.String()), expires: until, short: true, stop: cancel})
 	go n.announceInvite(ctx, r, shortLookup(sc))
-	out := ShortInvite{Code: sc.String(), Expires: until, Addrs: []string{}}
-	if p2p, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.id, Addrs: r.host.Addrs()}); err == nil {
-		for _, a := range p2p {
-			out.Addrs = append(out.Addrs, a.String())
-		}
+	return ShortInvite{Code: sc.String(), Expires: until, Addrs: n.InviteAddrs()}, nil
+}
+
+// InviteAddrs are the addresses this device can be paired at, each ending in /p2p/<peer
+// id>, in the order it prefers them (public, LAN, loopback); relayed ones among them when
+// it keeps relay reservations. Empty while the network is down.
+func (n *Node) InviteAddrs() []string {
+	out := []string{}
+	for _, a := range n.inviteAddrs() {
+		out = append(out, a.String()+"/p2p/"+n.id.String())
 	}
-	return out, nil
+	return out
 }
 
 // shortKeys are the keys one CPace run derives.

@@ -11,8 +11,9 @@ import (
 
 type joinCmd struct {
 	netFlags
-	Code string `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh."`
-	Name string `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
+	Code string   `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh: the long code, or a short one (4-garden-orbit-pencil) from pair --short."`
+	Peer []string `help:"Address of the inviting device (ending in /p2p/<peer id>, as pair --json lists them), repeatable: join dials it and skips discovery." placeholder:"MULTIADDR"`
+	Name string   `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
 }
 
 type joinOutput struct {
@@ -32,7 +33,9 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Join(ctx, g.nodeConfig(pass, c.netFlags, nil), c.Code, c.Name)
+	cfg := g.nodeConfig(pass, c.netFlags, nil)
+	cfg.JoinPeers = c.Peer
+	n, err := node.Join(ctx, cfg, c.Code, c.Name)
 	if err != nil {
 		return err
 	}

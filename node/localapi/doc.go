@@ -50,7 +50,8 @@
 //	POST   /v2/passwd               {old, new}
 //	GET    /v2/status               → Status (node)
 //	POST   /v2/sync                 [?wait=1&timeout_seconds=N] → Status when waiting (node)
-//	POST   /v2/invite               {expires_seconds, replica} → Invite (node)
+//	POST   /v2/invite               {expires_seconds, replica, short} → Invite (node)
+//	GET    /v2/invite               → node.InviteState: open, failures, why it closed (node)
 //	GET    /v2/devices              → []node.Device (node)
 //	DELETE /v2/device               {id, passphrase} (node)
 //	GET    /v2/events               [?records=1] → JSON lines of Event (node)

@@ -54,6 +54,9 @@ type DeviceStatus struct {
 type Invite struct {
 	Code    string    `json:"code"`
 	Expires time.Time `json:"expires"`
+	// Addrs are the inviting device's addresses with its peer id (node.InviteAddrs):
+	// what `join CODE --peer ADDR` takes where discovery does not find it.
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // Event is one line of GET /v2/events: a sync-state change or a record change.
@@ -117,6 +120,7 @@ type passwdRequest struct {
 type inviteRequest struct {
 	ExpiresSeconds float64 `json:"expires_seconds"`
 	Replica        bool    `json:"replica,omitempty"`
+	Short          bool    `json:"short,omitempty"`
 }
 
 // removeRequest asks to remove a device; the passphrase confirms that the owner asks.
