@@ -111,6 +111,10 @@ func (n *Node) InviteAddrs() []string {
 	return out
 }
 
+// IsShortCode reports whether code has the shape of a short code (a number and words,
+// "4-garden-orbit-pencil") rather than of a long one; Join tells them apart the same way.
+func IsShortCode(code string) bool { return wire.LooksShort(code) }
+
 // shortKeys are the keys one CPace run derives.
 type shortKeys struct {
 	confirm             []byte // the inviter's confirmation
