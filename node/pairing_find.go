@@ -32,10 +32,11 @@ import (
 //     key costs what guessing a store passphrase costs, about 2^32 of them being needed
 //     within the code's ten minutes.
 //
-// The joiner tries every device it finds once; a device that is not the inviter refuses
-// (another peer id for a long code; for a short code the PAKE fails and costs that
-// device's own open code one of its three attempts: nameplates are few, but two short
-// codes open at once on one LAN, with the same nameplate, are rare).
+// The joiner tries the devices it finds in turn, moving on only from one it cannot reach:
+// for a long code only the peer id the code names; for a short code the first device that
+// answers the PAKE decides (two short codes open at once on one LAN with the same
+// nameplate are rare, and a wrong guess would cost that other device one of its three
+// attempts).
 
 // inviteLookup says where an open invite is announced and looked for.
 type inviteLookup struct {

@@ -218,9 +218,11 @@ func pairShort(ctx context.Context, h host.Host, cfg Config, sc wire.ShortCode, 
 			return true, nil
 		}
 		lastErr = err
-		// A refusal, an unreachable or silent device: try the next one. Anything else (the
-		// store could not be created) ends the join.
-		return !(errors.Is(err, ErrInviteRefused) || errors.Is(err, ErrInviterUnreachable) || errors.Is(err, ErrPairTimeout)), err
+		// An unreachable or silent device: try the next one. A refusal (a wrong code, most
+		// likely: the device that announced the nameplate held the PAKE) or anything else
+		// (the store could not be created) ends the join, without spending the attempts of
+		// other devices that may share the nameplate.
+		return !(errors.Is(err, ErrInviterUnreachable) || errors.Is(err, ErrPairTimeout)), err
 	}
 	seen := map[peer.ID]bool{}
 	for _, pi := range peers {
