@@ -198,6 +198,8 @@ type InviteState struct {
 	Closed string `json:"closed,omitempty"`
 	// Expires is when the invite expires.
 	Expires time.Time `json:"expires,omitzero"`
+	// ClosedAt is when it was used or closed by wrong codes.
+	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
 // replace opens c in place of the current invite.
@@ -251,9 +253,9 @@ func (b *inviteBox) claim(now time.Time, short bool) (*openInvite, error) {
 	return c, nil
 }
 
-// release ends a claim: ok consumes the invite, wrongSecret counts a failure. It returns
-// the failures so far and whether this release closed the invite.
-func (b *inviteBox) release(c *openInvite, ok, wrongSecret bool) (failures int, closed bool) {
+// release ends a claim at now: ok consumes the invite, wrongSecret counts a failure. It
+// returns the failures so far and whether this release closed the invite.
+func (b *inviteBox) release(now time.Time, c *openInvite, ok, wrongSecret bool) (failures int, closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c.busy = false
@@ -272,8 +274,11 @@ func (b *inviteBox) release(c *openInvite, ok, wrongSecret bool) (failures int, 
 			b.last.Open, b.last.Closed, closed = false, "failures", true
 		}
 	}
-	if closed && c.stop != nil {
-		c.stop()
+	if closed {
+		b.last.ClosedAt = now
+		if c.stop != nil {
+			c.stop()
+		}
 	}
 	return c.failures, closed
 }
@@ -399,7 +404,7 @@ func (n *Node) serveInvite(s network.Stream, short bool, serve func(context.Cont
 		return
 	}
 	ok, wrong, err := serve(r.ctx, s, p, inv)
-	failures, closed := n.invites.release(inv, ok, wrong)
+	failures, closed := n.invites.release(n.cfg.Now(), inv, ok, wrong)
 	if wrong {
 		n.log.Warn("pairing: a device tried a wrong code", "peer", shortID(p), "attempt", failures, "of", MaxInviteFailures)
 	}

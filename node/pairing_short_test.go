@@ -171,6 +171,14 @@ func TestShortInviteClosesAfterThreeFailures(t *testing.T) {
 	if st := inviter.InviteState(); st.Open || st.Closed != "failures" || st.Failures != MaxInviteFailures {
 		t.Fatalf("after %d wrong codes: %+v, want closed after failures", MaxInviteFailures, st)
 	}
+	// The inviting device is told: a health warning in its status.
+	told := false
+	for _, w := range inviter.States().Warnings {
+		told = told || w.Kind == WarnInviteFailures && strings.Contains(w.Message, "closed after 3 wrong codes")
+	}
+	if !told {
+		t.Errorf("no warning of the closed invite in %+v", inviter.States().Warnings)
+	}
 	cfg := shortJoinConfig(t, "late", inv.Addrs)
 	if _, err := Join(ctxT(t, 30*time.Second), cfg, inv.Code, "late"); !errors.Is(err, ErrInviteRefused) {
 		t.Fatalf("the right code after the invite closed: %v, want ErrInviteRefused", err)
