@@ -827,7 +827,9 @@ func AddrsReach(addrs []string) (beyondLAN bool) {
 
 // InviteReach says how far an invite code can be used from: whether it names an address
 // another network can dial (public, or through a relay), and the addresses it names. A
-// code that names only LAN or loopback addresses works on the inviter's network alone.
+// compact code names one address at most, and none for a device with relays (whose
+// joiners come through their own --relay or the DHT): AddrsReach over InviteAddrs tells
+// more.
 func InviteReach(code string) (beyondLAN bool, addrs []ma.Multiaddr, err error) {
 	inv, err := wire.ParseInvite(code)
 	if err != nil {
