@@ -150,7 +150,7 @@ func (h *hostile) openPush(ctx context.Context) (*hostileSession, error) {
 // reconcile runs the Merkle reconciliation honestly over the hostile store's summary; the
 // target runs it when either hello calls for it.
 func (sess *hostileSession) reconcile() (need, have []merkle.ID, err error) {
-	ms := merkle.NewInitiator(sess.h.st.Replication().Summary(), merkle.Config{})
+	ms := merkle.NewInitiator(sess.h.st.Replication().Summary(nil), merkle.Config{})
 	msg, err := ms.Start()
 	for err == nil && msg != nil {
 		if err := sess.write(wire.TypeMerkle, msg); err != nil {
