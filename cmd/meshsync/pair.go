@@ -138,6 +138,9 @@ func (g *globals) printInvite(out pairOutput, daemon bool) error {
 			fmt.Fprintln(w, out.Code)
 			fmt.Fprintf(w, "Read it to the person at the new device; there run:  meshsync join %s%s\n", out.Code, relayHint(out.Addrs))
 			fmt.Fprintf(w, "It works once, until %s, and closes after %d wrong tries.\n", out.Expires.Local().Format("15:04:05"), node.MaxInviteFailures)
+			if len(out.Addrs) > 0 {
+				fmt.Fprintf(w, "If it does not find this device (another network, no mDNS), add:  --peer %s\n", out.Addrs[0])
+			}
 			reachWarning(g, out.Addrs)
 			if !daemon {
 				fmt.Fprintln(w, "Waiting for the new device to join (Ctrl-C to stop)...")
