@@ -167,9 +167,28 @@ func pairProof(secret [wire.SecretSize]byte, inviter, joiner peer.ID) []byte {
 
 // inviteBox holds the one open invite of a node, and what became of the last one.
 type inviteBox struct {
-	mu   sync.Mutex
-	cur  *openInvite
-	last InviteState
+	mu      sync.Mutex
+	cur     *openInvite
+	last    InviteState
+	changed chan struct{} // closed at the next change of last
+}
+
+// watch returns a channel closed at the next change of the InviteState.
+func (b *inviteBox) watch() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
+}
+
+// notifyLocked wakes the watchers; b.mu is held.
+func (b *inviteBox) notifyLocked() {
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 }
 
 type openInvite struct {
@@ -202,7 +221,7 @@ type InviteState struct {
 	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
-// replace opens c in place of the current invite.
+// replace opens c in place of the current invite; nil closes it.
 func (b *inviteBox) replace(c *openInvite) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -210,10 +229,11 @@ func (b *inviteBox) replace(c *openInvite) {
 		b.cur.stop()
 	}
 	b.cur = c
-	b.last = InviteState{}
+	b.last = InviteState{Closed: "replaced"}
 	if c != nil {
 		b.last = InviteState{Open: true, Short: c.short, Expires: c.expires}
 	}
+	b.notifyLocked()
 }
 
 // state is the InviteState at now.
@@ -280,12 +300,20 @@ func (b *inviteBox) release(now time.Time, c *openInvite, ok, wrongSecret bool) 
 			c.stop()
 		}
 	}
+	if closed || wrongSecret {
+		b.notifyLocked()
+	}
 	return c.failures, closed
 }
 
 // InviteState says whether the node's latest invite is still open, how many failed
 // attempts it saw, and why it closed.
 func (n *Node) InviteState() InviteState { return n.invites.state(n.cfg.Now()) }
+
+// InviteChanged returns a channel that is closed when the InviteState next changes: an
+// invite opened, replaced or cancelled, a wrong code counted, the invite used or closed
+// by wrong codes (not its expiry, which InviteState reports when asked).
+func (n *Node) InviteChanged() <-chan struct{} { return n.invites.watch() }
 
 // Invite opens an invite valid for expires (DefaultInviteExpiry when 0, at most
 // MaxInviteExpiry: longer is store.ErrInvalid) and returns its code. A node has one open
@@ -350,9 +378,6 @@ func (n *Node) invite(expires time.Duration, replica bool) (code string, until t
 // CancelInvite closes the open invite, if any.
 func (n *Node) CancelInvite() {
 	n.invites.replace(nil)
-	n.invites.mu.Lock()
-	n.invites.last.Closed = "replaced"
-	n.invites.mu.Unlock()
 }
 
 // inviteAddrs lists the listen addresses, public ones first, then LAN ones, then

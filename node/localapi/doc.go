@@ -54,7 +54,7 @@
 //	GET    /v2/invite               → node.InviteState: open, failures, why it closed (node)
 //	GET    /v2/devices              → []node.Device (node)
 //	DELETE /v2/device               {id, passphrase} (node)
-//	GET    /v2/events               [?records=1] → JSON lines of Event (node)
+//	GET    /v2/events               [?records=1] → JSON lines of Event: state, record, invite (node)
 //	POST   /v2/consent/grant        consent.GrantSpec → consent.Grant
 //	POST   /v2/consent/revoke       ?id → consent.Grant
 //	GET    /v2/consent/grants       → []consent.Grant

@@ -62,9 +62,12 @@ type Invite struct {
 // Event is one line of GET /v2/events: a sync-state change or a record change.
 type Event struct {
 	Time   time.Time        `json:"time"`
-	Type   string           `json:"type"` // "state" or "record"
+	Type   string           `json:"type"` // "state", "record" or "invite"
 	State  *node.StateEvent `json:"state,omitempty"`
 	Record *RecordEvent     `json:"record,omitempty"`
+	// Invite is the state of this device's invite after it changed: opened, a wrong code
+	// tried, used, or closed after too many wrong codes.
+	Invite *node.InviteState `json:"invite,omitempty"`
 }
 
 // RecordEvent is a record change in the event stream.
