@@ -8,10 +8,11 @@ import (
 	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
-// TestPairShortFoundOnDHT: the joiner is given the short code only, no address, no LAN:
-// it finds the inviter as a provider of the code's rendezvous key on a DHT (here a DHT
-// server on loopback, the one `meshsync relay` runs, as the only bootstrap peer of both).
-func TestPairShortFoundOnDHT(t *testing.T) {
+// TestPairFoundOnDHT: the joiner is given the short code only, no address, no LAN: it
+// finds the inviter as a provider of the code's rendezvous key on a DHT (here a DHT server
+// on loopback, the one `meshsync relay` runs, as the only bootstrap peer of both). A long
+// code that names no address is found the same way (issue 19: join uses --bootstrap).
+func TestPairFoundOnDHT(t *testing.T) {
 	relay, err := StartRelay(RelayConfig{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +41,28 @@ func TestPairShortFoundOnDHT(t *testing.T) {
 	if _, ok := inviter.isMember(j.PeerID()); !ok {
 		t.Fatal("the inviter does not list the joiner")
 	}
+
+	code, _, err := inviter.Invite(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := wire.ParseInvite(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long.Addrs = nil
+	if code, err = long.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	cfg = testConfig(t, "long")
+	cfg.LANOnly, cfg.Bootstrap = false, boot
+	start = time.Now()
+	j2, err := Join(ctxT(t, 2*time.Minute), cfg, code, "long")
+	if err != nil {
+		t.Fatalf("join by a long code without address through the DHT: %v", err)
+	}
+	j2.Close()
+	t.Logf("long code found on the DHT and paired in %v", time.Since(start))
 }
 
 // TestPairFoundOnLAN: with mDNS on, a short code alone, and a long code that names no
