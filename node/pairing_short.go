@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/meshsync/meshsync/node/internal/cpace"
 	"github.com/meshsync/meshsync/node/internal/wire"
@@ -209,10 +208,8 @@ func pairShort(ctx context.Context, h host.Host, cfg Config, sc wire.ShortCode, 
 		return fmt.Errorf("%w: %v (give the address with its /p2p/<peer id>, as pair --short --json prints it)", ErrBadInvite, err)
 	}
 	code := []byte(sc.String())
-	var tried []ma.Multiaddr
 	lastErr := error(nil)
 	try := func(pi peer.AddrInfo) (done bool, err error) {
-		tried = append(tried, pi.Addrs...)
 		err = pairShortWith(ctx, h, pi, code, name, cfg.StepTimeout, rnd, create)
 		if err == nil {
 			return true, nil
