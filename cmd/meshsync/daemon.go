@@ -95,7 +95,11 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	log.Info("meshsync daemon running", "role", role, "ui", uiAddr, "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
 		"listen", strings.Join(addrs, " "), "socket", localapi.SocketPath(g.dir()))
 	if g.JSON {
-		g.print(map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)
+		out := map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}
+		if uiAddr != "" {
+			out["ui"] = uiAddr // open it with `meshsync ui`: the page needs a login link
+		}
+		g.print(out, nil)
 	}
 	select {
 	case <-ctx.Done():

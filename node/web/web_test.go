@@ -361,3 +361,44 @@ func TestConsentRequestsAndAudit(t *testing.T) {
 		t.Errorf("no confirmation of the last decision on the page")
 	}
 }
+
+// TestPairAndRecordViews: the pairing view makes a device invite and a replica invite,
+// each with its code, QR code and expiry; a bad expiry is refused with a message; a record
+// that does not exist is a 404 page; a value that is not JSON is refused and not written.
+func TestPairAndRecordViews(t *testing.T) {
+	ws, cl := serve(t)
+	c, csrf := login(t, ws)
+	base := "http://" + ws.Addr()
+	origin := map[string]string{"Origin": base}
+	codeRE := regexp.MustCompile(`<output id="invite-code" class="code">([A-Z0-9-]+)</output>`)
+	for _, kind := range []string{"device", "replica"} {
+		code, page := do(t, c, "POST", base+"/pair", url.Values{"kind": {kind}, "expires": {"5m0s"}, "csrf": {csrf}}, origin)
+		m := codeRE.FindStringSubmatch(page)
+		if code != http.StatusOK || m == nil || !strings.Contains(page, `src="data:image/png;base64,`) || !strings.Contains(page, "data-countdown=") {
+			t.Fatalf("%s invite: %d, code found %v, QR code and countdown shown: %v", kind, code, m != nil, strings.Contains(page, "data-countdown="))
+		}
+		if _, _, err := node.InviteReach(m[1]); err != nil {
+			t.Errorf("%s invite code %q does not parse: %v", kind, m[1], err)
+		}
+		if kind == "replica" && !strings.Contains(page, "Replica invite") {
+			t.Errorf("the replica invite is not labelled as one")
+		}
+	}
+	if code, _ := do(t, c, "POST", base+"/pair", url.Values{"kind": {"device"}, "expires": {"100h"}, "csrf": {csrf}}, origin); code != http.StatusSeeOther {
+		t.Errorf("an invite for 100h: %d, want a redirect with a message", code)
+	}
+	if _, page := do(t, c, "GET", base+"/pair", nil, nil); !strings.Contains(page, "pick one of the choices") {
+		t.Errorf("no message about the refused expiry")
+	}
+
+	if code, page := do(t, c, "GET", base+"/record?collection=notes&key=nope", nil, nil); code != http.StatusNotFound || !strings.Contains(page, "not found") {
+		t.Errorf("a missing record: %d, want a 404 page that says so", code)
+	}
+	do(t, c, "POST", base+"/record", url.Values{"collection": {"notes"}, "key": {"k"}, "value": {"{milk: 2"}, "csrf": {csrf}}, origin)
+	if _, page := do(t, c, "GET", base+"/records?collection=notes", nil, nil); !strings.Contains(page, "the value is not JSON") {
+		t.Errorf("no message about the value that is not JSON")
+	}
+	if _, err := cl.Get(context.Background(), "notes", "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a value that is not JSON was written: %v", err)
+	}
+}
