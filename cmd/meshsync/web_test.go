@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromium finds a Chromium or Chrome to drive: $MESHSYNC_CHROMIUM, else the usual names.
@@ -149,6 +150,7 @@ const a11yCheck = `(() => {
     if (el.type === "hidden") continue;
     if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label")) out.push("no label: " + name(el));
   }
+  for (const el of document.querySelectorAll("a[href], button, input, select, textarea")) if (el.type !== "hidden" && (el.tabIndex < 0 || el.disabled)) out.push("not reachable by keyboard: " + name(el));
   for (const el of document.querySelectorAll("img")) if (!el.alt) out.push("no alt: " + el.src.slice(0, 40));
   for (const el of document.querySelectorAll("button, a")) if (!el.textContent.trim() && !el.getAttribute("aria-label")) out.push("no name: " + el.outerHTML.slice(0, 60));
   const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
@@ -254,6 +256,8 @@ func TestWebPageInBrowser(t *testing.T) {
 	db := h.start(bdir)
 	br.do("the phone turns up to date", waitFor(`window.sameLoad && !!document.querySelector('tr[data-device="phone"] .s-up-to-date')`))
 	br.shot("devices")
+	br.nav("sync now, from the keyboard", chromedp.Focus(chromedp.CSS("#sync-now")), chromedp.KeyEvent(kb.Enter))
+	br.do("syncing", flashSays("Syncing with every reachable device"))
 	br.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	br.shot("devices-phone")
 	br.do("desktop width", chromedp.EmulateViewport(1280, 900))
