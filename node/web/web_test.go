@@ -160,6 +160,17 @@ func TestRefusedWithoutCookieOrFromElsewhere(t *testing.T) {
 	if code, _ := do(t, browser(t), "GET", login.URL, nil, nil); code != http.StatusForbidden {
 		t.Errorf("the login link used a second time: %d, want 403", code)
 	}
+	// A link whose path points elsewhere logs in to this page, not to that place.
+	other, _ := ws.LoginURL()
+	req, _ = http.NewRequest("GET", base+"//evil.example/"+other[len(base)+1:], nil)
+	resp, err = browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("login through //evil.example: %s to %q, want 303 to /", resp.Status, resp.Header.Get("Location"))
+	}
 
 	code, page := do(t, me, "GET", base+"/", nil, nil)
 	if code != http.StatusOK || !strings.Contains(page, "laptop") {
