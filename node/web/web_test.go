@@ -1,10 +1,13 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -412,4 +415,47 @@ func TestPairAndRecordViews(t *testing.T) {
 	if _, err := cl.Get(context.Background(), "notes", "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a value that is not JSON was written: %v", err)
 	}
+}
+
+// TestEventStream: a logged-in page gets the node's changes as server-sent events; a
+// burst of writes arrives (coalesced) up to the last one.
+func TestEventStream(t *testing.T) {
+	ws, cl := serve(t)
+	c, _ := login(t, ws)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ws.Addr()+"/events", nil)
+	c.Timeout = 0
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %s, %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the stream subscribes first
+		for i := range 100 {
+			cl.Put(ctx, "notes", fmt.Sprint("k", i), []byte(`1`))
+		}
+	}()
+	sc := bufio.NewScanner(resp.Body)
+	events := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		events++
+		var ev localapi.Event
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev); err != nil {
+			t.Fatalf("event %q: %v", line, err)
+		}
+		if ev.Record != nil && ev.Record.Key == "k99" {
+			t.Logf("100 writes arrived as %d events (coalesced %s apart)", events, eventGap)
+			return
+		}
+	}
+	t.Fatalf("the stream ended before the last write: %v", sc.Err())
 }
