@@ -322,6 +322,26 @@ func TestWebPageInBrowser(t *testing.T) {
 	}
 	br.do("the losing value in the history", waitFor(`document.querySelector("#history").textContent.includes('"milk": 4')`))
 
+	// Another conflict, closed with a merged value written on the page.
+	db.stop()
+	h.cli(bdir, "put", "notes", "groceries", `{"milk": 6, "eggs": 12}`)
+	if err := da.client.Put(ctx, "notes", "groceries", []byte(`{"milk": 5, "eggs": 24}`)); err != nil {
+		t.Fatal(err)
+	}
+	db = h.start(bdir)
+	br.do("the second conflict appears", waitFor(`!!document.querySelector("#conflicts a")`))
+	br.nav("open it", click("#conflicts a"))
+	br.do("write the merged value", chromedp.SetValue(chromedp.CSS("#merged"), `{"milk": 6, "eggs": 24}`))
+	br.nav("save the merged value", click("#merge-save"))
+	br.do("merged", flashSays("Conflict resolved"))
+	for _, d := range []*crashDaemon{da, db} {
+		eventually(t, "the merged value on "+d.dir, func() (bool, string) {
+			v, err := getOn(d)
+			cs, _ := d.client.Conflicts(ctx)
+			return v == `{"eggs":24,"milk":6}` && len(cs) == 0, fmt.Sprint(v, err, len(cs), " conflicts")
+		})
+	}
+
 	// Grant a share with field rules, then revoke it from the page.
 	dest := testPeer(t).String()
 	br.nav("consent view", click(`nav a[href="/consent"]`))
