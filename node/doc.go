@@ -51,9 +51,13 @@
 //     writes how far it had seen the removed device, rotates the data key (a new key epoch
 //     for the remaining devices) and re-seals old envelopes in the background; the removed
 //     device's writes beyond the cut are refused everywhere. A peer of an older release
-//     (sync version below 3) is refused with ErrOldPeer. Envelopes under a key this device
-//     does not hold yet do not
-//     end a session: they are fetched again later.
+//     (sync version below 4) is refused with ErrOldPeer. Envelopes under a key this device
+//     does not hold yet do not end a session: they are fetched again later.
+//   - A device may hold only some collections (SetScope, store.Scope). Its hello says which
+//     (by collection tag) and gives the root of each collection it holds; two devices
+//     reconcile only over the collections both hold, and the fast path and pushes send a
+//     peer only what it holds. Widening forgets the sync progress with every peer, so the
+//     next sessions reconcile by summary and bring the collections added.
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it
 //     wrote while away) and reports it (States.FullResync).
@@ -64,10 +68,22 @@
 //     they must pass the gater and the hello's mesh proof). Devices behind NATs keep a
 //     reservation on the configured relays (Config.Relays, `meshsync relay`), or on
 //     relays found through the DHT once AutoNAT finds them behind a NAT, and hole-punch
-//     (DCUtR, over TCP or QUIC). Sync and push never run over a relayed connection whose
-//     relay grants less than 10 minutes and 64 MiB (a public relay): such a device shows as
-//     relayed and waits for a direct path. In test mode (internal/testmode) the default
-//     bootstrap list is empty.
+//     (DCUtR, over TCP or QUIC: libp2p punches over whichever transports the two hosts
+//     have observed public addresses for). libp2p tries once, when a relayed connection
+//     comes in, and only if both hosts know a public address by then; two daemons started
+//     together miss that moment. So while a device is reached only through relays, a
+//     second goroutine of its device loop (direct.go) retries on a capped, jittered
+//     backoff (directplan.go: 2 s, then 5 s doubling to 5 min), on the side that received
+//     the relayed connection (the smaller peer id when both did), once both announce hole
+//     punching; DeviceState.Direct shows the state, the failed attempts and the last
+//     error. A device's public addresses other than relayed ones are dropped from the
+//     peerstore once it is reached only through a relay, and a punched address is not
+//     remembered: an old NAT mapping dialled at start leaves state in the routers that
+//     makes the next punch fail for two minutes. Sync and push never run over a relayed
+//     connection whose relay grants less than 10 minutes and 64 MiB (a public relay): such
+//     a device shows as relayed, its sessions wait up to 20 s for a direct path, then fail
+//     saying so (the relay's limits in the reason) and retry. In test mode
+//     (internal/testmode) the default bootstrap list is empty.
 //   - Envelopes received from a device are not sent back to it (echo suppression): the
 //     ranges of sequence numbers they were given are kept per device in the store's local
 //     state, written in the transaction that applies them, so they hold across restarts.

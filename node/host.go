@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -77,48 +78,65 @@ func preferTCP(addrs []ma.Multiaddr) []network.AddrDelay {
 	return out
 }
 
+// peerFDs and peerConnsOut are how many file descriptors and outbound connections (dials
+// included) one peer may hold (libp2p's defaults are 8 and 8 at hostFDs). A hole punch
+// dials every address the peerstore has for the device at once: loopback and home
+// network addresses, IPv4 and IPv6, TCP and QUIC, the ones it had before a restart. Those
+// of another network hang until their dial timeout, and with 8 the punched address was
+// found to get none ("cannot reserve file descriptor", "cannot reserve connection"): the
+// path stayed relayed. Inbound connections per peer keep libp2p's limit.
+const (
+	peerFDs      = 32
+	peerConnsOut = 32
+)
+
 func newResourceManager() (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	limits.PeerBaseLimit.FD = peerFDs - int(float64(hostFDs)*limits.PeerLimitIncrease.FDFraction)
+	limits.PeerBaseLimit.ConnsOutbound = peerConnsOut
+	limits.PeerBaseLimit.Conns = peerConnsOut + limits.PeerBaseLimit.ConnsInbound
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(hostMemory, hostFDs)))
 }
 
-// newHost builds the node's host: listening, gated, with the node's identity.
-func (n *Node) newHost() (host.Host, error) {
-	try := func(addrs []string) (host.Host, error) {
+// newHost builds the node's host: listening, gated, with the node's identity. It returns
+// the host's hole-punch service too (nil in LAN-only mode).
+func (n *Node) newHost() (host.Host, *holepunch.Service, error) {
+	try := func(addrs []string) (host.Host, *holepunch.Service, error) {
 		rm, err := newResourceManager()
 		if err != nil {
-			return nil, fmt.Errorf("resource manager: %w", err)
+			return nil, nil, fmt.Errorf("resource manager: %w", err)
 		}
 		opts := append(baseOptions(n.key, rm), libp2p.ListenAddrStrings(addrs...), libp2p.ConnectionGater(&gater{n: n}))
-		reach, err := n.reachOptions()
+		var hps *holepunch.Service
+		reach, err := n.reachOptions(&hps)
 		if err != nil {
 			rm.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		h, err := libp2p.New(append(opts, reach...)...)
 		if err != nil {
 			rm.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		return h, nil
+		return h, hps, nil
 	}
 	if len(n.cfg.ListenAddrs) > 0 {
-		h, err := try(n.cfg.ListenAddrs)
+		h, hps, err := try(n.cfg.ListenAddrs)
 		if err != nil {
-			return nil, fmt.Errorf("listen on %v: %w", n.cfg.ListenAddrs, err)
+			return nil, nil, fmt.Errorf("listen on %v: %w", n.cfg.ListenAddrs, err)
 		}
-		return h, nil
+		return h, hps, nil
 	}
-	h, err := try(defaultListenAddrs(DefaultPort))
+	h, hps, err := try(defaultListenAddrs(DefaultPort))
 	if err != nil {
 		n.log.Info("default port taken, using a random port", "port", DefaultPort, "err", err)
-		h, err = try(defaultListenAddrs(0))
+		h, hps, err = try(defaultListenAddrs(0))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
-	return h, nil
+	return h, hps, nil
 }
 
 // registerHandlers installs the protocol handlers and the connection notifications.
@@ -137,7 +155,15 @@ func (n *Node) registerHandlers(h host.Host) {
 			}
 			// Relayed: no direct connection to the device (a hole punch that succeeded
 			// adds one, and this notice then clears the flag).
-			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), !hasDirect(nw, c.RemotePeer()))
+			relayed := !hasDirect(nw, c.RemotePeer())
+			if relayed {
+				// Before libp2p's hole punch reads them (it waits for identify).
+				forgetPublicAddrs(h.Peerstore(), c.RemotePeer())
+			}
+			// A direct connection that comes while a relayed one is up was punched: its
+			// address is a NAT's mapping, not worth remembering (direct.go).
+			punched := !relayed && hasRelayed(nw, c.RemotePeer())
+			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), relayed, punched)
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if _, ok := n.isMember(c.RemotePeer()); !ok {

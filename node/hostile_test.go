@@ -113,7 +113,11 @@ func (h *hostile) honestHello() *wire.Hello {
 func (h *hostile) openSync(ctx context.Context, lie func(*wire.Hello)) (*hostileSession, error) {
 	mine := h.honestHello()
 	if lie != nil {
+		root, fp := mine.RootCount, mine.RootFP
 		lie(mine)
+		if mine.RootCount != root || mine.RootFP != fp {
+			mine.Roots = nil // a lie about the root: the store as one untagged tree
+		}
 	}
 	sess, err := h.open(ctx, SyncProtocol)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/meshsync/meshsync/store"
@@ -68,6 +69,11 @@ type netRun struct {
 	wg     sync.WaitGroup // every goroutine of the run, and running protocol handlers
 
 	dht atomic.Pointer[dht.IpfsDHT] // set once by Start; nil in LAN-only mode
+
+	// holePunch is the host's hole-punch service (nil in LAN-only mode); holePunchSeen
+	// is when a direct loop first saw it running (unix ns; direct.go).
+	holePunch     *holepunch.Service
+	holePunchSeen atomic.Int64
 
 	// Guarded by Node.mu:
 	mdns  mdns.Service
@@ -156,11 +162,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if up {
 		return nil
 	}
-	h, err := n.newHost()
+	h, hps, err := n.newHost()
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	r := &netRun{host: h, peers: map[peer.ID]*peerLoop{}}
+	r := &netRun{host: h, holePunch: hps, peers: map[peer.ID]*peerLoop{}}
 	r.ctx, r.cancel = context.WithCancel(n.ctx)
 	n.mu.Lock()
 	n.net.Store(r)
@@ -170,6 +176,10 @@ func (n *Node) Start(ctx context.Context) error {
 	go func() { defer r.wg.Done(); n.feedLoop(r.ctx) }()
 	go func() { defer r.wg.Done(); n.watchAddrs(r.ctx, h) }()
 	go func() { defer r.wg.Done(); n.collectLoop(r.ctx) }()
+	if r.holePunch != nil {
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); n.watchDirect(r.ctx, r) }()
+	}
 	n.mu.Lock()
 	n.reconcilePeersLocked(r)
 	if n.cfg.EnableMDNS {

@@ -18,6 +18,7 @@ type peerLoop struct {
 	kick   chan struct{} // sync now
 	push   chan uint64   // make sure a push stream runs, starting after this sequence
 	gone   chan struct{} // the last connection to the device closed
+	direct chan struct{} // look at the path again (direct.go)
 	cancel context.CancelFunc
 }
 
@@ -55,10 +56,14 @@ func (n *Node) reconcilePeersLocked(r *netRun) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), cancel: cancel}
+		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), direct: make(chan struct{}, 1), cancel: cancel}
 		r.peers[p] = pl
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); n.runPeer(ctx, r.host, pl) }()
+		if r.holePunch != nil {
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); n.directLoop(ctx, r, pl) }()
+		}
 	}
 	for p, pl := range r.peers {
 		if _, ok := n.isMember(p); !ok {
@@ -77,6 +82,7 @@ func jitter(d time.Duration, f float64) time.Duration {
 func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 	var pushDone chan error
 	var pushCancel context.CancelFunc
+	var pushRelayed bool // the push stream runs over a relayed connection
 	stopPush := func() {
 		if pushCancel != nil {
 			pushCancel()
@@ -86,9 +92,11 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 	}
 	defer stopPush()
 	startPush := func(from uint64) {
-		if ok, _ := n.canBulk(pl.p); pushDone != nil || !ok {
+		ok, limited := n.canBulk(pl.p)
+		if pushDone != nil || !ok {
 			return
 		}
+		pushRelayed = limited
 		pctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		pushDone, pushCancel = done, cancel
@@ -102,6 +110,11 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 		case <-ctx.Done():
 			return
 		case <-pl.kick:
+			if pushRelayed && hasDirect(h.Network(), pl.p) {
+				// The path turned direct (direct.go): the session that follows starts
+				// the push stream again, over the direct connection.
+				stopPush()
+			}
 		case <-timer.C:
 		case <-pl.gone:
 			stopPush()

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multihash"
 
@@ -61,12 +62,13 @@ func parseAddrInfos(what string, addrs []string) ([]peer.AddrInfo, error) {
 }
 
 // reachOptions are the host options beyond the LAN: relay client, autorelay on the
-// configured relays, hole punching, port mapping when asked. LAN-only: none.
-func (n *Node) reachOptions() ([]libp2p.Option, error) {
+// configured relays, hole punching, port mapping when asked. LAN-only: none. The host's
+// hole-punch service lands in *hps once the host is built (direct.go retries with it).
+func (n *Node) reachOptions(hps **holepunch.Service) ([]libp2p.Option, error) {
 	if n.cfg.LANOnly {
 		return nil, nil
 	}
-	opts := []libp2p.Option{libp2p.EnableRelay(), libp2p.EnableHolePunching()}
+	opts := []libp2p.Option{libp2p.EnableRelay(), libp2p.EnableHolePunching(captureHolePunch(hps))}
 	relays, err := parseAddrInfos("relay", n.cfg.Relays)
 	if err != nil {
 		return nil, err
@@ -256,6 +258,16 @@ func hasDirect(nw network.Network, p peer.ID) bool {
 	return false
 }
 
+// hasRelayed reports whether nw has a relayed connection to p.
+func hasRelayed(nw network.Network, p peer.ID) bool {
+	for _, c := range nw.ConnsToPeer(p) {
+		if isRelayed(c.RemoteMultiaddr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // roomy reports whether c may carry data: a connection that is not limited, or a relayed
 // one whose relay grants at least roomyRelayData and roomyRelayDuration.
 func roomy(c network.Conn) bool {
@@ -318,13 +330,29 @@ func (n *Node) awaitDataPath(ctx context.Context, p peer.ID) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sync with %s: %w (waiting for hole punching)", shortID(p), ErrRelayLimited)
+			return fmt.Errorf("sync with %s: %w (%s): data waits for a direct path (hole punching)", shortID(p), ErrRelayLimited, n.relayLimits(p))
 		case <-t.C:
 			if ok, _ := n.canBulk(p); ok {
 				return nil
 			}
 		}
 	}
+}
+
+// relayLimits describes the limits of the relayed connections to p, for messages.
+func (n *Node) relayLimits(p peer.ID) string {
+	h := n.hostNow()
+	if h == nil {
+		return "no connection"
+	}
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if st := c.Stat(); st.Limited {
+			data, _ := st.Extra[client.StatLimitData].(uint64)
+			dur, _ := st.Extra[client.StatLimitDuration].(time.Duration)
+			return fmt.Sprintf("it allows %s and %d KiB a connection; data needs %s and %d MiB", dur, data>>10, roomyRelayDuration, roomyRelayData>>20)
+		}
+	}
+	return "no relayed connection left"
 }
 
 // watchAddrs keeps this device's record in the device list current with the host's

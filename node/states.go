@@ -45,6 +45,10 @@ type DeviceState struct {
 	// (limited) rather than directly.
 	Connected bool `json:"connected"`
 	Relayed   bool `json:"relayed"`
+	// Direct is, while the device is reached only through a relay, how this device tries
+	// to make the path direct (hole punching): the state, the failed attempts, the last
+	// error and the next attempt. Nil otherwise.
+	Direct *DirectTry `json:"direct,omitempty"`
 	// Addr is the last address a dial to the device succeeded on.
 	Addr     string    `json:"addr,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
@@ -243,7 +247,7 @@ func (t *tracker) state(p peer.ID) *DeviceState {
 		var saved DeviceState
 		if ok, err := t.n.st.Local().Get(stateName(d.ID), &saved); err == nil && ok && saved.PeerID == p {
 			*s = saved
-			s.Connected = false
+			s.Connected, s.Direct = false, nil
 			if s.Status == StatusSyncing { // the session ended with the process
 				s.Status = StatusOffline
 			}
@@ -422,13 +426,16 @@ func (t *tracker) settled(s *DeviceState) {
 	s.Reason, s.NextRetry = "", time.Time{}
 }
 
-func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr, limited bool) {
+// connected records a new connection to p: limited when p is reached only through
+// relays, punched when it is a direct connection made by hole punching (its address is
+// then not remembered for the next start).
+func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr, limited, punched bool) {
 	now := t.n.cfg.Now().UTC()
 	t.do(func() {
 		t.update(p, func(s *DeviceState) {
 			s.Connected, s.LastSeen = true, now
 			s.Relayed = limited || isRelayed(addr)
-			if dir == network.DirOutbound && addr != nil && !s.Relayed && s.Addr != addr.String() {
+			if dir == network.DirOutbound && addr != nil && !s.Relayed && !punched && s.Addr != addr.String() {
 				s.Addr = addr.String()
 				t.dirty[p] = true
 			}
@@ -443,7 +450,7 @@ func (t *tracker) disconnected(p peer.ID) {
 			return // a newer connection is up: this notice arrived late
 		}
 		t.update(p, func(s *DeviceState) {
-			s.Connected, s.LastSeen = false, now
+			s.Connected, s.LastSeen, s.Direct = false, now, nil
 			if s.Status != StatusError {
 				s.Status = StatusOffline
 			}
@@ -460,6 +467,13 @@ func (t *tracker) offline(p peer.ID, err error, next time.Time) {
 		t.update(p, func(s *DeviceState) {
 			s.Status, s.Reason, s.NextRetry, s.Connected = StatusOffline, err.Error(), next.UTC(), false
 		})
+	})
+}
+
+// direct records how this device tries to make the path to p direct (nil: not relayed).
+func (t *tracker) direct(p peer.ID, d *DirectTry) {
+	t.do(func() {
+		t.update(p, func(s *DeviceState) { s.Direct = d })
 	})
 }
 

@@ -3,15 +3,18 @@
 # .ci/run calls it. It installs what the suite needs when missing (nftables, jq, iproute2),
 # skips with exit 0 and a clear message where it cannot run (not root, no network
 # namespaces), builds meshsync once, and runs the PR scenarios (lan+cut, badlink, nat, nat-dht,
-# nat-random, replica) within a budget of about 10 minutes, then prints a table of figures.
+# nat-random, nat-order, nat-public, relay-restart, replica) within a budget of about 15
+# minutes, then prints a table of figures.
 #
 # It fails only when a promise broke: no convergence, a lost write, a wrong state, a canary
 # on the replica, or the budget running out. A hole punch that does not make the path
-# direct is a figure in the table, not a failure.
+# direct is a figure in the table, not a failure, except in nat-order and nat-public: there
+# the NATs allow it, and a path still relayed 30 s after both devices started is the bug of
+# issue 19.
 #
 # Usage:
 #   scripts/ci-netns.sh                      # the PR set
-#   NETNS_BUDGET=900 scripts/ci-netns.sh     # seconds for the scenarios (default 600)
+#   NETNS_BUDGET=1200 scripts/ci-netns.sh    # seconds for the scenarios (default 900)
 #   scripts/ci-netns.sh nat nat-random       # other scenarios (see netns-reach.sh)
 # The long fault run (row 20) is not part of it: scripts/netns-reach.sh faults.
 set -uo pipefail
@@ -46,7 +49,7 @@ ip netns exec "$probe" nft add table inet msprobe 2>/dev/null || ok=0
 ip netns del "$probe"
 [ $ok = 1 ] || skip "veth pairs or nftables do not work in a namespace here"
 
-budget=${NETNS_BUDGET:-600}
+budget=${NETNS_BUDGET:-900}
 bin=$(mktemp -d /tmp/meshsync-ci-netns.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 echo "netns: build"

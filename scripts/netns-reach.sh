@@ -24,8 +24,19 @@
 #               (autorelay's peer source), so no address but the bootstrap is typed.
 #   nat-random  the same behind `masquerade random,fully-random`: hole punching cannot work,
 #               so the devices sync through the (roomy, own) relay and status shows "relayed";
+#               one device retries hole punching on its backoff and status and --json say so,
+#               with the attempts and the last error (the other: "the device tries direct");
 #               then, with a relay capped like a public one (2 min, 128 KiB), status still shows
 #               "relayed" and no record crosses the limited connection. RUNS (1) runs.
+#   nat-order   issue 19's race, behind port-preserving NATs, with devices that already know
+#               each other's relayed address: the device started second dials the first
+#               through the relay at once, before it knows a public address, so libp2p's one
+#               hole punch fails; for A first, B first and both at once (a fresh network each
+#               time), the path must turn direct on both sides within ORDER_WAIT (30) s.
+#   nat-public  the same race through a relay capped like a public one (2 min, 128 KiB) with
+#               RECORDS (10000) records on A: B must hold them all within PUBLIC_WAIT (180) s.
+#   relay-restart  behind random NATs (relayed only), the relay restarts under two synced
+#               devices: a write crosses within RESTART_WAIT (90) s of its return.
 #   replica     three devices on one LAN, one a blind replica (`meshsync pair --replica`,
 #               `join`, `meshsync replica`): B goes away, A writes canary records and goes away,
 #               B comes back and gets them from the replica; the replica's files hold no canary.
@@ -36,7 +47,8 @@
 #               differ between devices: must be 0), bytes sent, failed sessions, the slowest
 #               local write (a write that waits more than 30 s for the network fails the
 #               run). CONVERGE_WAIT (300) s for convergence. No delay here (see badlink).
-#   pr          the CI set: lan+cut, badlink, nat, nat-dht, nat-random, replica (about 4-9 minutes).
+#   pr          the CI set: lan+cut, badlink, nat, nat-dht, nat-random, nat-order, nat-public,
+#               relay-restart, replica (about 6-11 minutes).
 #   all         pr and faults.
 #
 # Usage (root; skips cleanly otherwise, or when ip, nft, jq or go is missing):
@@ -49,7 +61,8 @@
 # as a failure), KEEP=1 (keep the work directory with every log), BIN (a prebuilt meshsync).
 #
 # Exit status: 0 when every promise held; 1 when one broke (no convergence, a lost write, a
-# wrong state, a canary on the replica). Hole punching failing is reported, not a failure.
+# wrong state, a canary on the replica). Hole punching failing is reported, not a failure,
+# except in nat-order and nat-public, where the NATs allow it (issue 19).
 # Every run uses its own namespace prefix (ms<pid>-); namespaces left by a run that died
 # are removed at the next start, and this run's namespaces, processes and nftables tables
 # (all inside its namespaces) go on any exit.
@@ -439,14 +452,18 @@ relay_up() {
 	RELAY=$(grep '/tcp/4001/p2p/' "$T/relay.out" | head -1)
 }
 
-# nat_devices: start both devices' daemons behind their NATs, through RELAY.
-nat_devices() {
+# nat_daemon NS DIR: start a device's daemon behind the NAT of home NS, through RELAY.
+# NAT_PORT (4747) is the port to listen on.
+nat_daemon() {
+	local port=${NAT_PORT:-4747}
 	local net=(--no-mdns --dht-mode client --bootstrap "$RELAY"
-		--listen /ip4/0.0.0.0/tcp/4747,/ip4/0.0.0.0/udp/4747/quic-v1)
+		--listen "/ip4/0.0.0.0/tcp/$port,/ip4/0.0.0.0/udp/$port/quic-v1")
 	# NAT_RELAY=dht: no relay is given; the devices find it through the DHT.
 	[ "${NAT_RELAY:-given}" = dht ] || net+=(--relay "$RELAY")
-	daemon h1 "$1" "${net[@]}" && daemon h2 "$2" "${net[@]}"
+	daemon "$1" "$2" "${net[@]}"
 }
+# nat_devices: start both devices' daemons behind their NATs, through RELAY.
+nat_devices() { nat_daemon h1 "$1" && nat_daemon h2 "$2"; }
 
 # nat_once MODE RUN: one run of nat (MODE preserve) or nat-random (MODE random).
 nat_once() {
@@ -492,6 +509,15 @@ nat_once() {
 		fi
 		st=$(status "$A")
 		fig="$fig; status \"$st\""
+		# A clear state: one side retries hole punching on its backoff and says why the
+		# last attempt failed; the other says that side tries.
+		local t1; t1=$(now)
+		if waitfor 90 eval 'tried_direct "$A" || tried_direct "$B"'; then
+			log "$name run $run: A's row: $(status_row "$A"); B's row: $(status_row "$B")"
+			fig="$fig; hole punching retried, first failure after $(since "$t1") s: A \"$(direct_try "$A")\", B \"$(direct_try "$B")\""
+		else
+			fail "$name run $run: no device reports a failed hole punch 90 s after the sync (A: $(direct_try "$A"); B: $(direct_try "$B"))"; res=FAIL
+		fi
 	fi
 	record "$name" "$run" "$res" "$fig"
 	stop_all
@@ -526,8 +552,9 @@ nat_stingy() {
 		fi
 	else
 		local why; why=$(grep -c 'limited relay' "$A.log" "$B.log" | awk -F: '{s+=$2} END {print s+0}')
-		log "nat-stingy run $run: relayed after $trel s, no data crossed in 40 s (status \"$st\"; $why 'limited relay' refusals logged)"
-		record nat-stingy "$run" ok "status \"$st\" after $trel s; 0 records crossed in 40 s"
+		local row; row=$(status_row "$A")
+		log "nat-stingy run $run: relayed after $trel s, no data crossed in 40 s (A's row: $row; $why 'limited relay' refusals logged)"
+		record nat-stingy "$run" ok "status \"$st\" after $trel s; 0 records crossed in 40 s; A's row: $row"
 	fi
 	stop_all
 }
@@ -545,6 +572,165 @@ scenario_nat() {
 	direct=$(grep "^$name|.*|ok|" "$RESULTS" | grep -c 'direct after')
 	echo "$name: passed $ok/$RUNS, hole punching made the path direct $direct/$RUNS"
 	record "$name" all info "passed $ok/$RUNS; direct $direct/$RUNS"
+}
+
+# knows_circuits DIR: every device record DIR holds names a relayed (circuit) address, as
+# after a first run through the relay: a daemon started later dials them at once.
+knows_circuits() {
+	"$BIN" --dir "$1" --json devices 2>/dev/null |
+		jq -e '[.devices[] | (.addrs // []) | any(contains("p2p-circuit"))] | all' >/dev/null
+}
+# direct_try DIR: "<state> <attempts> <last error>" of DIR's view of the other device's
+# attempts to make the path direct ("-" when it makes none).
+direct_try() {
+	"$BIN" --dir "$1" --json status 2>/dev/null |
+		jq -r '.devices[0].direct | if . == null then "-" else "\(.state) \(.attempts) \(.last_error // "")" end'
+}
+# status_row DIR: the row of the other device in DIR's `meshsync status` table.
+status_row() { "$BIN" --dir "$1" status 2>/dev/null | grep -E '^(laptop|phone) ' | tr -s ' '; }
+both_direct() { is_direct "$1" && is_direct "$2"; }
+# tried_direct DIR: DIR's device retries hole punching and has a failed attempt to show.
+tried_direct() {
+	"$BIN" --dir "$1" --json status 2>/dev/null | jq -e '.devices[0].direct | . != null and .attempts >= 1 and .last_error != ""' >/dev/null
+}
+
+# nat_warm A B: run both devices once through the relay until each knows the other's
+# relayed address (the state after pairing through a relay), then stop them.
+nat_warm() {
+	nat_devices "$1" "$2" || return 1
+	waitfor 60 knows_circuits "$1" && waitfor 60 knows_circuits "$2" || return 1
+	stop "$1"; stop "$2"
+}
+
+# scenario_nat_order: issue 19's race. Two homes behind port-preserving NATs whose
+# devices already know each other's relayed address. The device started second dials the
+# first through the relay at once, before it knows a public address of its own, so
+# libp2p's one hole punch fails ("protocols not supported: [/libp2p/dcutr]"); meshsync
+# retries. For each order (A first, B first, both at once) the path must turn direct on
+# both sides within ORDER_WAIT (30) s of the second start, and a write must cross.
+scenario_nat_order() {
+	local wait=${ORDER_WAIT:-30}
+	echo "== nat-order: either device started first, the path turns direct within $wait s"
+	if [ ! -d "$T/pristine-a" ]; then
+		pair "$T/pristine-a" "$T/pristine-b" || { fail "pairing"; record nat-order - FAIL pairing; return; }
+	fi
+	local A="$T/ord-a" B="$T/ord-b"
+	rm -rf "$A" "$B" "$A.log" "$B.log"
+	cp -a "$T/pristine-a" "$A"; cp -a "$T/pristine-b" "$B"
+	nat_up preserve
+	START=$(now)
+	relay_up || { fail "nat-order: relay did not start"; record nat-order - FAIL "relay did not start"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	nat_warm "$A" "$B" || { fail "nat-order: the devices never learnt each other's relayed address"; record nat-order - FAIL "warm-up"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	stop_all; del_ns pub r1 r2 h1 h2
+	local order
+	for order in a-first b-first together; do
+		# A new network each time (the same addresses): the routers' connection tracking
+		# and the hosts' TIME_WAIT sockets of the last run's direct connection would
+		# otherwise meet the next punch, which a person restarting after a while never sees.
+		nat_up preserve
+		relay_up || { fail "nat-order $order: relay did not start"; record nat-order "$order" FAIL "relay did not start"; stop_all; del_ns pub r1 r2 h1 h2; continue; }
+		local gap=${ORDER_GAP:-5}
+		case $order in
+		a-first) nat_daemon h1 "$A" && sleep "$gap" && nat_daemon h2 "$B" ;;
+		b-first) nat_daemon h2 "$B" && sleep "$gap" && nat_daemon h1 "$A" ;;
+		together) nat_daemon h1 "$A" & local bg=$!; nat_daemon h2 "$B"; wait $bg ;;
+		esac
+		local t0; t0=$(now)
+		local res=ok fig
+		if waitfor "$wait" both_direct "$A" "$B"; then
+			fig="direct on both sides $(since "$t0") s after the second start"
+		else
+			fail "nat-order $order: not direct within $wait s (A: $(status_row "$A"); B: $(status_row "$B"))"
+			res=FAIL; fig="not direct within $wait s; A tries: $(direct_try "$A"); B tries: $(direct_try "$B")"
+		fi
+		"$BIN" --dir "$A" put notes "order-$order" '{"from":"a"}' >/dev/null
+		if ! waitfor 60 has "$B" "order-$order"; then
+			fail "nat-order $order: A's write did not reach B in 60 s"; res=FAIL; fig="$fig; write lost"
+		fi
+		local retried; retried=$(cat "$A.log" "$B.log" | grep -c 'path made direct')
+		log "nat-order $order: $fig (paths made direct by a retry so far: $retried)"
+		record nat-order "$order" "$res" "$fig"
+		stop_all
+		del_ns pub r1 r2 h1 h2
+	done
+}
+
+# scenario_nat_public: the race of nat-order with a relay capped like a public one (2
+# min, 128 KiB per connection) and 10,000 records on A: the sync must complete (over the
+# direct path once hole punching makes it) within PUBLIC_WAIT (180) s, or fail with status
+# saying why.
+scenario_nat_public() {
+	local n=${RECORDS:-10000} wait=${PUBLIC_WAIT:-180}
+	echo "== nat-public: a relay capped at 2 min and 128 KiB, $n records from A to B"
+	if [ ! -d "$T/pristine-a" ]; then
+		pair "$T/pristine-a" "$T/pristine-b" || { fail "pairing"; record nat-public - FAIL pairing; return; }
+	fi
+	local A="$T/pub-a" B="$T/pub-b"
+	rm -rf "$A" "$B" "$A.log" "$B.log"
+	cp -a "$T/pristine-a" "$A"; cp -a "$T/pristine-b" "$B"
+	nat_up preserve
+	START=$(now)
+	relay_up --max-duration 2m --max-data 131072 || { fail "nat-public: relay did not start"; record nat-public - FAIL "relay did not start"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	nat_warm "$A" "$B" || { fail "nat-public: the devices never learnt each other's relayed address"; record nat-public - FAIL "warm-up"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	"$FILL" -dir "$A" -collection bulk -n "$n" || { fail "nat-public: fill"; record nat-public - FAIL "fill failed"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	# A new network (see nat-order), B started right after A: the race.
+	stop_all; del_ns pub r1 r2 h1 h2
+	nat_up preserve
+	relay_up --max-duration 2m --max-data 131072 || { fail "nat-public: relay did not start"; record nat-public - FAIL "relay did not start"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	nat_daemon h1 "$A" && nat_daemon h2 "$B" || { fail "nat-public: daemon"; record nat-public - FAIL daemon; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	local t0; t0=$(now) td="-"
+	if waitfor "$wait" has_count "$B" bulk "$n"; then
+		local t; t=$(since "$t0")
+		waitfor 5 both_direct "$A" "$B" && td=direct
+		log "nat-public: $n records on B $t s after the start (path: $td; A: $(status_row "$A"))"
+		record nat-public 1 ok "$n records in $t s through hole punching (path $td)"
+	else
+		local row; row=$(status_row "$A")
+		fail "nat-public: B holds $(count "$B" bulk)/$n records after $wait s (A: $row; A tries: $(direct_try "$A"))"
+		record nat-public 1 FAIL "$(count "$B" bulk)/$n records after $wait s; A: $row"
+	fi
+	stop_all
+	del_ns pub r1 r2 h1 h2
+}
+
+# scenario_relay_restart: behind `masquerade random` NATs (relayed only) the relay is
+# restarted under the devices: both come back through it (new reservations, a new relayed
+# connection) and a write crosses within RESTART_WAIT (90) s; status shows the path
+# relayed with hole punching retried and its last error.
+scenario_relay_restart() {
+	local wait=${RESTART_WAIT:-90}
+	echo "== relay-restart: random NAT, the relay restarts under two synced devices"
+	if [ ! -d "$T/pristine-a" ]; then
+		pair "$T/pristine-a" "$T/pristine-b" || { fail "pairing"; record relay-restart - FAIL pairing; return; }
+	fi
+	local A="$T/rr-a" B="$T/rr-b"
+	rm -rf "$A" "$B" "$A.log" "$B.log"
+	cp -a "$T/pristine-a" "$A"; cp -a "$T/pristine-b" "$B"
+	nat_up random
+	START=$(now)
+	relay_up || { fail "relay-restart: relay did not start"; record relay-restart - FAIL "relay did not start"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	nat_devices "$A" "$B" || { fail "relay-restart: daemon"; record relay-restart - FAIL daemon; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	"$BIN" --dir "$A" put notes before '{"relay":"first"}' >/dev/null
+	if ! waitfor 90 has "$B" before; then
+		fail "relay-restart: no sync before the restart (A: $(status_row "$A"))"; record relay-restart 1 FAIL "no sync before the restart"
+		stop_all; del_ns pub r1 r2 h1 h2; return
+	fi
+	stop "$T/relay"
+	log "relay-restart: relay stopped"
+	sleep 2
+	relay_up || { fail "relay-restart: relay did not start again"; record relay-restart 1 FAIL "relay did not restart"; stop_all; del_ns pub r1 r2 h1 h2; return; }
+	local t0; t0=$(now)
+	"$BIN" --dir "$A" put notes after '{"relay":"restarted"}' >/dev/null
+	if waitfor "$wait" has "$B" after; then
+		local t; t=$(since "$t0")
+		log "relay-restart: a write crossed $t s after the relay came back (A: $(status_row "$A"); B: $(status_row "$B"))"
+		record relay-restart 1 ok "write crossed $t s after the relay restart; A: $(direct_try "$A"); B: $(direct_try "$B")"
+	else
+		fail "relay-restart: A's write did not reach B $wait s after the relay came back (A: $(status_row "$A"))"
+		record relay-restart 1 FAIL "write lost $wait s after the restart"
+	fi
+	stop_all
+	del_ns pub r1 r2 h1 h2
 }
 
 # lan3_up N…: a bridged LAN in namespace "sw" with device namespaces N… (10.79.0.K).
@@ -716,19 +902,23 @@ run_scenario() {
 	nat) scenario_nat preserve ;;
 	nat-random) scenario_nat random ;;
 	nat-dht) NAT_RELAY=dht scenario_nat preserve nat-dht ;;
+	nat-order) scenario_nat_order ;;
+	nat-public) scenario_nat_public ;;
+	relay-restart) scenario_relay_restart ;;
 	replica) scenario_replica ;;
 	faults) scenario_faults ;;
 	*) echo "unknown scenario $1"; FAIL=1 ;;
 	esac
 }
 
+PR_SET="cut badlink nat nat-dht nat-random nat-order nat-public relay-restart replica"
 [ $# -gt 0 ] || set -- pr
 for s in "$@"; do
 	case "$s" in
-	pr) for x in cut badlink nat nat-dht nat-random replica; do run_scenario "$x"; done ;;
-	all) for x in cut badlink nat nat-dht nat-random replica faults; do run_scenario "$x"; done ;;
-	lan | cut | badlink | nat | nat-dht | nat-random | replica | faults) run_scenario "$s" ;;
-	*) echo "usage: $0 [lan|cut|badlink|nat|nat-dht|nat-random|replica|faults|pr|all]…"; exit 2 ;;
+	pr) for x in $PR_SET; do run_scenario "$x"; done ;;
+	all) for x in $PR_SET faults; do run_scenario "$x"; done ;;
+	lan | cut | badlink | nat | nat-dht | nat-random | nat-order | nat-public | relay-restart | replica | faults) run_scenario "$s" ;;
+	*) echo "usage: $0 [lan|cut|badlink|nat|nat-dht|nat-random|nat-order|nat-public|relay-restart|replica|faults|pr|all]…"; exit 2 ;;
 	esac
 done
 show_table

@@ -150,6 +150,7 @@ var hints = []struct {
 	{store.ErrBlind, false, "this directory is a blind replica: read and write records on a device of the mesh"},
 	{store.ErrInvalid, true, ""},
 	{store.ErrReserved, true, ""},
+	{store.ErrOutOfScope, true, ""},
 	{store.ErrTooLarge, true, ""},
 	{errNoPassphrase, true, ""},
 	{node.ErrBadInvite, true, "check the code (copy it whole, as printed by `meshsync pair`)"},

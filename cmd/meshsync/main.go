@@ -53,6 +53,7 @@ type cli struct {
 	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
 	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
 	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`
+	Scope     scopeCmd     `cmd:"" help:"Show or choose the collections this device holds (selective sync)."`
 	Consent   consentCmd   `cmd:"" help:"Grant, list and revoke what may leave your devices, to whom and why."`
 	Share     shareCmd     `cmd:"" help:"Send a collection to a destination, as a grant allows it (anonymized, audited)."`
 	Receive   receiveCmd   `cmd:"" help:"Run a share destination: print its peer id, accept shares, write them as JSON lines."`

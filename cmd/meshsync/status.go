@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
 )
 
@@ -76,6 +78,9 @@ func writeStatus(w io.Writer, st localapi.Status, width int) {
 		fmt.Fprintln(w, "! "+shown(warn))
 	}
 	fmt.Fprintf(w, "This device: %s (%s), %s\n", shown(st.Device.Name), shortPeer(st.PeerID), st.Overall)
+	if len(st.Scope) > 0 {
+		fmt.Fprintf(w, "It holds: %s (and meshsync's own collections; meshsync scope to change)\n", shown(strings.Join(st.Scope, ", ")))
+	}
 	if len(st.Devices) == 0 {
 		fmt.Fprintln(w, "No other devices yet: add one with `meshsync pair`.")
 		return
@@ -98,16 +103,53 @@ func writeStatus(w io.Writer, st localapi.Status, width int) {
 			path = "direct"
 			if d.Relayed {
 				path = "relayed"
+				if d.Direct != nil {
+					path += " (" + directText(d.Direct, time.Now()) + ")"
+				}
 			}
 		}
 		name := d.Name
 		if name == "" { // a blind replica knows devices by id only
 			name = d.DeviceID
 		}
+		if len(d.Scope) > 0 {
+			name += " [" + strings.Join(d.Scope, ",") + "]"
+		}
 		name = shown(name)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)
 	}
 	tw.Flush()
+}
+
+// directText says how the device tries to make a relayed path direct, as of now:
+// "trying direct, next in 20 s".
+func directText(d *node.DirectTry, now time.Time) string {
+	switch d.State {
+	case node.DirectTrying:
+		s := "trying direct, now"
+		if wait := d.Next.Sub(now).Round(time.Second); wait >= time.Second {
+			s = "trying direct, next in " + shortWait(wait)
+		}
+		if d.Attempts > 0 {
+			s += fmt.Sprintf(", %d failed", d.Attempts)
+		}
+		return s
+	case node.DirectNoAddress:
+		return "direct once this device learns its public address"
+	case node.DirectDeviceNoAddress:
+		return "direct once the device learns its public address"
+	case node.DirectDeviceTries:
+		return "the device tries direct"
+	}
+	return string(d.State)
+}
+
+// shortWait is d as "20 s", "4 min".
+func shortWait(d time.Duration) string {
+	if d < 2*time.Minute {
+		return fmt.Sprintf("%d s", int(d/time.Second))
+	}
+	return fmt.Sprintf("%d min", int(d/time.Minute))
 }
 
 func shortPeer(p string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
@@ -116,5 +117,50 @@ func TestStatusOneLinePerDevice(t *testing.T) {
 		if width == 0 && !strings.Contains(row, "no recent network activity") {
 			t.Errorf("without a terminal the reason is cut: %s", row)
 		}
+	}
+}
+
+// TestStatusTryingDirect: a device reached only through a relay shows how this device
+// tries to make the path direct ("relayed (trying direct, next in 20 s)"), still on one
+// line; --json carries the state, the attempts and the last error.
+func TestStatusTryingDirect(t *testing.T) {
+	lastErr := "failed to open hole-punching stream: protocols not supported: [/libp2p/dcutr]"
+	st := localapi.Status{Device: store.DeviceInfo{ID: "d-self", Name: "laptop"},
+		Devices: []localapi.DeviceStatus{
+			{DeviceState: node.DeviceState{DeviceID: "d-phone", Name: "phone", Status: node.StatusUpToDate, Connected: true, Relayed: true,
+				Direct: &node.DirectTry{State: node.DirectTrying, Attempts: 2, LastError: lastErr, Next: time.Now().Add(20*time.Second + 400*time.Millisecond)}}},
+			{DeviceState: node.DeviceState{DeviceID: "d-tablet", Name: "tablet", Status: node.StatusUpToDate, Connected: true, Relayed: true,
+				Direct: &node.DirectTry{State: node.DirectDeviceTries}}},
+		}}
+	var b bytes.Buffer
+	writeStatus(&b, st, 0)
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines:\n%s", len(lines), b.String())
+	}
+	if !strings.Contains(lines[2], "relayed (trying direct, next in 20 s, 2 failed)") {
+		t.Errorf("phone's row: %s", lines[2])
+	}
+	if !strings.Contains(lines[3], "relayed (the device tries direct)") {
+		t.Errorf("tablet's row: %s", lines[3])
+	}
+	j, err := json.Marshal(st.Devices[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Relayed bool `json:"relayed"`
+		Direct  struct {
+			State     string `json:"state"`
+			Attempts  int    `json:"attempts"`
+			LastError string `json:"last_error"`
+			Next      string `json:"next"`
+		} `json:"direct"`
+	}
+	if err := json.Unmarshal(j, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Relayed || got.Direct.State != "trying" || got.Direct.Attempts != 2 || got.Direct.LastError != lastErr || got.Direct.Next == "" {
+		t.Errorf("JSON %s", j)
 	}
 }

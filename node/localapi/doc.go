@@ -44,6 +44,8 @@
 //	GET    /v2/policy               ?collection → view.Policy (defaults filled in)
 //	PUT    /v2/policy               ?collection, view.Policy as the body
 //	GET    /v2/policies             → {collection: view.Policy}, explicit ones only
+//	GET    /v2/scope                → ScopeView
+//	PUT    /v2/scope                ScopeRequest as the body → ScopeResult
 //	POST   /v2/verify               → view.Report
 //	POST   /v2/export               {path, passphrase} → view.BackupInfo
 //	POST   /v2/import               {path, passphrase, dry_run} → view.ImportStats
