@@ -28,7 +28,8 @@
 //
 // # Caveats
 //
-// Sessions live in memory: a restarted daemon asks for a new link (`meshsync ui`).
+// Sessions live in memory, for SessionTTL at most: a restarted daemon asks for a new
+// link (`meshsync ui`).
 // The records view lists a collection through the local API's list route, which reads
 // it whole; it shows the first MaxRows records of a listing.
 package web

@@ -227,7 +227,8 @@ func TestRefusedWithoutCookieOrFromElsewhere(t *testing.T) {
 	}
 }
 
-// TestLoginLinkExpires: a login link is refused after TokenTTL.
+// TestLoginLinkExpires: a login link is refused after TokenTTL, a session after
+// SessionTTL.
 func TestLoginLinkExpires(t *testing.T) {
 	ws, _ := serve(t)
 	now := time.Now()
@@ -236,6 +237,15 @@ func TestLoginLinkExpires(t *testing.T) {
 	now = now.Add(TokenTTL + time.Second)
 	if code, _ := do(t, browser(t), "GET", u, nil, nil); code != http.StatusForbidden {
 		t.Errorf("an expired login link: %d, want 403", code)
+	}
+	c, _ := login(t, ws)
+	now = now.Add(SessionTTL - time.Second)
+	if code, _ := do(t, c, "GET", "http://"+ws.Addr()+"/", nil, nil); code != http.StatusOK {
+		t.Errorf("a session just before SessionTTL: %d, want 200", code)
+	}
+	now = now.Add(2 * time.Second)
+	if code, _ := do(t, c, "GET", "http://"+ws.Addr()+"/", nil, nil); code != http.StatusForbidden {
+		t.Errorf("a session past SessionTTL: %d, want 403", code)
 	}
 }
 
