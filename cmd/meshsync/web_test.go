@@ -311,6 +311,9 @@ func TestWebPageInBrowser(t *testing.T) {
 		t.Fatalf("the versions side by side do not name both devices and values:\n%s", got)
 	}
 	br.shot("conflict")
+	br.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	br.shot("conflict-phone")
+	br.do("desktop width", chromedp.EmulateViewport(1280, 900))
 	br.nav("keep the phone's version", click(`button.pick[data-device="phone"]`))
 	br.do("resolved", flashSays("Conflict resolved"))
 	for _, d := range []*crashDaemon{da, db} {
