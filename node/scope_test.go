@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshsync/meshsync/node/internal/wire"
+	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
 )
 
@@ -119,5 +121,52 @@ func TestScopedPhone(t *testing.T) {
 	})
 	if recs, colls := appRecords(t, phone); recs != 12 || colls != 2 {
 		t.Errorf("after widening the phone holds %d records in %d collections, want 12 in 2", recs, colls)
+	}
+}
+
+// TestHostilePushOutsideScope: a member that ignores a phone's scope and pushes it photos,
+// by push and on the sync fast path, gets them acknowledged and dropped: the phone's store
+// never holds a record outside its scope.
+func TestHostilePushOutsideScope(t *testing.T) {
+	nodes := newMesh(t, 2)
+	phone := nodes[0]
+	notes, _ := store.NewScope("notes")
+	if _, err := phone.SetScope(notes, false); err != nil {
+		t.Fatal(err)
+	}
+	m := newHostile(t, phone, "m")
+	mdev := m.self.ID
+	if _, err := m.syncWith(ctxT(t, 30*time.Second), phone.id); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := m.openSync(ctxT(t, 10*time.Second), func(h *wire.Hello) { h.RootFP[0] ^= 1; h.LastSeq += 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := sess.theirs.KnownSeq
+	sess.batch(from, from+1, m.seal("photos", "synced", `{"canary":"out-of-scope"}`, version(mdev, resolve.VersionVector{mdev: 1}), 0))
+	sess.end(1)
+	sess.ended(2 * time.Second) // an honest end: the target waits for Done, and the test goes on
+	sess.close()
+
+	push, err := m.openPush(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push.batch(from+1, from+3,
+		m.seal("photos", "pushed", `{"canary":"out-of-scope"}`, version(mdev, resolve.VersionVector{mdev: 2}), 0),
+		m.seal("notes", "pushed", `{"v":1}`, version(mdev, resolve.VersionVector{mdev: 3}), 0))
+	if _, b, err := push.readFrame(); err != nil {
+		t.Fatalf("push: %v", err)
+	} else if _, err := wire.UnmarshalAck(b); err != nil {
+		t.Fatalf("push ack: %v", err)
+	}
+	push.close()
+
+	if err := hasValue(phone, "notes", "pushed", `{"v":1}`); err != nil {
+		t.Errorf("the in-scope note pushed beside the photo: %v", err)
+	}
+	if recs, colls := appRecords(t, phone); colls != 1 {
+		t.Errorf("the phone holds %d records in %d application collections, want notes only", recs, colls)
 	}
 }

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -41,6 +42,22 @@ func (c *Client) Invite(ctx context.Context, expires time.Duration, replica bool
 	return out, err
 }
 
+// InviteShort opens an invite by short code ("4-garden-orbit-pencil") valid for expires
+// (at most node.MaxShortInviteExpiry); the answer lists the device's addresses.
+func (c *Client) InviteShort(ctx context.Context, expires time.Duration) (Invite, error) {
+	var out Invite
+	err := c.do(ctx, "POST", "/invite", nil, inviteRequest{ExpiresSeconds: seconds(expires), Short: true}, &out)
+	return out, err
+}
+
+// InviteState says whether the latest invite is open, how many wrong codes it saw and
+// why it closed.
+func (c *Client) InviteState(ctx context.Context) (node.InviteState, error) {
+	var out node.InviteState
+	err := c.do(ctx, "GET", "/invite", nil, nil, &out)
+	return out, err
+}
+
 // Devices lists the mesh's devices, removed ones included.
 func (c *Client) Devices(ctx context.Context) ([]node.Device, error) {
 	var out []node.Device
@@ -55,10 +72,14 @@ func (c *Client) RemoveDevice(ctx context.Context, id string, pass []byte) error
 }
 
 // UI returns the address of the daemon's web page with a new one-time login token in it.
-// A server without a web page (no daemon, a blind replica) answers ErrBadRequest.
+// A server without a web page (no daemon, a blind replica) answers ErrBadRequest; a
+// daemon of an older meshsync, ErrOldDaemon.
 func (c *Client) UI(ctx context.Context) (UI, error) {
 	var out UI
 	err := c.do(ctx, "POST", "/ui", nil, nil, &out)
+	if errors.Is(err, errNoRoute) {
+		err = fmt.Errorf("%w: it has no web page; stop it and start it again with this meshsync", ErrOldDaemon)
+	}
 	return out, err
 }
 

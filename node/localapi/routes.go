@@ -55,6 +55,7 @@ var routes = []route{
 	{method: "GET", path: "/status", call: (*Server).status},
 	{method: "POST", path: "/sync", call: (*Server).sync},
 	{method: "POST", path: "/invite", call: (*Server).invite},
+	{method: "GET", path: "/invite", call: (*Server).inviteState},
 	{method: "GET", path: "/devices", call: (*Server).devices},
 	{method: "DELETE", path: "/device", call: (*Server).removeDevice},
 	{method: "GET", path: "/events", stream: (*Server).events},
@@ -305,6 +306,16 @@ func (s *Server) invite(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.Short {
+		if req.Replica {
+			return nil, fmt.Errorf("%w: a short code cannot invite a replica", store.ErrInvalid)
+		}
+		inv, err := n.InviteShort(duration(req.ExpiresSeconds, 0))
+		if err != nil {
+			return nil, err
+		}
+		return Invite{Code: inv.Code, Expires: inv.Expires, Addrs: inv.Addrs}, nil
+	}
 	invite := n.Invite
 	if req.Replica {
 		invite = n.InviteReplica
@@ -313,7 +324,15 @@ func (s *Server) invite(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Invite{Code: code, Expires: until}, nil
+	return Invite{Code: code, Expires: until, Addrs: n.InviteAddrs()}, nil
+}
+
+func (s *Server) inviteState(*http.Request) (any, error) {
+	n, err := s.node()
+	if err != nil {
+		return nil, err
+	}
+	return n.InviteState(), nil
 }
 
 func (s *Server) devices(*http.Request) (any, error) {
@@ -341,7 +360,7 @@ func (s *Server) removeDevice(r *http.Request) (any, error) {
 // ui answers the web page's address with a new one-time login token in it.
 func (s *Server) ui(*http.Request) (any, error) {
 	if s.opts.UI == nil {
-		return nil, badRequest{"this process serves no web page: the daemon does (start it with `meshsync daemon`)"}
+		return nil, badRequest{"no web page here: the daemon of a device serves it (start one with `meshsync daemon`, without --ui-listen off; a blind replica has none)"}
 	}
 	u, err := s.opts.UI()
 	if err != nil {
