@@ -1,9 +1,8 @@
 package bench
 
 // The rows Run returns, in this order: MachineRow, InitialSyncRow, SignaturesRow,
-// ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast), PushRow, RestRow,
-// FootprintRow. Field names are a stable
-// schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
+// ScopedSyncRow (scoped.go), ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast),
+// PushRow, RestRow, FootprintRow. Field names are a stable schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
 // each row as one JSON object per line.
 type (
 	// MachineRow names the machine the figures come from.

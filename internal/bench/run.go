@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) ([]any, error) {
 	}
 	r.rows = append(r.rows, MachineRow{Row: "machine", CPU: cpuModel(), Cores: runtime.NumCPU(),
 		OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(), LoadAvg: loadAvg()})
-	for _, step := range []func(context.Context) error{r.smallReconnect, r.initialSync, r.reconnectRow, r.incremental, r.push, r.rest} {
+	for _, step := range []func(context.Context) error{r.smallReconnect, r.initialSync, r.scopedSync, r.reconnectRow, r.incremental, r.push, r.rest} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -326,6 +326,12 @@ func recordKey(i int) string { return fmt.Sprintf("r%09d", i) }
 // waitChanges counts the records of the bench collection that arrive from elsewhere
 // until want did, or the timeout.
 func waitChanges(ctx context.Context, sub *store.Subscription, want int, timeout time.Duration) (got int, missed uint64, err error) {
+	return waitCollection(ctx, sub, collection, want, timeout)
+}
+
+// waitCollection counts the records of coll that arrive from elsewhere until want did, or
+// the timeout.
+func waitCollection(ctx context.Context, sub *store.Subscription, coll string, want int, timeout time.Duration) (got int, missed uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for got+int(sub.Missed()) < want {
@@ -336,7 +342,7 @@ func waitChanges(ctx context.Context, sub *store.Subscription, want int, timeout
 			if !ok {
 				return got, sub.Missed(), errors.New("the store closed")
 			}
-			if ch.Collection == collection && !ch.Local {
+			if ch.Collection == coll && !ch.Local {
 				got++
 			}
 		}

@@ -59,6 +59,10 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 				thousands(float64(r.FirstBytesSent)), thousands(float64(r.FirstBytesReceived)), r.FirstCommits)
 			fmt.Fprintf(tw, "first push after join\t%.1f ms\ttarget 100 ms\t%.2f\tthe first change after a pairing and its initial sync, until the new device reads it\n",
 				r.FirstPushAfterJoinMs, r.FirstPushAfterJoinMs/100)
+		case ScopedSyncRow:
+			fmt.Fprintf(tw, "scoped initial sync\t%d records in %.2f s, %s wire B\tfull: %d in %.2f s, %s wire B\t%.3f\ta device holding one collection; the %d records outside it stayed on A (held after: %d)\n",
+				r.Records, r.Seconds, thousands(float64(r.WireBytes)), r.FullRecords, r.FullSeconds, thousands(float64(r.FullWireBytes)),
+				float64(r.WireBytes)/float64(max(1, r.FullWireBytes)), r.OutOfScope, r.Held)
 		case PushRow:
 			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
 				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)
