@@ -39,6 +39,17 @@ func common(a, b *wire.Hello) [][8]byte {
 	return out
 }
 
+// held returns the tags of tags that h holds records of.
+func held(h *wire.Hello, tags [][8]byte) [][8]byte {
+	var out [][8]byte
+	for _, r := range rootsOf(h) {
+		if r.Count > 0 && slices.Contains(tags, r.Tag) {
+			out = append(out, r.Tag)
+		}
+	}
+	return out
+}
+
 // rootsOf returns the collection roots of h: a hello without them (a store summarised
 // as one tree, as the pure tests' sources are) is one untagged tree.
 func rootsOf(h *wire.Hello) []wire.TagRoot {

@@ -146,7 +146,8 @@ type Result struct {
 	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
-	// PeerRecords is the record count of the peer's store (its hello's Merkle root).
+	// PeerRecords is the record count of the peer's store (its hello's Merkle root) in the
+	// collections both sides hold.
 	PeerRecords uint64
 	// PeerScope is what the peer's hello says it holds: a push sends it nothing else.
 	PeerScope Scope
@@ -333,6 +334,7 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	// The two sides compare, and reconcile, the collections both hold.
 	tags := common(mine, theirs)
 	myView, theirView := restrict(mine, tags), restrict(theirs, tags)
+	s.res.PeerRecords = theirView.RootCount // of the collections this side takes
 	var sendFrom, recvFrom uint64
 	s.send, sendFrom = direction(myView, theirView)
 	s.recv, recvFrom = direction(theirView, myView)
@@ -351,7 +353,7 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 		s.phase = phaseMerkle
 		src := s.cfg.Summary
 		if s.cfg.Scoped != nil {
-			src = s.cfg.Scoped(tags)
+			src = s.cfg.Scoped(held(mine, tags)) // a tag only the peer names adds nothing but reads
 		}
 		if !s.cfg.Initiator {
 			s.ms = merkle.NewResponder(src, merkle.Config{})
