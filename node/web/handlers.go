@@ -39,6 +39,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /conflict/resolve", s.resolve)
 	m.HandleFunc("GET /policies", s.policiesPage)
 	m.HandleFunc("POST /policy", s.setPolicy)
+	m.HandleFunc("POST /scope", s.setScope)
 	m.HandleFunc("GET /consent", s.consentPage)
 	m.HandleFunc("POST /consent/grant", s.grant)
 	m.HandleFunc("POST /consent/revoke", s.revoke)
@@ -427,11 +428,53 @@ func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, policyRow{c, p, d})
 	}
 	slices.SortFunc(rows, func(a, b policyRow) int { return cmp.Compare(a.Collection, b.Collection) })
+	scope, err := s.c.Scope(r.Context())
+	if err != nil {
+		s.errorPage(w, r, "policies", err)
+		return
+	}
 	s.render(w, r, http.StatusOK, "policies", page{Title: "Policies", Nav: "policies",
 		Data: struct {
 			Rows       []policyRow
 			Strategies []string
-		}{rows, strategies}})
+			Scope      localapi.ScopeView
+		}{rows, strategies, scope}})
+}
+
+// setScope changes the collections this device holds. Narrowing drops records here (the
+// other devices keep them), so it needs the confirmation box ticked.
+func (s *Server) setScope(w http.ResponseWriter, r *http.Request) {
+	var cols []string
+	for _, c := range strings.Split(r.PostFormValue("collections"), ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			cols = append(cols, c)
+		}
+	}
+	dry, err := s.c.SetScope(r.Context(), cols, true)
+	if err != nil {
+		s.fail(w, r, "/policies", err)
+		return
+	}
+	if dry.Dropped > 0 && r.PostFormValue("confirm") != "on" {
+		s.fail(w, r, "/policies", fmt.Errorf("this drops %d records of the collections left out from this device (the other devices keep them): tick the box to confirm", dry.Dropped))
+		return
+	}
+	res, err := s.c.SetScope(r.Context(), cols, false)
+	if err != nil {
+		s.fail(w, r, "/policies", err)
+		return
+	}
+	msg := "This device now holds every collection."
+	if !res.All {
+		msg = "This device now holds " + strings.Join(res.Collections, ", ") + " (and meshsync's own collections)."
+	}
+	if res.Dropped > 0 {
+		msg += fmt.Sprintf(" Dropped %d records here; the other devices keep them.", res.Dropped)
+	}
+	if res.Widened {
+		msg += " The other devices send what was added at the next sync."
+	}
+	s.done(w, r, "/policies", msg)
 }
 
 func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) {

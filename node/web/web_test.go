@@ -494,3 +494,38 @@ func TestPairShortCode(t *testing.T) {
 	}
 	j.Close()
 }
+
+// TestScopeForm: the policies view shows this device's scope and changes it; narrowing
+// that drops records needs the confirmation box.
+func TestScopeForm(t *testing.T) {
+	ws, cl := serve(t)
+	c, csrf := login(t, ws)
+	base := "http://" + ws.Addr()
+	origin := map[string]string{"Origin": base}
+	ctx := context.Background()
+	for _, coll := range []string{"notes", "photos"} {
+		if err := cl.Put(ctx, coll, "k", []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "Every collection.") {
+		t.Fatalf("the policies view does not show the scope:\n%s", page)
+	}
+	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "csrf": {csrf}}, origin)
+	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "tick the box to confirm") {
+		t.Error("narrowing without the box: no message asking to confirm")
+	}
+	if v, err := cl.Scope(ctx); err != nil || !v.All {
+		t.Fatalf("narrowing without the box changed the scope: %+v %v", v, err)
+	}
+	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "confirm": {"on"}, "csrf": {csrf}}, origin)
+	if v, err := cl.Scope(ctx); err != nil || v.All || len(v.Collections) != 1 || v.Collections[0] != "notes" {
+		t.Fatalf("scope after the form: %+v %v", v, err)
+	}
+	if _, err := cl.Get(ctx, "photos", "k"); !errors.Is(err, store.ErrOutOfScope) {
+		t.Errorf("a photo after narrowing to notes: %v", err)
+	}
+	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "Dropped 1 records here") || !strings.Contains(page, "notes, and meshsync") {
+		t.Error("the page does not say what narrowing did")
+	}
+}
