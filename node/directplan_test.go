@@ -4,6 +4,11 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 var (
@@ -130,5 +135,38 @@ func TestDirectPlanWaits(t *testing.T) {
 	var p directPlan
 	if p.look(t0, directCond{}, 0.5) || p.state() != nil || !p.next.IsZero() {
 		t.Fatal("a plan without a relayed connection")
+	}
+}
+
+// Once a device is reached only through a relay, its public addresses other than relayed
+// ones leave the peerstore (an old NAT mapping dialled again leaves router state that
+// breaks the next punch); its LAN and relayed addresses stay.
+func TestForgetPublicAddrs(t *testing.T) {
+	ps, err := pstoremem.NewPeerstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	p := peer.ID("device")
+	keep := []string{"/ip4/192.168.2.2/tcp/4747", "/ip4/127.0.0.1/udp/4747/quic-v1",
+		"/ip4/7.0.0.1/tcp/4001/p2p/12D3KooWQuR1teJ6s29L2k4LQswBguHJUGyXNre2nzRbofxVa6Tv/p2p-circuit"}
+	drop := []string{"/ip4/7.0.0.12/tcp/4747", "/ip4/8.8.4.4/udp/4747/quic-v1"}
+	for _, s := range append(append([]string{}, keep...), drop...) {
+		ps.AddAddr(p, ma.StringCast(s), peerstore.PermanentAddrTTL)
+	}
+	forgetPublicAddrs(ps, p)
+	left := map[string]bool{}
+	for _, a := range ps.Addrs(p) {
+		left[a.String()] = true
+	}
+	for _, s := range keep {
+		if !left[s] {
+			t.Errorf("%s was dropped", s)
+		}
+	}
+	for _, s := range drop {
+		if left[s] {
+			t.Errorf("%s is still there", s)
+		}
 	}
 }
