@@ -131,6 +131,19 @@ func TestDirectPlanWaits(t *testing.T) {
 			t.Errorf("%s: looks every %v after 12 looks, want %v", c.want, last, directPollMax)
 		}
 	}
+	// What it waits for changes (this host learnt its public address, the device has
+	// not yet): the next look comes soon again.
+	var w directPlan
+	own := directCond{relayedOnly: true, initiator: true, peerReady: true}
+	now := t0
+	for i := 0; i < 12; i++ {
+		w.look(now, own, 0.5)
+		now = w.next
+	}
+	w.look(now, directCond{relayedOnly: true, initiator: true, ownReady: true}, 0.5)
+	if got := w.next.Sub(now); got != directPollMin || w.try.State != DirectDeviceNoAddress {
+		t.Errorf("after a change: %s, next look in %v, want %s in %v", w.try.State, got, DirectDeviceNoAddress, directPollMin)
+	}
 	// Not connected at all: no plan.
 	var p directPlan
 	if p.look(t0, directCond{}, 0.5) || p.state() != nil || !p.next.IsZero() {
