@@ -43,6 +43,15 @@ func (n *Node) Remove(it Item) {
 	n.addHash(&h, ^uint64(0)) // -1 mod 2^64
 }
 
+// AddNode adds the summary of a disjoint set: the sum summarises the union (a store keeps
+// one tree per collection, and sums them for a set of collections).
+func (n *Node) AddNode(o Node) {
+	n.Count += o.Count
+	for i := range 4 {
+		putLane(&n.FP, i, n.FP.lane(i)+o.FP.lane(i))
+	}
+}
+
 func (n *Node) addHash(h *itemHash, sign uint64) {
 	n.Count += sign
 	n.FP.addHash(h, sign)

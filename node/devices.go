@@ -44,6 +44,8 @@ type Device struct {
 	// version of the record.
 	Key       []byte           `json:"key,omitempty"`
 	Admission *store.Admission `json:"admission,omitempty"`
+	// Scope lists the collections the device holds (empty: all; see store.Scope).
+	Scope []string `json:"scope,omitempty"`
 }
 
 // Removed, RemovedAt and RemovalPoint are what the store's signed removal records say
@@ -285,8 +287,8 @@ func (n *Node) devicesChanged() error {
 	return nil
 }
 
-// updateOwnAddrs records this device's current listen addresses in its device record when
-// they changed, so that other devices can dial it.
+// updateOwnAddrs records this device's current listen addresses and its scope in its
+// device record when they changed, so that other devices can dial it and show its scope.
 func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
 	var self Device
 	ok := false
@@ -303,10 +305,11 @@ func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
 		as = append(as, a.String())
 	}
 	slices.Sort(as)
-	if slices.Equal(as, self.Addrs) {
+	scope := n.Scope().Collections
+	if slices.Equal(as, self.Addrs) && slices.Equal(scope, self.Scope) {
 		return
 	}
-	self.Addrs = as
+	self.Addrs, self.Scope = as, slices.Clone(scope)
 	if err := putDevice(n.st, self); err != nil && !errors.Is(err, store.ErrClosed) {
 		n.log.Warn("record own addresses", "err", err)
 	}

@@ -113,7 +113,11 @@ func (h *hostile) honestHello() *wire.Hello {
 func (h *hostile) openSync(ctx context.Context, lie func(*wire.Hello)) (*hostileSession, error) {
 	mine := h.honestHello()
 	if lie != nil {
+		root, fp := mine.RootCount, mine.RootFP
 		lie(mine)
+		if mine.RootCount != root || mine.RootFP != fp {
+			mine.Roots = nil // a lie about the root: the store as one untagged tree
+		}
 	}
 	sess, err := h.open(ctx, SyncProtocol)
 	if err != nil {
@@ -150,7 +154,7 @@ func (h *hostile) openPush(ctx context.Context) (*hostileSession, error) {
 // reconcile runs the Merkle reconciliation honestly over the hostile store's summary; the
 // target runs it when either hello calls for it.
 func (sess *hostileSession) reconcile() (need, have []merkle.ID, err error) {
-	ms := merkle.NewInitiator(sess.h.st.Replication().Summary(), merkle.Config{})
+	ms := merkle.NewInitiator(sess.h.st.Replication().Summary(nil), merkle.Config{})
 	msg, err := ms.Start()
 	for err == nil && msg != nil {
 		if err := sess.write(wire.TypeMerkle, msg); err != nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -24,12 +25,14 @@ type progressTable struct {
 
 	mu    sync.Mutex
 	m     map[peer.ID]progress
-	echo  map[peer.ID][]seqRange // ranges of our sequence space received from the peer
-	dirty map[peer.ID]bool       // memory is ahead of the store
+	echo  map[peer.ID][]seqRange    // ranges of our sequence space received from the peer
+	dirty map[peer.ID]bool          // memory is ahead of the store
+	scope map[peer.ID]session.Scope // what each peer said it holds in its last hello
 }
 
 func newProgressTable(st *store.Store) *progressTable {
-	t := &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{}}
+	t := &progressTable{st: st, m: map[peer.ID]progress{}, dirty: map[peer.ID]bool{}, echo: map[peer.ID][]seqRange{},
+		scope: map[peer.ID]session.Scope{}}
 	var saved map[string][][2]uint64
 	if ok, err := st.Local().Get(localEcho, &saved); err == nil && ok {
 		for ps, rs := range saved {
@@ -43,6 +46,43 @@ func newProgressTable(st *store.Store) *progressTable {
 		}
 	}
 	return t
+}
+
+// setScope notes what p said it holds.
+func (t *progressTable) setScope(p peer.ID, sc session.Scope) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.scope[p] = sc
+}
+
+// pushFilter is what a push to p leaves out: p's own envelopes and the collections it
+// does not hold (everything is sent to a peer not heard from yet; it drops what it does
+// not hold).
+func (t *progressTable) pushFilter(p peer.ID) func(uint64, []byte) bool {
+	t.mu.Lock()
+	sc, ok := t.scope[p]
+	t.mu.Unlock()
+	if !ok {
+		sc.All = true
+	}
+	return session.Skip(t.echoFilter(p), envelopeTag, sc)
+}
+
+// resetAll forgets every peer's progress, so that the next session with each reconciles
+// by summary (a widened scope: the peers send the collections now held).
+func (t *progressTable) resetAll(known []peer.ID) error {
+	t.mu.Lock()
+	peers := slices.Clone(known)
+	for p := range t.m {
+		peers = append(peers, p)
+	}
+	t.mu.Unlock()
+	for _, p := range peers {
+		if err := t.save(p, progress{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // localEcho holds every peer's echo ranges, so that a restart does not send a peer back

@@ -85,13 +85,30 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := n.st.Replication().Root()
+	roots, err := n.st.Replication().Roots()
 	if err != nil {
 		return nil, err
+	}
+	if len(roots) > wire.MaxRoots {
+		return nil, fmt.Errorf("this store holds %d collections, a sync hello carries at most %d", len(roots), wire.MaxRoots)
+	}
+	var root merkle.Node
+	tagRoots := make([]wire.TagRoot, len(roots))
+	for i, r := range roots {
+		root.AddNode(r.Root)
+		tagRoots[i] = wire.TagRoot{Tag: r.Tag, Count: r.Root.Count, FP: r.Root.FP}
+	}
+	all, tags := n.st.Replication().ScopeTags()
+	scope := make([][8]byte, len(tags))
+	for i, t := range tags {
+		scope[i] = t
 	}
 	pr := n.progress.get(p)
 	hz := n.myHorizon()
 	return &wire.Hello{
+		ScopeAll:    all,
+		Scope:       scope,
+		Roots:       tagRoots,
 		Version:     wire.Version,
 		Proof:       session.Proof(n.proofKey(p), session.Role(initiator), n.id, p),
 		Epoch:       n.st.Replication().Epoch(),
@@ -103,6 +120,24 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 		Horizon:     session.TimeMs(hz.Horizon),
 		LastContact: session.TimeMs(hz.LastContact),
 	}, nil
+}
+
+// scopedSummary is the store's summary of a set of collection tags, as a session asks.
+func scopedSummary(st *store.Store) func([][8]byte) merkle.Source {
+	return func(tags [][8]byte) merkle.Source {
+		ts := make([]store.Tag, len(tags))
+		for i, t := range tags {
+			ts[i] = t
+		}
+		return st.Replication().Summary(ts)
+	}
+}
+
+// envelopeTag reads an envelope's collection tag (zero when it has none or is malformed:
+// the receiver judges it).
+func envelopeTag(raw []byte) [8]byte {
+	t, _ := store.EnvelopeTag(raw)
+	return t
 }
 
 // storeSource is the store as a session reads it.
@@ -214,7 +249,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	}
 	sess := session.New(session.Config{
 		Initiator: initiator, Self: n.id, Peer: p, ProofKey: n.proofKey(p), Hello: *mine,
-		Source: storeSource{n.st}, Summary: n.st.Replication().Summary(),
+		Source: storeSource{n.st}, Summary: n.st.Replication().Summary(nil), Scoped: scopedSummary(n.st), TagOf: envelopeTag,
 		Now: started, TombstoneTTL: n.tombstoneTTL(), Blind: n.blind,
 		Echo:       n.progress.echoFilter(p),
 		ApplyBatch: n.cfg.ApplyBatch,
@@ -262,6 +297,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			out, err = sess.Sent(sess.Sender().Sent())
 		case out.Done:
 			res.Result = sess.Result()
+			n.progress.setScope(p, res.PeerScope)
 			return res, n.sessionDone(p, res, started, start, rw)
 		default:
 			t, b, rerr := rw.readFrame()

@@ -22,6 +22,10 @@ type ApplyResult struct {
 	Rejected []Rejected
 	// Changes lists the records whose antichain changed.
 	Changes []Change
+	// OutOfScope counts envelopes of collections outside this device's scope (scope.go),
+	// left out: a peer that knows the scope does not send them, a replica's old untagged
+	// ones are told apart only once opened.
+	OutOfScope int
 	// Skew is the largest amount a remote clock in the batch ran ahead of local time beyond
 	// the allowed bound (0 when none).
 	Skew time.Duration
@@ -119,6 +123,10 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 				continue
 			}
 		}
+		if !t.inScope(env, p) {
+			res.OutOfScope++
+			continue
+		}
 		if p != nil && membershipCollection(p.Collection) {
 			members = append(members, item{i, env, p})
 		} else {
@@ -166,6 +174,10 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			}
 			if err != nil {
 				err = refusal{err}
+			}
+			if err == nil && !t.inScope(it.env, p) {
+				res.OutOfScope++
+				continue
 			}
 		}
 		if err == nil {
@@ -269,6 +281,13 @@ func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[m
 	if err != nil {
 		return err
 	}
+	held := set
+	if env.Tag == (Tag{}) && tagOf(set) != (Tag{}) {
+		env.Tag = tagOf(set) // an untagged copy of a record held tagged: tag it alike
+	}
+	if set, err = tagLegacy(set, env.Tag); err != nil {
+		return err
+	}
 	if len(set) == 0 && t.collected(env, p) {
 		res.Stale++ // a tombstone this store collected, or would have (gc.go)
 		return nil
@@ -283,13 +302,15 @@ func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[m
 	next, ok := mergeAntichain(set, h)
 	if !ok {
 		res.Stale++
+		if tagOf(held) != tagOf(set) { // nothing new, but what was held is tagged now
+			return t.replace(env.ID, held, set)
+		}
 		return nil
 	}
-	if err := t.replace(env.ID, set, next); err != nil {
+	if err := t.replace(env.ID, held, next); err != nil {
 		return err
 	}
 	if p != nil {
-		t.indexCollection(p.Collection, env.ID)
 		t.touchAuthority(p.Collection)
 	}
 	t.s.mu.Lock()
@@ -314,6 +335,29 @@ func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[m
 		res.Changes = append(res.Changes, c)
 	}
 	return nil
+}
+
+// tagLegacy gives the envelopes of set that carry no collection tag (a blind replica's,
+// from before tags) the tag of the envelope arriving for the same record: the bytes every
+// device made of them when it took on tags (layout.go), so the stores agree again.
+func tagLegacy(set []hashed, tag Tag) ([]hashed, error) {
+	switch held := tagOf(set); {
+	case tag == (Tag{}) || held == tag || len(set) == 0:
+		return set, nil
+	case held != (Tag{}):
+		return nil, refusal{fmt.Errorf("%w: envelope tagged %s for a record of collection tag %s", ErrMalformed, tag, held)}
+	}
+	out := make([]hashed, len(set))
+	for i, h := range set {
+		e := *h.env
+		e.Tag = tag
+		var err error
+		if out[i], err = newHashed(&e); err != nil {
+			return nil, err
+		}
+	}
+	sortByHash(out)
+	return out, nil
 }
 
 // LastSeq is the highest local sequence number given to an envelope so far.

@@ -71,7 +71,7 @@ func forge(t *testing.T, s *Store, signer ed25519.PrivateKey, v resolve.Version,
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := s.keys.sealWith(id, v, plain, 0, s.keys.data[0])
+	e, err := s.keys.sealWith(id, s.keys.tag(coll), v, plain, 0, s.keys.data[0])
 	if err != nil {
 		t.Fatal(err)
 	}

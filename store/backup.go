@@ -488,11 +488,14 @@ func (b *backupReader) each(t *Tx, st *ImportStats, fn func(raw []byte, env *Env
 		if err != nil {
 			return fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
 		}
-		h, err := newHashed(env)
+		set, err := t.antichain(env.ID)
 		if err != nil {
 			return err
 		}
-		set, err := t.antichain(env.ID)
+		if env.Tag == (Tag{}) {
+			env.Tag = tagOf(set) // a backup from before tags: compare as the store tagged it
+		}
+		h, err := newHashed(env)
 		if err != nil {
 			return err
 		}

@@ -16,7 +16,12 @@ import (
 
 // Hard limits of the envelope format, checked before anything is allocated.
 const (
-	envelopeFormat = 1
+	// envelopeFormat is the format of an envelope without a collection tag, as every
+	// envelope was before tags (layout.go); it is also the first byte of the associated
+	// data of every envelope, tagged or not, so that tagging an envelope keeps its
+	// ciphertext. envelopeFormatTagged adds the tag after the id.
+	envelopeFormat       = 1
+	envelopeFormatTagged = 2
 	// MaxValueSize is the largest value a record may hold.
 	MaxValueSize = 1 << 20
 	// MaxNameSize is the longest collection name or key, in bytes.
@@ -35,18 +40,36 @@ const (
 // and the payload sealed with XChaCha20-Poly1305 under the data key of KeyEpoch. The id,
 // epoch and version are the payload's associated data, so a ciphertext moved to another id
 // or version fails to open.
+//
+// Tag names the record's collection in the clear (a keyed hash, Keyring.tag), so that a
+// peer or a blind replica can group records by collection without learning its name. It
+// is not part of the associated data: a device checks it against the collection inside
+// when it opens the envelope. The zero Tag is an envelope written before tags, which only
+// a blind replica still holds.
 type Envelope struct {
 	ID         merkle.ID
+	Tag        Tag
 	KeyEpoch   uint32
 	Version    resolve.Version
 	Nonce      [chacha20poly1305.NonceSizeX]byte
 	Ciphertext []byte
 }
 
-// appendHeader encodes everything that is authenticated but not encrypted.
+// appendHeader encodes everything that is authenticated but not encrypted: the header of
+// format 1, which is the associated data of every envelope.
 func (e *Envelope) appendHeader(b []byte) []byte {
-	b = append(b, envelopeFormat)
-	b = append(b, e.ID[:]...)
+	return e.appendHeaderAs(b, false)
+}
+
+func (e *Envelope) appendHeaderAs(b []byte, tagged bool) []byte {
+	if tagged {
+		b = append(b, envelopeFormatTagged)
+		b = append(b, e.ID[:]...)
+		b = append(b, e.Tag[:]...)
+	} else {
+		b = append(b, envelopeFormat)
+		b = append(b, e.ID[:]...)
+	}
 	b = binary.AppendUvarint(b, uint64(e.KeyEpoch))
 	b = appendString(b, string(e.Version.Device))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Version.Clock))
@@ -61,8 +84,8 @@ func (e *Envelope) appendHeader(b []byte) []byte {
 
 // MarshalBinary encodes the envelope in its canonical form.
 func (e *Envelope) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 96+len(e.Ciphertext)+24*len(e.Version.VV))
-	b = e.appendHeader(b)
+	b := make([]byte, 0, 104+len(e.Ciphertext)+24*len(e.Version.VV))
+	b = e.appendHeaderAs(b, e.Tag != Tag{})
 	b = append(b, e.Nonce[:]...)
 	b = binary.AppendUvarint(b, uint64(len(e.Ciphertext)))
 	b = append(b, e.Ciphertext...)
@@ -80,7 +103,8 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
 	}
 	r := reader{b: b}
-	if f := r.byte(); f != envelopeFormat {
+	f := r.byte()
+	if f != envelopeFormat && f != envelopeFormatTagged {
 		if r.err != nil {
 			return nil, fmt.Errorf("decode envelope: %w", r.err)
 		}
@@ -88,6 +112,12 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	}
 	e := &Envelope{}
 	copy(e.ID[:], r.bytes(32))
+	if f == envelopeFormatTagged {
+		copy(e.Tag[:], r.bytes(len(e.Tag)))
+		if e.Tag == (Tag{}) && r.err == nil {
+			r.fail("zero collection tag")
+		}
+	}
 	ep := r.uvarint()
 	if ep > 1<<32-1 {
 		r.fail("key epoch out of range")
@@ -146,11 +176,28 @@ func (e *Envelope) Hash() [32]byte {
 // checks that an envelope was asked for before it holds on to it.
 func EnvelopeID(raw []byte) (merkle.ID, error) {
 	var id merkle.ID
-	if len(raw) < 1+len(id) || raw[0] != envelopeFormat {
+	if len(raw) < 1+len(id) || (raw[0] != envelopeFormat && raw[0] != envelopeFormatTagged) {
 		return id, fmt.Errorf("envelope id: %w", ErrMalformed)
 	}
 	copy(id[:], raw[1:])
 	return id, nil
+}
+
+// EnvelopeTag returns the collection tag of an encoded envelope without decoding the rest
+// (the zero Tag for an envelope written before tags).
+func EnvelopeTag(raw []byte) (Tag, error) {
+	var t Tag
+	id, err := EnvelopeID(raw)
+	if err != nil {
+		return t, err
+	}
+	if raw[0] == envelopeFormatTagged {
+		if len(raw) < 1+len(id)+len(t) {
+			return t, fmt.Errorf("envelope tag: %w", ErrMalformed)
+		}
+		copy(t[:], raw[1+len(id):])
+	}
+	return t, nil
 }
 
 // Kind says what a payload holds.
@@ -271,12 +318,12 @@ func (k *keyring) seal(id merkle.ID, v resolve.Version, p *payload) (*Envelope, 
 	if underMeshKey(p) {
 		epoch, key = 0, k.data[0]
 	}
-	return k.sealWith(id, v, plain, epoch, key)
+	return k.sealWith(id, k.tag(p.Collection), v, plain, epoch, key)
 }
 
 // sealWith seals an encoded payload under the given epoch and key with a fresh nonce.
-func (k *keyring) sealWith(id merkle.ID, v resolve.Version, plain []byte, epoch uint32, key []byte) (*Envelope, error) {
-	e := &Envelope{ID: id, KeyEpoch: epoch, Version: v}
+func (k *keyring) sealWith(id merkle.ID, tag Tag, v resolve.Version, plain []byte, epoch uint32, key []byte) (*Envelope, error) {
+	e := &Envelope{ID: id, Tag: tag, KeyEpoch: epoch, Version: v}
 	if _, err := rand.Read(e.Nonce[:]); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
@@ -328,6 +375,9 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	if k.recordID(p.Collection, p.Key) != e.ID {
 		return nil, fmt.Errorf("open envelope %x: %w: id does not match its record", e.ID[:6], ErrTampered)
 	}
+	if e.Tag != (Tag{}) && e.Tag != k.tag(p.Collection) {
+		return nil, fmt.Errorf("open envelope %x: %w: collection tag does not match its record", e.ID[:6], ErrTampered)
+	}
 	p.keyID = keyID
 	return p, nil
 }
@@ -343,11 +393,33 @@ func (k *keyring) recordID(collection, key string) merkle.ID {
 	return id
 }
 
-// collTag names a collection in the local collection index without revealing it.
-func (k *keyring) collTag(collection string) []byte {
-	m := hmac.New(sha256.New, k.index)
+// Tag names a collection outside a device without revealing its name: the first 8 bytes
+// of a keyed hash of the name under the id key (which never rotates, so a tag is stable
+// across key epochs). Its top bit says whether the collection is reserved (every device
+// holds those, whatever its scope); the zero Tag is never a collection's.
+type Tag [8]byte
+
+// Reserved reports whether the tag names a reserved collection.
+func (t Tag) Reserved() bool { return t[0]&0x80 != 0 }
+
+// String returns the tag in hex.
+func (t Tag) String() string { return fmt.Sprintf("%x", t[:]) }
+
+// tag is the collection's Tag.
+func (k *keyring) tag(collection string) Tag {
+	m := hmac.New(sha256.New, k.id)
+	m.Write([]byte("meshsync collection tag\x00"))
 	m.Write([]byte(collection))
-	return m.Sum(nil)[:16]
+	var t Tag
+	copy(t[:], m.Sum(nil))
+	t[0] &^= 0x80
+	if reservedCollection(collection) {
+		t[0] |= 0x80
+	}
+	if t == (Tag{}) {
+		t[7] = 1
+	}
+	return t
 }
 
 func sortedDevices(vv resolve.VersionVector) []resolve.DeviceID {

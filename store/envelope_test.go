@@ -74,6 +74,10 @@ func TestEnvelopeEncoding(t *testing.T) {
 func FuzzEnvelope(f *testing.F) {
 	good, _ := testEnvelope().MarshalBinary()
 	f.Add(good)
+	tagged := testEnvelope()
+	tagged.Tag = Tag{0x81, 2}
+	tb, _ := tagged.MarshalBinary()
+	f.Add(tb)
 	f.Add([]byte{1})
 	f.Add(good[:50])
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -36,7 +36,13 @@ type fixtureExpect struct {
 
 func loadFixtureExpect(t testing.TB) fixtureExpect {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "v1", "expected.json"))
+	return loadFixtureExpectOf(t, "v1")
+}
+
+// loadFixtureExpectOf is loadFixtureExpect for the fixtures of version ver (testdata/ver).
+func loadFixtureExpectOf(t testing.TB, ver string) fixtureExpect {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", ver, "expected.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +57,17 @@ func loadFixtureExpect(t testing.TB) fixtureExpect {
 // directory: opening it migrates it, and the committed bytes must stay as they are.
 func fixtureDir(t testing.TB, name string) string {
 	t.Helper()
+	return fixtureDirOf(t, "v1", name)
+}
+
+// fixtureDirOf is fixtureDir for the fixtures of version ver (testdata/ver).
+func fixtureDirOf(t testing.TB, ver, name string) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, filepath.Join("testdata", "v1", name, FileName), filepath.Join(dir, FileName))
+	copyFile(t, filepath.Join("testdata", ver, name, FileName), filepath.Join(dir, FileName))
 	return dir
 }
 

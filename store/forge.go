@@ -65,7 +65,7 @@ func (h Replication) SealForTest(f Forgery) ([]byte, error) {
 		}
 		key = keys[0]
 	}
-	env, err := s.keys.sealWith(s.keys.recordID(f.Collection, f.Key), f.Version, plain, f.KeyEpoch, key)
+	env, err := s.keys.sealWith(s.keys.recordID(f.Collection, f.Key), s.keys.tag(f.Collection), f.Version, plain, f.KeyEpoch, key)
 	if err != nil {
 		return nil, fmt.Errorf("seal for test: %w", err)
 	}

@@ -241,14 +241,15 @@ func (t *Tx) drop(id merkle.ID, notify bool) error {
 	if err != nil {
 		return err
 	}
+	tag := tagOf(set)
+	key := collKey(tag, id)
+	delete(t.coll, string(key))
+	if err := t.tx.Bucket(bucketColl).Delete(key); err != nil {
+		return err
+	}
 	if !t.s.keys.blind && len(set) > 0 {
 		p, err := t.s.keys.open(set[0].env)
 		if err != nil {
-			return err
-		}
-		key := append(t.s.keys.collTag(p.Collection), id[:]...)
-		delete(t.coll, string(key))
-		if err := t.tx.Bucket(bucketColl).Delete(key); err != nil {
 			return err
 		}
 		if notify {
@@ -271,12 +272,12 @@ func (t *Tx) drop(id merkle.ID, notify bool) error {
 	if err := t.tx.Bucket(bucketIDs).Delete(id[:]); err != nil {
 		return err
 	}
-	return t.treeRemove(id, entry.digest)
+	return t.treeRemove(tag, id, entry.digest)
 }
 
-// treeRemove takes the item (id, digest) out of every node on its path.
-func (t *Tx) treeRemove(id merkle.ID, digest merkle.Digest) error {
-	return t.treeEdit(id, func(n *merkle.Node) { n.Remove(merkle.Item{ID: id, Digest: digest}) })
+// treeRemove takes the item (id, digest) out of every node on its path in the tree of tag.
+func (t *Tx) treeRemove(tag Tag, id merkle.ID, digest merkle.Digest) error {
+	return t.treeEdit(tag, id, func(n *merkle.Node) { n.Remove(merkle.Item{ID: id, Digest: digest}) })
 }
 
 // collected reports whether an incoming envelope for a record the store does not hold is

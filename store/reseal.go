@@ -101,7 +101,7 @@ func (t *Tx) resealRecord(id merkle.ID, epoch uint32, key []byte) (resealed, unr
 		if err != nil {
 			return 0, 0, err
 		}
-		e, err := t.s.keys.sealWith(id, h.env.Version, plain, epoch, key)
+		e, err := t.s.keys.sealWith(id, t.s.keys.tag(p.Collection), h.env.Version, plain, epoch, key)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -268,8 +268,13 @@ func applyOrder(raw [][]byte) []int {
 	first := make([]int, 0, len(raw))
 	var rest []int
 	for i, b := range raw {
-		// The epoch is the uvarint after the format byte and the 32-byte id.
-		if len(b) > 33 && b[33] == 0 {
+		// The epoch is the uvarint after the format byte, the 32-byte id and (format 2)
+		// the 8-byte tag.
+		at := 33
+		if len(b) > 0 && b[0] == envelopeFormatTagged {
+			at += len(Tag{})
+		}
+		if len(b) > at && b[at] == 0 {
 			first = append(first, i)
 		} else {
 			rest = append(rest, i)

@@ -141,8 +141,9 @@ type Store struct {
 
 	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
 
-	signer ed25519.PrivateKey        // this device's signing key (authority.go); nil until it has one
-	auth   atomic.Pointer[authCache] // the membership as last computed from committed records
+	signer ed25519.PrivateKey         // this device's signing key (authority.go); nil until it has one
+	auth   atomic.Pointer[authCache]  // the membership as last computed from committed records
+	scope  atomic.Pointer[scopeState] // the collections held (scope.go), loaded on first use
 }
 
 // DeviceInfo names this device.
@@ -221,6 +222,9 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 			return err
 		}
 		if err := meta.Put(metaEpoch, s.epoch[:]); err != nil {
+			return err
+		}
+		if err := meta.Put(metaLayout, []byte{layoutTagged}); err != nil {
 			return err
 		}
 		if o.replica != nil {
@@ -333,6 +337,12 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
+	}
+	// Records of a meshsync from before collection tags take them on, in one transaction
+	// (layout.go); on a full disk the store does not open: its summary would be wrong.
+	if err := s.migrateLayout(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	// Pruning old conflict history is housekeeping: a store on a full disk still opens
 	// (read-only work goes on) and prunes at a later open.

@@ -2,59 +2,143 @@ package store
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/meshsync/meshsync/merkle"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Summary returns the store's persistent Merkle tree as a merkle.Source for a
-// reconciliation session. Each call reads in its own short transaction, so a session that
-// waits on the network never holds the database open.
-func (h Replication) Summary() merkle.Source {
-	s := h.s
-	return summary{s}
+// The store's Merkle summary is a forest: one tree per collection tag, over the same id
+// space (tree.go's nodes are keyed by tag, then prefix). Fingerprints are sums, so the
+// summary of any set of collections is the sum of their trees, node by node: two devices
+// reconcile over the collections both hold (Summary), a blind replica over all of them.
+
+// TagRoot is the root of one collection's tree: its tag, item count and fingerprint.
+type TagRoot struct {
+	Tag  Tag
+	Root merkle.Node
 }
 
-type summary struct{ s *Store }
-
-func (m summary) Node(p merkle.Prefix) (merkle.Node, error) {
-	var n merkle.Node
-	err := m.s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketTree).Get(p.Key()); b != nil {
-			return n.UnmarshalBinary(b)
+// Roots returns the root of every collection tree the store holds, in tag order.
+func (h Replication) Roots() ([]TagRoot, error) {
+	var out []TagRoot
+	err := h.s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTree).Cursor()
+		for k, v := c.First(); k != nil; {
+			if len(k) < len(Tag{}) {
+				return ErrCorrupt
+			}
+			var r TagRoot
+			copy(r.Tag[:], k)
+			if bytes.Equal(k[len(Tag{}):], merkle.Root().Key()) {
+				if err := r.Root.UnmarshalBinary(v); err != nil {
+					return err
+				}
+				out = append(out, r)
+			}
+			next, ok := r.Tag.next()
+			if !ok {
+				break
+			}
+			k, v = c.Seek(next[:])
 		}
-		return nil
-	})
-	return n, err
-}
-
-func (m summary) Items(p merkle.Prefix, limit int) ([]merkle.Item, error) {
-	var out []merkle.Item
-	err := m.s.db.View(func(tx *bolt.Tx) error {
-		out = scanItems(tx, p, limit)
 		return nil
 	})
 	return out, err
 }
 
-func scanItems(tx *bolt.Tx, p merkle.Prefix, limit int) []merkle.Item {
+// next is the tag after t in byte order (false after the last).
+func (t Tag) next() (Tag, bool) {
+	for i := len(t) - 1; i >= 0; i-- {
+		t[i]++
+		if t[i] != 0 {
+			return t, true
+		}
+	}
+	return t, false
+}
+
+// Summary returns the summary of the collections of tags (nil: every collection the store
+// holds) as a merkle.Source for a reconciliation session. Each call reads in its own short
+// transaction, so a session that waits on the network never holds the database open.
+func (h Replication) Summary(tags []Tag) merkle.Source {
+	if tags == nil {
+		roots, _ := h.Roots() // an error shows again at the first read
+		for _, r := range roots {
+			tags = append(tags, r.Tag)
+		}
+	}
+	return summary{h.s, slices.Clone(tags)}
+}
+
+type summary struct {
+	s    *Store
+	tags []Tag
+}
+
+func (m summary) Node(p merkle.Prefix) (merkle.Node, error) {
+	var sum merkle.Node
+	err := m.s.db.View(func(tx *bolt.Tx) error {
+		tree := tx.Bucket(bucketTree)
+		for _, tag := range m.tags {
+			if b := tree.Get(treeNode{tag, p}.key()); b != nil {
+				var n merkle.Node
+				if err := n.UnmarshalBinary(b); err != nil {
+					return err
+				}
+				sum.AddNode(n)
+			}
+		}
+		return nil
+	})
+	return sum, err
+}
+
+func (m summary) Items(p merkle.Prefix, limit int) ([]merkle.Item, error) {
+	var out []merkle.Item
+	err := m.s.db.View(func(tx *bolt.Tx) error {
+		for _, tag := range m.tags {
+			out = append(out, scanItems(tx, tag, p, limit)...)
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b merkle.Item) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}
+
+// scanItems returns the items of the tree of tag under p, at most limit (0: all), from
+// the collection index and the id index.
+func scanItems(tx *bolt.Tx, tag Tag, p merkle.Prefix, limit int) []merkle.Item {
 	lo, hi := p.Range()
 	var out []merkle.Item
-	c := tx.Bucket(bucketIDs).Cursor()
-	for k, v := c.Seek(lo[:]); k != nil && bytes.Compare(k, hi[:]) <= 0; k, v = c.Next() {
+	ids := tx.Bucket(bucketIDs)
+	c := tx.Bucket(bucketColl).Cursor()
+	end := collKey(tag, hi)
+	for k, _ := c.Seek(collKey(tag, lo)); k != nil && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
 		if limit > 0 && len(out) >= limit {
 			break
 		}
 		var it merkle.Item
-		copy(it.ID[:], k)
+		copy(it.ID[:], k[len(tag):])
+		v := ids.Get(it.ID[:])
+		if len(v) < len(it.Digest) {
+			continue // Verify reports it
+		}
 		copy(it.Digest[:], v)
 		out = append(out, it)
 	}
 	return out
 }
 
-// Root is the summary of the whole store.
+// Root is the summary of the whole store: the sum of every collection's tree.
 func (h Replication) Root() (merkle.Node, error) {
-	s := h.s
-	return s.Replication().Summary().Node(merkle.Prefix{})
+	roots, err := h.Roots()
+	var sum merkle.Node
+	for _, r := range roots {
+		sum.AddNode(r.Root)
+	}
+	return sum, err
 }

@@ -51,7 +51,7 @@ type Tx struct {
 	tx       *bolt.Tx
 	now      time.Time
 	changes  []Change
-	nodes    map[merkle.Prefix]*merkle.Node
+	nodes    map[treeNode]*merkle.Node
 	ids      map[merkle.ID][]byte // id index entries written by this transaction, flushed in key order
 	coll     map[string]struct{}  // collection index keys written by this transaction, likewise
 	seq      uint64
@@ -124,15 +124,15 @@ func (t *Tx) flush() error {
 		}
 	}
 	tree := t.tx.Bucket(bucketTree)
-	keys := make([]merkle.Prefix, 0, len(t.nodes))
+	keys := make([]treeNode, 0, len(t.nodes))
 	for p := range t.nodes {
 		keys = append(keys, p)
 	}
-	slices.SortFunc(keys, func(a, b merkle.Prefix) int { return bytes.Compare(a.Key(), b.Key()) })
+	slices.SortFunc(keys, func(a, b treeNode) int { return bytes.Compare(a.key(), b.key()) })
 	for _, p := range keys {
 		n := t.nodes[p]
 		if n.Count == 0 {
-			if err := tree.Delete(p.Key()); err != nil {
+			if err := tree.Delete(p.key()); err != nil {
 				return err
 			}
 			continue
@@ -141,7 +141,7 @@ func (t *Tx) flush() error {
 		if err != nil {
 			return err
 		}
-		if err := tree.Put(p.Key(), b); err != nil {
+		if err := tree.Put(p.key(), b); err != nil {
 			return err
 		}
 	}
@@ -233,6 +233,9 @@ func checkApp(collection string) error {
 
 // write makes a new local version that dominates every version the record has.
 func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) error {
+	if err := t.s.checkScope(collection); err != nil {
+		return fmt.Errorf("write %s/%s: %w", collection, key, err)
+	}
 	if !t.tx.Writable() {
 		return fmt.Errorf("write %s/%s: read-only transaction", collection, key)
 	}
@@ -308,7 +311,6 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	if err := t.replace(id, set, []hashed{h}); err != nil {
 		return err
 	}
-	t.indexCollection(collection, id)
 	t.changes = append(t.changes, Change{Collection: collection, Key: key, ID: id, Deleted: kind == resolve.KindDeleted, Local: true})
 	return nil
 }
@@ -318,6 +320,9 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 func (t *Tx) Get(collection, key string) (*Record, error) {
 	if err := t.s.needKey("get"); err != nil {
 		return nil, err
+	}
+	if err := t.s.checkScope(collection); err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", collection, key, err)
 	}
 	collection, key, err := canonicalNames(collection, key, false)
 	if err != nil {
@@ -427,6 +432,9 @@ func (t *Tx) List(collection, prefix string) ([]Record, error) {
 		if collection, prefix, err = canonicalNames(collection, prefix, true); err != nil {
 			return nil, err
 		}
+		if err := t.s.checkScope(collection); err != nil {
+			return nil, fmt.Errorf("list %s: %w", collection, err)
+		}
 	}
 	if err := t.flushIndexes(); err != nil { // scans below read the buckets directly
 		return nil, err
@@ -482,9 +490,9 @@ func (t *Tx) eachID(collection string, fn func(merkle.ID) error) error {
 	if err := t.flushIndexes(); err != nil { // the scan reads the bucket directly
 		return err
 	}
-	tag := t.s.keys.collTag(collection)
+	tag := t.s.keys.tag(collection)
 	c := t.tx.Bucket(bucketColl).Cursor()
-	for k, _ := c.Seek(tag); k != nil && bytes.HasPrefix(k, tag); k, _ = c.Next() {
+	for k, _ := c.Seek(tag[:]); k != nil && bytes.HasPrefix(k, tag[:]); k, _ = c.Next() {
 		var id merkle.ID
 		copy(id[:], k[len(tag):])
 		if err := fn(id); err != nil {
@@ -501,12 +509,28 @@ type idEntry struct {
 	seqs   []uint64
 }
 
-// indexCollection notes that id belongs to collection (written at flush).
-func (t *Tx) indexCollection(collection string, id merkle.ID) {
+// indexCollection notes that id belongs to the collection of tag (written at flush).
+func (t *Tx) indexCollection(tag Tag, id merkle.ID) {
 	if t.coll == nil {
 		t.coll = map[string]struct{}{}
 	}
-	t.coll[string(append(t.s.keys.collTag(collection), id[:]...))] = struct{}{}
+	t.coll[string(collKey(tag, id))] = struct{}{}
+}
+
+// collKey is the key of the collection index: the collection's tag, then the record id.
+func collKey(tag Tag, id merkle.ID) []byte {
+	return append(tag[:len(tag):len(tag)], id[:]...)
+}
+
+// tagOf returns the collection tag the envelopes of one record carry (the zero Tag when
+// they carry none, or there are none).
+func tagOf(set []hashed) Tag {
+	for _, h := range set {
+		if h.env.Tag != (Tag{}) {
+			return h.env.Tag
+		}
+	}
+	return Tag{}
 }
 
 func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
@@ -613,15 +637,28 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	if err := t.recordHistory(old, next); err != nil {
 		return err
 	}
+	tag, oldTag := tagOf(next), tagOf(old)
+	t.indexCollection(tag, id)
+	if existed && oldTag != tag {
+		// A blind replica's record from before tags, now tagged (applyOne): it moves to
+		// its collection's tree.
+		if err := t.tx.Bucket(bucketColl).Delete(collKey(oldTag, id)); err != nil {
+			return err
+		}
+		if err := t.treeRemove(oldTag, id, entry.digest); err != nil {
+			return err
+		}
+		existed = false
+	}
 	var prev *merkle.Digest
 	if existed {
 		prev = &entry.digest
 	}
-	return t.treeUpdate(id, prev, digest)
+	return t.treeUpdate(tag, id, prev, digest)
 }
 
-func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
-	return t.treeEdit(id, func(n *merkle.Node) {
+func (t *Tx) treeUpdate(tag Tag, id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
+	return t.treeEdit(tag, id, func(n *merkle.Node) {
 		if old != nil {
 			n.Remove(merkle.Item{ID: id, Digest: *old})
 		}
@@ -629,21 +666,32 @@ func (t *Tx) treeUpdate(id merkle.ID, old *merkle.Digest, next merkle.Digest) er
 	})
 }
 
-// treeEdit applies edit to every node on id's path, loading each from the tree bucket the
-// first time the transaction touches it (flush writes them back).
-func (t *Tx) treeEdit(id merkle.ID, edit func(*merkle.Node)) error {
+// treeNode names a node of the Merkle forest: the tree of one collection tag, and a prefix
+// in it.
+type treeNode struct {
+	tag Tag
+	p   merkle.Prefix
+}
+
+// key is the node's key in the tree bucket: the tag, then the prefix's key.
+func (n treeNode) key() []byte { return append(n.tag[:len(n.tag):len(n.tag)], n.p.Key()...) }
+
+// treeEdit applies edit to every node on id's path in the tree of tag, loading each from
+// the tree bucket the first time the transaction touches it (flush writes them back).
+func (t *Tx) treeEdit(tag Tag, id merkle.ID, edit func(*merkle.Node)) error {
 	if t.s.noIndex {
 		return nil
 	}
 	if t.nodes == nil {
-		t.nodes = map[merkle.Prefix]*merkle.Node{}
+		t.nodes = map[treeNode]*merkle.Node{}
 	}
 	tree := t.tx.Bucket(bucketTree)
-	for _, p := range merkle.Path(id) {
+	for _, q := range merkle.Path(id) {
+		p := treeNode{tag, q}
 		n, ok := t.nodes[p]
 		if !ok {
 			n = &merkle.Node{}
-			if b := tree.Get(p.Key()); b != nil {
+			if b := tree.Get(p.key()); b != nil {
 				if err := n.UnmarshalBinary(b); err != nil {
 					return fmt.Errorf("%w: merkle node: %v", ErrCorrupt, err)
 				}

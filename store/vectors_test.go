@@ -35,6 +35,7 @@ type envelopeVector struct {
 	epoch         uint32
 	key           []byte // nil: epoch 0's data key, from the mesh key
 	nonce         []byte
+	tagged        bool // format 2: the collection tag after the id
 }
 
 func envelopeVectors(t *testing.T) []envelopeVector {
@@ -51,11 +52,14 @@ func envelopeVectors(t *testing.T) []envelopeVector {
 	}
 	return []envelopeVector{
 		{"envelope_raw", "raw value, payload format 1, key epoch 0", payload{Collection: "notes", Key: "k1",
-			Value: resolve.Value{Kind: resolve.KindRaw, Data: []byte("hello, world"), Fields: resolve.FieldClocks{}}}, v1, 0, nil, counting(0x80, 24)},
+			Value: resolve.Value{Kind: resolve.KindRaw, Data: []byte("hello, world"), Fields: resolve.FieldClocks{}}}, v1, 0, nil, counting(0x80, 24), false},
 		{"envelope_json", "JSON value with field clocks, two devices in the version vector, key epoch 0", payload{Collection: "notes", Key: "k2",
-			Value: doc}, v2, 0, nil, counting(0xa0, 24)},
+			Value: doc}, v2, 0, nil, counting(0xa0, 24), false},
 		{"envelope_signed", "signed record of a reserved collection (payload format 2), key epoch 300 (a two-byte uvarint)", payload{Collection: DevicesCollection, Key: string(vectorDevice),
-			Value: dev, Sig: bytes.Repeat([]byte{0x5a}, 64)}, v1, 300, counting(0xc0, 32), counting(0xb0, 24)},
+			Value: dev, Sig: bytes.Repeat([]byte{0x5a}, 64)}, v1, 300, counting(0xc0, 32), counting(0xb0, 24), false},
+		{"envelope_tagged", "format 2: the collection tag (keyed hash of \"notes\", 8 bytes) after the id, outside the associated data (which is the format-1 header); raw value, key epoch 0",
+			payload{Collection: "notes", Key: "k3", Value: resolve.Value{Kind: resolve.KindRaw, Data: []byte("tagged"), Fields: resolve.FieldClocks{}}},
+			v1, 0, nil, counting(0xd0, 24), true},
 	}
 }
 
@@ -67,6 +71,9 @@ func (v envelopeVector) seal(t *testing.T, k *keyring) []byte {
 		t.Fatal(err)
 	}
 	e := &Envelope{ID: k.recordID(v.p.Collection, v.p.Key), KeyEpoch: v.epoch, Version: v.version}
+	if v.tagged {
+		e.Tag = k.tag(v.p.Collection)
+	}
 	copy(e.Nonce[:], v.nonce)
 	aead, err := chacha20poly1305.NewX(v.sealKey(k))
 	if err != nil {
@@ -101,6 +108,9 @@ func TestEnvelopeVectors(t *testing.T) {
 			e, err := UnmarshalEnvelope(vectors.Read(t, path))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if v.tagged != (e.Tag == k.tag(v.p.Collection)) {
+				t.Errorf("collection tag %s, tagged %v", e.Tag, v.tagged)
 			}
 			if e.ID != k.recordID(v.p.Collection, v.p.Key) || e.KeyEpoch != v.epoch || !reflect.DeepEqual(e.Version, v.version) || !bytes.Equal(e.Nonce[:], v.nonce) {
 				t.Errorf("clear fields: id %x epoch %d version %+v nonce %x", e.ID[:6], e.KeyEpoch, e.Version, e.Nonce)

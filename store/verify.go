@@ -44,7 +44,7 @@ func (s *Store) Verify() (*Report, error) {
 			last = be64(v)
 		}
 		owner := map[uint64]merkle.ID{}
-		rebuilt := map[merkle.Prefix]*merkle.Node{}
+		rebuilt := map[treeNode]*merkle.Node{}
 		coll := tx.Bucket(bucketColl)
 		c := tx.Bucket(bucketIDs).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -77,16 +77,20 @@ func (s *Store) Verify() (*Report, error) {
 				if e.ID != id {
 					r.addf("envelope %d: holds id %x, indexed under %x", seq, e.ID[:6], id[:6])
 				}
+				if e.Tag != tagOf(set) {
+					r.addf("envelope %d: collection tag differs from its record's other versions", seq)
+				}
+				if coll.Get(collKey(e.Tag, id)) == nil {
+					r.addf("record %x: missing from the collection index", id[:6])
+				}
 				if s.keys.blind {
 					continue // a replica checks structure only: it cannot open envelopes
 				}
-				p, err := s.keys.open(e)
-				if err != nil {
-					r.addf("envelope %d: %v", seq, err)
-					continue
+				if e.Tag == (Tag{}) {
+					r.addf("envelope %d: no collection tag (a device tags every envelope)", seq)
 				}
-				if coll.Get(append(s.keys.collTag(p.Collection), id[:]...)) == nil {
-					r.addf("record %x: missing from the collection index", id[:6])
+				if _, err := s.keys.open(e); err != nil {
+					r.addf("envelope %d: %v", seq, err)
 				}
 			}
 			for i := range set {
@@ -102,7 +106,8 @@ func (s *Store) Verify() (*Report, error) {
 			if d := antichainDigest(set); d != entry.digest {
 				r.addf("record %x: digest does not match its envelopes", id[:6])
 			}
-			for _, p := range merkle.Path(id) {
+			for _, q := range merkle.Path(id) {
+				p := treeNode{tagOf(set), q}
 				n := rebuilt[p]
 				if n == nil {
 					n = &merkle.Node{}
@@ -113,10 +118,10 @@ func (s *Store) Verify() (*Report, error) {
 		}
 		cc := coll.Cursor()
 		for k, _ := cc.First(); k != nil; k, _ = cc.Next() {
-			if len(k) != 16+len(merkle.ID{}) {
+			if len(k) != len(Tag{})+len(merkle.ID{}) {
 				r.addf("collection index: key of %d bytes", len(k))
-			} else if tx.Bucket(bucketIDs).Get(k[16:]) == nil {
-				r.addf("collection index: entry for record %x, which the store does not hold", k[16:22])
+			} else if tx.Bucket(bucketIDs).Get(k[8:]) == nil {
+				r.addf("collection index: entry for record %x, which the store does not hold", k[8:14])
 			}
 		}
 		envs := tx.Bucket(bucketEnv).Cursor()
@@ -133,11 +138,18 @@ func (s *Store) Verify() (*Report, error) {
 		seen := 0
 		tc := tx.Bucket(bucketTree).Cursor()
 		for k, v := tc.First(); k != nil; k, v = tc.Next() {
-			p, err := merkle.ParsePrefixKey(k)
+			if len(k) < len(Tag{}) {
+				r.addf("merkle tree: bad node key %x", k)
+				continue
+			}
+			q, err := merkle.ParsePrefixKey(k[len(Tag{}):])
 			if err != nil {
 				r.addf("merkle tree: bad node key %x: %v", k, err)
 				continue
 			}
+			var p treeNode
+			copy(p.tag[:], k)
+			p.p = q
 			var n merkle.Node
 			if err := n.UnmarshalBinary(v); err != nil {
 				r.addf("merkle tree: node %x: %v", k, err)

@@ -9,11 +9,13 @@ import (
 
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
+	"github.com/meshsync/meshsync/node/web"
 )
 
 type daemonCmd struct {
 	netFlags
 	LogLevel string `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error"`
+	UIListen string `name:"ui-listen" help:"Loopback address of the web page (meshsync ui), such as 127.0.0.1:8384 (default: a port chosen at start)." env:"MESHSYNC_UI_LISTEN" placeholder:"HOST:PORT"`
 }
 
 // Run runs the node in the foreground until SIGINT or SIGTERM, serving the control API on
@@ -54,7 +56,27 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
-	srv := localapi.NewNodeServer(n, &localapi.Options{Logger: log})
+	opts := &localapi.Options{Logger: log}
+	var ws *web.Server // the web page, on a device (a blind replica has nothing to show)
+	if !n.Blind() {
+		opts.UI = func() (string, error) { return ws.LoginURL() }
+	}
+	srv := localapi.NewNodeServer(n, opts)
+	if !n.Blind() {
+		// The page drives the same API as the CLI, in this process.
+		cl, err := localapi.Local(srv, nil)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		if ws, err = web.Listen(cl, &web.Options{Addr: c.UIListen, Logger: log}); err != nil {
+			return fmt.Errorf("--ui-listen: %w", err)
+		}
+		wctx, stopWeb := context.WithCancel(ctx)
+		wsDone := make(chan struct{})
+		go func() { defer close(wsDone); ws.Serve(wctx) }()
+		defer func() { stopWeb(); <-wsDone }()
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, g.dir()) }()
 	addrs := make([]string, 0)
@@ -66,7 +88,11 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	if n.Blind() {
 		role = node.RoleReplica
 	}
-	log.Info("meshsync daemon running", "role", role, "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
+	uiAddr := ""
+	if ws != nil {
+		uiAddr = "http://" + ws.Addr()
+	}
+	log.Info("meshsync daemon running", "role", role, "ui", uiAddr, "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
 		"listen", strings.Join(addrs, " "), "socket", localapi.SocketPath(g.dir()))
 	if g.JSON {
 		g.print(map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/meshsync/meshsync/consent"
 	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/localapi"
+	"github.com/meshsync/meshsync/node/web"
 	"github.com/meshsync/meshsync/store"
 	"golang.org/x/term"
 )
@@ -149,6 +150,7 @@ var hints = []struct {
 	{store.ErrBlind, false, "this directory is a blind replica: read and write records on a device of the mesh"},
 	{store.ErrInvalid, true, ""},
 	{store.ErrReserved, true, ""},
+	{store.ErrOutOfScope, true, ""},
 	{store.ErrTooLarge, true, ""},
 	{errNoPassphrase, true, ""},
 	{node.ErrBadInvite, true, "check the code (copy it whole, as printed by `meshsync pair`)"},
@@ -165,6 +167,7 @@ var hints = []struct {
 	{consent.ErrMeshDevice, true, ""},
 	{consent.ErrTooLarge, true, ""},
 	{localapi.ErrNoDaemon, false, "start it with `meshsync daemon`"},
+	{web.ErrNotLoopback, true, "the page can do everything this device may: keep it on 127.0.0.1"},
 	{localapi.ErrBadRequest, true, ""},
 	{errSyncTimeout, false, "see `meshsync status` for which device and why"},
 }

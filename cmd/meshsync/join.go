@@ -4,15 +4,18 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/meshsync/meshsync/node"
+	"github.com/meshsync/meshsync/store"
 )
 
 type joinCmd struct {
 	netFlags
-	Code string `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh."`
-	Name string `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
+	Code string   `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh."`
+	Name string   `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
+	Only []string `name:"only" sep:"," help:"Hold only these collections, and meshsync's own (selective sync; default all; see meshsync scope)." placeholder:"COLL,..."`
 }
 
 type joinOutput struct {
@@ -23,11 +26,16 @@ type joinOutput struct {
 	Devices  []string `json:"devices"`
 	Synced   bool     `json:"synced"`
 	Replica  bool     `json:"replica"`
+	Scope    []string `json:"scope"`
 }
 
 // Run joins the mesh of an invite into an empty data directory, takes a first sync, and
 // stops; `meshsync daemon` keeps it in sync from then on.
 func (c *joinCmd) Run(ctx context.Context, g *globals) error {
+	sc, err := store.NewScope(c.Only...)
+	if err != nil {
+		return usagef("--only: %v", err)
+	}
 	pass, err := g.passphrase(true)
 	if err != nil {
 		return err
@@ -37,6 +45,15 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	defer n.Close()
+	if !sc.All() {
+		if n.Blind() {
+			// Known only once the inviter answered (the invite is used by now).
+			fmt.Fprintln(g.stderr, "meshsync: --only ignored: a blind replica carries every collection")
+			sc = store.Scope{}
+		} else if _, err := n.SetScope(sc, false); err != nil {
+			return err
+		}
+	}
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
@@ -44,7 +61,8 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	serr := n.WaitSynced(sctx)
 	cancel()
 	dev := n.Store().Device()
-	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}, Replica: n.Blind()}
+	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}, Replica: n.Blind(),
+		Scope: append([]string{}, sc.Collections...)}
 	for _, d := range n.Devices() {
 		if !d.Removed && d.Name != "" {
 			out.Devices = append(out.Devices, d.Name)
@@ -65,6 +83,9 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	return g.print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "Joined the mesh as %s (%s) in %s.\n", shown(out.Name), out.DeviceID, out.Dir)
 		fmt.Fprintf(w, "Devices: %v\n", shownAll(out.Devices))
+		if !sc.All() {
+			fmt.Fprintf(w, "This device holds %s (meshsync scope to change it).\n", strings.Join(sc.Collections, ", "))
+		}
 		if serr != nil {
 			fmt.Fprintf(w, "The first sync did not finish (%v); the daemon will go on.\n", serr)
 		}

@@ -43,6 +43,7 @@ type cli struct {
 	Export    exportCmd    `cmd:"" help:"Write an encrypted backup of the whole mesh."`
 	Import    importCmd    `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
 	Daemon    daemonCmd    `cmd:"" help:"Run the node in the foreground: sync with the mesh's devices, serve the CLI."`
+	UI        uiCmd        `cmd:"" name:"ui" help:"Open the daemon's web page in a browser (prints its one-time login link)."`
 	Status    statusCmd    `cmd:"" help:"Show every device: state, last seen, pending changes, direct or relayed."`
 	Sync      syncCmd      `cmd:"" help:"Sync with every reachable device now."`
 	Pair      pairCmd      `cmd:"" help:"Invite a new device into the mesh (prints a code and a QR code)."`
@@ -52,6 +53,7 @@ type cli struct {
 	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
 	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
 	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`
+	Scope     scopeCmd     `cmd:"" help:"Show or choose the collections this device holds (selective sync)."`
 	Consent   consentCmd   `cmd:"" help:"Grant, list and revoke what may leave your devices, to whom and why."`
 	Share     shareCmd     `cmd:"" help:"Send a collection to a destination, as a grant allows it (anonymized, audited)."`
 	Receive   receiveCmd   `cmd:"" help:"Run a share destination: print its peer id, accept shares, write them as JSON lines."`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -77,6 +78,9 @@ func writeStatus(w io.Writer, st localapi.Status, width int) {
 		fmt.Fprintln(w, "! "+shown(warn))
 	}
 	fmt.Fprintf(w, "This device: %s (%s), %s\n", shown(st.Device.Name), shortPeer(st.PeerID), st.Overall)
+	if len(st.Scope) > 0 {
+		fmt.Fprintf(w, "It holds: %s (and meshsync's own collections; meshsync scope to change)\n", shown(strings.Join(st.Scope, ", ")))
+	}
 	if len(st.Devices) == 0 {
 		fmt.Fprintln(w, "No other devices yet: add one with `meshsync pair`.")
 		return
@@ -107,6 +111,9 @@ func writeStatus(w io.Writer, st localapi.Status, width int) {
 		name := d.Name
 		if name == "" { // a blind replica knows devices by id only
 			name = d.DeviceID
+		}
+		if len(d.Scope) > 0 {
+			name += " [" + strings.Join(d.Scope, ",") + "]"
 		}
 		name = shown(name)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)

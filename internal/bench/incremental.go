@@ -112,8 +112,8 @@ func (r *run) incremental(ctx context.Context) error {
 
 	// Merkle: the node's reconciliation over the two stores' real summaries, in memory.
 	t0 = time.Now()
-	ini := merkle.NewInitiator(r.b.Store().Replication().Summary(), merkle.Config{})
-	resp := merkle.NewResponder(r.a.Store().Replication().Summary(), merkle.Config{})
+	ini := merkle.NewInitiator(r.b.Store().Replication().Summary(nil), merkle.Config{})
+	resp := merkle.NewResponder(r.a.Store().Replication().Summary(nil), merkle.Config{})
 	st, err := merkle.Exchange(ini, resp)
 	mel := time.Since(t0)
 	if err != nil {

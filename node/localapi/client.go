@@ -253,6 +253,21 @@ func (c *Client) SetPolicy(ctx context.Context, collection string, p view.Policy
 	return c.do(ctx, "PUT", "/policy", url.Values{"collection": {collection}}, p, nil)
 }
 
+// Scope returns the collections this device holds.
+func (c *Client) Scope(ctx context.Context) (ScopeView, error) {
+	var out ScopeView
+	err := c.do(ctx, "GET", "/scope", nil, nil, &out)
+	return out, err
+}
+
+// SetScope makes this device hold collections (none: all); dryRun only counts what
+// narrowing would drop.
+func (c *Client) SetScope(ctx context.Context, collections []string, dryRun bool) (ScopeResult, error) {
+	var out ScopeResult
+	err := c.do(ctx, "PUT", "/scope", nil, ScopeRequest{Collections: collections, DryRun: dryRun}, &out)
+	return out, err
+}
+
 // Policies returns every explicit policy by collection, as set (no defaults filled in).
 func (c *Client) Policies(ctx context.Context) (map[string]view.Policy, error) {
 	var out map[string]view.Policy

@@ -54,6 +54,14 @@ func (c *Client) RemoveDevice(ctx context.Context, id string, pass []byte) error
 	return c.do(ctx, "DELETE", "/device", nil, removeRequest{ID: id, Passphrase: pass}, nil)
 }
 
+// UI returns the address of the daemon's web page with a new one-time login token in it.
+// A server without a web page (no daemon, a blind replica) answers ErrBadRequest.
+func (c *Client) UI(ctx context.Context) (UI, error) {
+	var out UI
+	err := c.do(ctx, "POST", "/ui", nil, nil, &out)
+	return out, err
+}
+
 // Share shares a collection with dest for purpose, as a grant allows it, giving up after
 // timeout. The error mirrors node.Node.Share's: a refusal is a consent error and the
 // result is empty; once something was sent the result says what, and an error may

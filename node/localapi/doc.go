@@ -44,6 +44,8 @@
 //	GET    /v2/policy               ?collection → view.Policy (defaults filled in)
 //	PUT    /v2/policy               ?collection, view.Policy as the body
 //	GET    /v2/policies             → {collection: view.Policy}, explicit ones only
+//	GET    /v2/scope                → ScopeView
+//	PUT    /v2/scope                ScopeRequest as the body → ScopeResult
 //	POST   /v2/verify               → view.Report
 //	POST   /v2/export               {path, passphrase} → view.BackupInfo
 //	POST   /v2/import               {path, passphrase, dry_run} → view.ImportStats
@@ -54,6 +56,7 @@
 //	GET    /v2/devices              → []node.Device (node)
 //	DELETE /v2/device               {id, passphrase} (node)
 //	GET    /v2/events               [?records=1] → JSON lines of Event (node)
+//	POST   /v2/ui                   → UI: the web page's URL with a one-time token (daemon)
 //	POST   /v2/consent/grant        consent.GrantSpec → consent.Grant
 //	POST   /v2/consent/revoke       ?id → consent.Grant
 //	GET    /v2/consent/grants       → []consent.Grant

@@ -36,6 +36,7 @@ var codes = []struct {
 	{"not_found", store.ErrNotFound, http.StatusNotFound},
 	{"invalid", store.ErrInvalid, http.StatusBadRequest},
 	{"reserved", store.ErrReserved, http.StatusBadRequest},
+	{"out_of_scope", store.ErrOutOfScope, http.StatusBadRequest},
 	{"too_large", store.ErrTooLarge, http.StatusBadRequest},
 	{"wrong_passphrase", store.ErrWrongPassphrase, http.StatusBadRequest},
 	{"stale", store.ErrStale, http.StatusConflict},

@@ -40,6 +40,10 @@ var routes = []route{
 	{method: "PUT", path: "/policy", call: (*Server).setPolicy},
 	{method: "GET", path: "/policies", call: (*Server).policies},
 
+	// scope
+	{method: "GET", path: "/scope", call: (*Server).scope},
+	{method: "PUT", path: "/scope", call: (*Server).setScope},
+
 	// the store as a whole
 	{method: "POST", path: "/verify", call: (*Server).verify},
 	{method: "POST", path: "/export", call: (*Server).export},
@@ -53,6 +57,7 @@ var routes = []route{
 	{method: "GET", path: "/devices", call: (*Server).devices},
 	{method: "DELETE", path: "/device", call: (*Server).removeDevice},
 	{method: "GET", path: "/events", stream: (*Server).events},
+	{method: "POST", path: "/ui", call: (*Server).ui},
 
 	// consent and sharing
 	{method: "POST", path: "/consent/grant", call: withConsent(grant)},
@@ -294,6 +299,18 @@ func (s *Server) removeDevice(r *http.Request) (any, error) {
 	return nil, n.RemoveDeviceConfirmed(req.ID, req.Passphrase)
 }
 
+// ui answers the web page's address with a new one-time login token in it.
+func (s *Server) ui(*http.Request) (any, error) {
+	if s.opts.UI == nil {
+		return nil, badRequest{"this process serves no web page: the daemon does (start it with `meshsync daemon`)"}
+	}
+	u, err := s.opts.UI()
+	if err != nil {
+		return nil, err
+	}
+	return UI{URL: u}, nil
+}
+
 // Consent and sharing.
 
 // withConsent runs a call on the consent registry of the server.
@@ -381,4 +398,38 @@ func nonNil[T any](list []T, err error) ([]T, error) {
 		list = []T{}
 	}
 	return list, err
+}
+
+// Scope.
+
+func (s *Server) scope(*http.Request) (any, error) {
+	return ScopeView{Collections: orEmpty(s.st.Replication().Scope().Collections), All: s.st.Replication().Scope().All()}, nil
+}
+
+func (s *Server) setScope(r *http.Request) (any, error) {
+	var req ScopeRequest
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	sc, err := store.NewScope(req.Collections...)
+	if err != nil {
+		return nil, badRequest{err.Error()}
+	}
+	var ch store.ScopeChange
+	if s.n != nil {
+		ch, err = s.n.SetScope(sc, req.DryRun)
+	} else {
+		ch, err = s.st.Replication().SetScope(sc, req.DryRun)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ScopeResult{ScopeView: ScopeView{Collections: orEmpty(sc.Collections), All: sc.All()}, Widened: ch.Widened, Dropped: ch.Dropped, DryRun: req.DryRun}, nil
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -35,6 +35,10 @@ type Options struct {
 	// Local): GET /v2/ping and the status say that no daemon runs, and the node's network
 	// is started by the first route that needs it (invite, sync, an allowed share).
 	InProcess bool
+	// UI mints the address of the daemon's web page with a new one-time login token in
+	// it (package node/web); nil when this server serves no web page, and then
+	// POST /v2/ui answers ErrBadRequest.
+	UI func() (string, error)
 }
 
 // Server serves the local API of one store, or of one node and its store.

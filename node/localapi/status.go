@@ -10,7 +10,8 @@ import (
 // devices included) and whether a daemon serves it.
 func nodeStatus(n *node.Node, daemon bool) Status {
 	st := n.Store()
-	out := Status{Device: st.Device(), PeerID: n.PeerID().String(), Daemon: daemon, Addrs: []string{}, Devices: []DeviceStatus{}, Warnings: []string{}}
+	out := Status{Device: st.Device(), PeerID: n.PeerID().String(), Daemon: daemon, Addrs: []string{}, Devices: []DeviceStatus{}, Warnings: []string{},
+		Scope: append([]string{}, n.Scope().Collections...)}
 	if daemon {
 		out.PID = os.Getpid()
 	}
@@ -31,7 +32,7 @@ func nodeStatus(n *node.Node, daemon bool) Status {
 		if !ok {
 			ds = node.DeviceState{DeviceID: d.ID, PeerID: d.PeerID, Name: d.Name, Status: node.StatusOffline, PendingIn: -1, PendingOut: -1}
 		}
-		out.Devices = append(out.Devices, DeviceStatus{DeviceState: ds, Role: d.Role, Removed: d.Removed})
+		out.Devices = append(out.Devices, DeviceStatus{DeviceState: ds, Role: d.Role, Removed: d.Removed, Scope: append([]string{}, d.Scope...)})
 	}
 	out.Conflicts = states.Conflicts
 	out.ClockSkew = states.ClockSkew.Seconds()

@@ -41,6 +41,8 @@ type Status struct {
 	Conflicts int              `json:"conflicts"`
 	ClockSkew float64          `json:"clock_skew_seconds"`
 	Warnings  []string         `json:"warnings"`
+	// Scope lists the collections this device holds (empty: all).
+	Scope []string `json:"scope"`
 }
 
 // DeviceStatus is one other device in Status.
@@ -48,12 +50,20 @@ type DeviceStatus struct {
 	node.DeviceState
 	Role    string `json:"role"`
 	Removed bool   `json:"removed,omitempty"`
+	// Scope lists the collections the device holds, as its record says (empty: all).
+	Scope []string `json:"scope"`
 }
 
 // Invite is the answer of POST /v2/invite: a pairing invite.
 type Invite struct {
 	Code    string    `json:"code"`
 	Expires time.Time `json:"expires"`
+}
+
+// UI is the answer of POST /v2/ui: the daemon's web page, with a one-time login token
+// in the URL.
+type UI struct {
+	URL string `json:"url"`
 }
 
 // Event is one line of GET /v2/events: a sync-state change or a record change.
@@ -147,4 +157,26 @@ func duration(s float64, def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(s * float64(time.Second))
+}
+
+// ScopeView is a device's scope: the collections it holds (All: every one).
+type ScopeView struct {
+	Collections []string `json:"collections"`
+	All         bool     `json:"all"`
+}
+
+// ScopeRequest sets the scope: the collections to hold (none: all). DryRun only counts
+// what narrowing would drop.
+type ScopeRequest struct {
+	Collections []string `json:"collections"`
+	DryRun      bool     `json:"dry_run,omitempty"`
+}
+
+// ScopeResult is the scope after a change, whether it widened (the peers send the
+// collections now held) and how many records narrowing dropped here (or would, DryRun).
+type ScopeResult struct {
+	ScopeView
+	Widened bool `json:"widened"`
+	Dropped int  `json:"dropped"`
+	DryRun  bool `json:"dry_run,omitempty"`
 }

@@ -20,9 +20,10 @@ const (
 var errBatchFull = errors.New("batch full")
 
 // Collect reads the envelopes of src after sequence from (up to upto) that fit one Batch,
-// leaving out those skip reports (the peer sent them to us; nil: none). last is the
+// leaving out those skip reports (the peer sent them to us, or holds no such collection;
+// nil: none). last is the
 // highest sequence visited, from when none was. The push protocol uses it too.
-func Collect(src Source, from, upto uint64, skip func(uint64) bool) (envs [][]byte, last uint64, err error) {
+func Collect(src Source, from, upto uint64, skip func(seq uint64, raw []byte) bool) (envs [][]byte, last uint64, err error) {
 	size := 0
 	last = from
 	_, err = src.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
@@ -30,7 +31,7 @@ func Collect(src Source, from, upto uint64, skip func(uint64) bool) (envs [][]by
 			return errBatchFull
 		}
 		last = seq
-		if skip != nil && skip(seq) {
+		if skip != nil && skip(seq, raw) {
 			return nil
 		}
 		envs = append(envs, bytes.Clone(raw))
@@ -56,7 +57,7 @@ type Sender struct {
 	src        Source
 	mode       mode
 	from, upto uint64
-	skip       func(uint64) bool
+	skip       func(uint64, []byte) bool
 	have       []merkle.ID
 	keep       func([]byte) bool
 

@@ -60,6 +60,12 @@ type Config struct {
 	// during the reconciliation (the store reads from snapshots).
 	Source  Source
 	Summary merkle.Source
+	// Scoped, when set, returns the summary of the collections of tags only: the session
+	// reconciles over the collections both sides hold (common). Nil: Summary, whole.
+	Scoped func(tags [][8]byte) merkle.Source
+	// TagOf reads the collection tag of an encoded envelope, so that the fast path sends
+	// the peer only the collections it holds. Nil: no filter.
+	TagOf func(raw []byte) [8]byte
 	// Now is this side's clock when the session starts; TombstoneTTL its tombstone
 	// lifetime (for the horizon plan).
 	Now          time.Time
@@ -139,6 +145,8 @@ type Result struct {
 	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
+	// PeerScope is what the peer's hello says it holds: a push sends it nothing else.
+	PeerScope Scope
 	// MerkleMessages counts the reconciliation messages sent and received.
 	MerkleMessages int
 	// Violation names the bound the peer broke, when one ended the session.
@@ -318,9 +326,13 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 			return out, s.err
 		}
 	}
+	s.res.PeerScope = ScopeOf(theirs)
+	// The two sides compare, and reconcile, the collections both hold.
+	tags := common(mine, theirs)
+	myView, theirView := restrict(mine, tags), restrict(theirs, tags)
 	var sendFrom, recvFrom uint64
-	s.send, sendFrom = direction(mine, theirs)
-	s.recv, recvFrom = direction(theirs, mine)
+	s.send, sendFrom = direction(myView, theirView)
+	s.recv, recvFrom = direction(theirView, myView)
 	s.from, s.recvFrom = sendFrom, recvFrom
 	self, peer := helloHorizon(mine), helloHorizon(theirs)
 	// A blind replica, which never collects, takes on a device's horizon first, so that it
@@ -334,11 +346,15 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	if s.send == modeMerkle || s.recv == modeMerkle || s.res.Resync.Merkle && (s.send != modeNone || s.recv != modeNone) {
 		s.res.Mode = "merkle"
 		s.phase = phaseMerkle
+		src := s.cfg.Summary
+		if s.cfg.Scoped != nil {
+			src = s.cfg.Scoped(tags)
+		}
 		if !s.cfg.Initiator {
-			s.ms = merkle.NewResponder(s.cfg.Summary, merkle.Config{})
+			s.ms = merkle.NewResponder(src, merkle.Config{})
 			return out, nil
 		}
-		s.ms = merkle.NewInitiator(s.cfg.Summary, merkle.Config{})
+		s.ms = merkle.NewInitiator(src, merkle.Config{})
 		msg, err := s.ms.Start()
 		if err != nil {
 			return s.fail(fmt.Errorf("reconcile: %w", err))
@@ -409,9 +425,29 @@ func (s *Session) reconciled(out Output) Output {
 func (s *Session) transfer(out Output) Output {
 	s.phase = phaseTransfer
 	s.sender = &Sender{src: s.cfg.Source, mode: s.send, from: s.from, upto: s.cfg.Hello.LastSeq,
-		skip: s.cfg.Echo, have: s.have, keep: s.keep}
+		skip: s.skipFor(), have: s.have, keep: s.keep}
 	out.Transfer = true
 	return out
+}
+
+// skipFor is what the fast path leaves out: the peer's own envelopes (Echo) and the
+// collections it does not hold.
+func (s *Session) skipFor() func(uint64, []byte) bool {
+	return Skip(s.cfg.Echo, s.cfg.TagOf, s.res.PeerScope)
+}
+
+// Skip combines an echo filter and a peer's scope into the filter Collect takes: either
+// may be nil.
+func Skip(echo func(uint64) bool, tagOf func([]byte) [8]byte, peer Scope) func(uint64, []byte) bool {
+	if echo == nil && (tagOf == nil || peer.All) {
+		return nil
+	}
+	return func(seq uint64, raw []byte) bool {
+		if echo != nil && echo(seq) {
+			return true
+		}
+		return tagOf != nil && !peer.Wants(tagOf(raw))
+	}
 }
 
 // Sent reports that the Sender ended after sending n envelopes: it returns the Done

@@ -9,8 +9,26 @@ import (
 // horizon and the last contact; version 3 (same layout) means that records of reserved
 // collections are signed, so that a peer of version 2, whose unsigned records would be
 // refused one by one, is told to upgrade instead. An older hello still decodes, so that a
-// node can name the version an old peer speaks.
-const Version = 3
+// node can name the version an old peer speaks. Version 4 adds the sender's scope and the
+// root of each collection tree it holds (after the fixed part): envelopes carry
+// collection tags, and two devices reconcile over the collections both hold.
+const Version = 4
+
+// Bounds of a version-4 hello's lists.
+const (
+	// MaxScopeTags bounds the collections a scope names.
+	MaxScopeTags = 4096
+	// MaxRoots bounds the collection trees a hello reports.
+	MaxRoots = 4096
+)
+
+// TagRoot is the root of one collection's tree: the collection tag, count and
+// fingerprint.
+type TagRoot struct {
+	Tag   [8]byte
+	Count uint64
+	FP    [32]byte
+}
 
 // MaxEnvelope bounds one envelope inside a Batch (the store's own cap is lower).
 const MaxEnvelope = 2 << 20
@@ -40,6 +58,13 @@ type Hello struct {
 	// LastContact is when the sender last completed a session with another device, in
 	// Unix milliseconds (0: never). Version 2 on.
 	LastContact int64
+	// ScopeAll says the sender holds every collection; otherwise Scope lists the tags of
+	// the application collections it holds (reserved ones always). Version 4 on.
+	ScopeAll bool
+	Scope    [][8]byte
+	// Roots is the root of every collection tree the sender holds, in tag order.
+	// Version 4 on.
+	Roots []TagRoot
 }
 
 // HelloSize is the length of an encoded Hello of this Version.
@@ -63,7 +88,26 @@ func (h *Hello) Marshal() []byte {
 		return b
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Horizon))
-	return binary.BigEndian.AppendUint64(b, uint64(h.LastContact))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.LastContact))
+	if h.Version < 4 {
+		return b
+	}
+	all := byte(0)
+	if h.ScopeAll {
+		all = 1
+	}
+	b = append(b, all)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Scope)))
+	for _, t := range h.Scope {
+		b = append(b, t[:]...)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Roots)))
+	for _, r := range h.Roots {
+		b = append(b, r.Tag[:]...)
+		b = binary.BigEndian.AppendUint64(b, r.Count)
+		b = append(b, r.FP[:]...)
+	}
+	return b
 }
 
 // UnmarshalHello decodes a Hello. Its length must be that of its version's form.
@@ -71,6 +115,10 @@ func UnmarshalHello(b []byte) (*Hello, error) {
 	want := HelloSize
 	if len(b) > 0 && b[0] == 1 {
 		want = helloSizeV1
+	}
+	var rest []byte
+	if len(b) > 0 && b[0] >= 4 && len(b) >= want {
+		b, rest = b[:want], b[want:]
 	}
 	if len(b) != want {
 		return nil, fmt.Errorf("hello of %d bytes, want %d: %w", len(b), want, ErrMalformed)
@@ -88,7 +136,51 @@ func UnmarshalHello(b []byte) (*Hello, error) {
 		h.Horizon = int64(binary.BigEndian.Uint64(p))
 		h.LastContact = int64(binary.BigEndian.Uint64(p[8:]))
 	}
+	if h.Version >= 4 {
+		if err := h.unmarshalScope(rest); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
+}
+
+// unmarshalScope decodes the version-4 trailer: scope flag, scope tags, tag roots, with
+// every count checked against what is left before anything is allocated.
+func (h *Hello) unmarshalScope(b []byte) error {
+	bad := func(what string) error { return fmt.Errorf("hello: %s: %w", what, ErrMalformed) }
+	if len(b) < 3 || b[0] > 1 {
+		return bad("scope missing")
+	}
+	h.ScopeAll = b[0] == 1
+	n := int(binary.BigEndian.Uint16(b[1:]))
+	b = b[3:]
+	if n > MaxScopeTags || len(b) < 8*n || (h.ScopeAll && n > 0) {
+		return bad("scope tags")
+	}
+	h.Scope = make([][8]byte, n)
+	for i := range h.Scope {
+		b = b[copy(h.Scope[i][:], b):]
+	}
+	if len(b) < 2 {
+		return bad("roots missing")
+	}
+	n = int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if n > MaxRoots || len(b) != 48*n {
+		return bad("collection roots")
+	}
+	h.Roots = make([]TagRoot, n)
+	for i := range h.Roots {
+		r := &h.Roots[i]
+		copy(r.Tag[:], b)
+		r.Count = binary.BigEndian.Uint64(b[8:])
+		copy(r.FP[:], b[16:48])
+		b = b[48:]
+		if i > 0 && string(h.Roots[i-1].Tag[:]) >= string(r.Tag[:]) {
+			return bad("collection roots out of order")
+		}
+	}
+	return nil
 }
 
 // Batch carries envelopes. In sequence order (the fast path and push) From and To are the

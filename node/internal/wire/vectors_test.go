@@ -23,8 +23,13 @@ var wireVectors = []struct {
 	msg     interface{ Marshal() []byte }
 	decode  func([]byte) (any, error)
 }{
-	{"hello", "sync Hello, version 3: version, proof, epoch, known epoch, known seq, last seq, root count, root fingerprint, horizon, last contact",
+	{"hello", "sync Hello, version 4: version, proof, epoch, known epoch, known seq, last seq, root count, root fingerprint, horizon, last contact, scope (all flag, tags), collection roots (tag, count, fingerprint)",
 		TypeHello, &Hello{Version: Version, Proof: arr32(0x10), Epoch: arr16(0x40), KnownEpoch: arr16(0x50), KnownSeq: 1000, LastSeq: 1234,
+			RootCount: 99, RootFP: arr32(0x60), Horizon: 1767323045000, LastContact: 1767323046000,
+			Scope: [][8]byte{{0x11, 1}}, Roots: []TagRoot{{Tag: [8]byte{0x11, 1}, Count: 90, FP: arr32(0x70)}, {Tag: [8]byte{0x81, 2}, Count: 9, FP: arr32(0x90)}}},
+		func(b []byte) (any, error) { return UnmarshalHello(b) }},
+	{"hello_v3", "sync Hello, version 3 (before scopes): still decodes so that a node can name an old peer's version",
+		TypeHello, &Hello{Version: 3, Proof: arr32(0x10), Epoch: arr16(0x40), KnownEpoch: arr16(0x50), KnownSeq: 1000, LastSeq: 1234,
 			RootCount: 99, RootFP: arr32(0x60), Horizon: 1767323045000, LastContact: 1767323046000},
 		func(b []byte) (any, error) { return UnmarshalHello(b) }},
 	{"hello_v1", "sync Hello, version 1 (no horizon, no last contact): still decodes so that a node can name an old peer's version",

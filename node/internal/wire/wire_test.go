@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -115,20 +116,31 @@ func TestBatchRoundTrip(t *testing.T) {
 }
 
 func TestHelloRoundTrip(t *testing.T) {
-	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3, Horizon: 1767225600000, LastContact: -5}
+	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3, Horizon: 1767225600000, LastContact: -5,
+		Scope: [][8]byte{{1, 2}, {3}}, Roots: []TagRoot{{Tag: [8]byte{1}, Count: 5}, {Tag: [8]byte{0x80, 1}, Count: 1, FP: [32]byte{9}}}}
 	h.Epoch[0], h.Proof[31], h.RootFP[5] = 1, 2, 3
 	b := h.Marshal()
-	if len(b) != HelloSize {
-		t.Fatalf("hello of %d bytes, want %d", len(b), HelloSize)
+	if len(b) != HelloSize+3+16+2+96 {
+		t.Fatalf("hello of %d bytes, want %d", len(b), HelloSize+3+16+2+96)
 	}
 	got, err := UnmarshalHello(b)
-	if err != nil || *got != *h {
+	if err != nil || !reflect.DeepEqual(got, h) {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+	// Lists that claim more than the bytes hold, or roots out of order, are refused.
+	for _, cut := range []int{1, 48, 50} {
+		if _, err := UnmarshalHello(b[:len(b)-cut]); err == nil {
+			t.Errorf("hello cut by %d bytes accepted", cut)
+		}
+	}
+	h.Roots[0], h.Roots[1] = h.Roots[1], h.Roots[0]
+	if _, err := UnmarshalHello(h.Marshal()); err == nil {
+		t.Error("roots out of order accepted")
 	}
 	// A version-1 hello still decodes, so that the node can name the old version.
 	old := &Hello{Version: 1, LastSeq: 4}
 	got, err = UnmarshalHello(old.Marshal())
-	if err != nil || *got != *old {
+	if err != nil || !reflect.DeepEqual(got, old) {
 		t.Fatalf("version 1: got %+v, %v", got, err)
 	}
 	// Each version has exactly one length.
