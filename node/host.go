@@ -22,6 +22,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Resource limits: a phone-sized budget for the whole host.
@@ -160,9 +161,10 @@ func (n *Node) registerHandlers(h host.Host) {
 				// Before libp2p's hole punch reads them (it waits for identify).
 				forgetPublicAddrs(h.Peerstore(), c.RemotePeer())
 			}
-			// A direct connection that comes while a relayed one is up was punched: its
-			// address is a NAT's mapping, not worth remembering (direct.go).
-			punched := !relayed && hasRelayed(nw, c.RemotePeer())
+			// A direct connection to a public address that comes while a relayed one is
+			// up was punched: its address is a NAT's mapping, not worth remembering
+			// (direct.go). One found on the LAN (mDNS) is.
+			punched := !relayed && hasRelayed(nw, c.RemotePeer()) && manet.IsPublicAddr(c.RemoteMultiaddr())
 			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), relayed, punched)
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {

@@ -473,6 +473,9 @@ func (t *tracker) offline(p peer.ID, err error, next time.Time) {
 // direct records how this device tries to make the path to p direct (nil: not relayed).
 func (t *tracker) direct(p peer.ID, d *DirectTry) {
 	t.do(func() {
+		if _, member := t.n.isMember(p); !member {
+			return // a late word from the loop of a removed device
+		}
 		t.update(p, func(s *DeviceState) { s.Direct = d })
 	})
 }
