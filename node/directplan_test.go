@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -181,5 +182,24 @@ func TestForgetPublicAddrs(t *testing.T) {
 		if left[s] {
 			t.Errorf("%s is still there", s)
 		}
+	}
+}
+
+// A node beyond the LAN holds its host's hole-punch service (captured through the option,
+// since libp2p does not expose it): without it no attempt is ever retried. LAN-only: none.
+func TestHolePunchServiceCaptured(t *testing.T) {
+	for _, lanOnly := range []bool{false, true} {
+		cfg := testConfig(t, "laptop")
+		cfg.LANOnly, cfg.DHTMode = lanOnly, DHTClient
+		n, err := Init(context.Background(), cfg, "laptop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustStart(t, n)
+		r := n.net.Load()
+		if got := r.holePunch != nil; got == lanOnly {
+			t.Errorf("LAN-only %v: hole-punch service held: %v", lanOnly, got)
+		}
+		n.Close()
 	}
 }
