@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
@@ -201,5 +202,36 @@ func TestHolePunchServiceCaptured(t *testing.T) {
 			t.Errorf("LAN-only %v: hole-punch service held: %v", lanOnly, got)
 		}
 		n.Close()
+	}
+}
+
+// A punched connection's address (a NAT's mapping) is not remembered for the next start,
+// and a public address remembered before (by an older release) is forgotten once a punch
+// was needed: dialled at start, it left router state that broke the punch for 2 minutes.
+// A direct address dialled without a relay up is remembered as before.
+func TestPunchedAddressNotRemembered(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, a)
+	addr := func() string {
+		d, err := deviceState(a, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Addr
+	}
+	public := ma.StringCast("/ip4/7.0.0.12/tcp/4747")
+	a.track.connected(b.PeerID(), network.DirOutbound, public, false, false)
+	if got := addr(); got != public.String() {
+		t.Fatalf("a direct dial's address: remembered %q, want %q", got, public)
+	}
+	a.track.connected(b.PeerID(), network.DirOutbound, ma.StringCast("/ip4/7.0.0.12/tcp/4999"), false, true)
+	if got := addr(); got != "" {
+		t.Fatalf("after a punch: remembered %q, want nothing", got)
+	}
+	lan := ma.StringCast("/ip4/192.168.2.2/tcp/4747")
+	a.track.connected(b.PeerID(), network.DirOutbound, lan, false, false)
+	if got := addr(); got != lan.String() {
+		t.Fatalf("a LAN address: remembered %q, want %q", got, lan)
 	}
 }

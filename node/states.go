@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/meshsync/meshsync/store"
 )
@@ -438,6 +439,14 @@ func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr,
 			if dir == network.DirOutbound && addr != nil && !s.Relayed && !punched && s.Addr != addr.String() {
 				s.Addr = addr.String()
 				t.dirty[p] = true
+			}
+			if punched && s.Addr != "" {
+				// The remembered address did not reach the device (it needed a punch):
+				// an older release remembered punched ones, dialled at every start.
+				if a, err := ma.NewMultiaddr(s.Addr); err == nil && manet.IsPublicAddr(a) {
+					s.Addr = ""
+					t.dirty[p] = true
+				}
 			}
 		})
 	})
