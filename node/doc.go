@@ -51,9 +51,13 @@
 //     writes how far it had seen the removed device, rotates the data key (a new key epoch
 //     for the remaining devices) and re-seals old envelopes in the background; the removed
 //     device's writes beyond the cut are refused everywhere. A peer of an older release
-//     (sync version below 3) is refused with ErrOldPeer. Envelopes under a key this device
-//     does not hold yet do not
-//     end a session: they are fetched again later.
+//     (sync version below 4) is refused with ErrOldPeer. Envelopes under a key this device
+//     does not hold yet do not end a session: they are fetched again later.
+//   - A device may hold only some collections (SetScope, store.Scope). Its hello says which
+//     (by collection tag) and gives the root of each collection it holds; two devices
+//     reconcile only over the collections both hold, and the fast path and pushes send a
+//     peer only what it holds. Widening forgets the sync progress with every peer, so the
+//     next sessions reconcile by summary and bring the collections added.
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it
 //     wrote while away) and reports it (States.FullResync).

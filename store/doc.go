@@ -5,9 +5,14 @@
 // A record is (collection, key) → a JSON document or raw bytes, or a delete marker. On disk
 // and on the wire it is an [Envelope]: a keyed-hash id, the version in clear (version
 // vector, hybrid logical clock, writing device) and the payload sealed with
-// XChaCha20-Poly1305 under a random nonce, with id and version as associated data. For one
-// id the store keeps the antichain of versions that nothing it holds dominates; reading a
-// record resolves that antichain with the collection's policy (package resolve).
+// XChaCha20-Poly1305 under a random nonce, with id and version as associated data, and a
+// collection [Tag] (a keyed hash of the collection's name) outside it, checked when a
+// device opens the envelope. For one id the store keeps the antichain of versions that
+// nothing it holds dominates; reading a record resolves that antichain with the
+// collection's policy (package resolve). The Merkle index is a forest, one tree per tag
+// (summary.go): a device may hold only some collections ([Scope]), and two devices
+// reconcile over the collections both hold. A store of layout 1 (before tags) takes them
+// on when it is opened (layout.go).
 //
 // The passphrase is stretched with Argon2id into a key that unwraps a random mesh key and a
 // random local secret of this device; the mesh's keys come from the mesh key by HKDF, and

@@ -60,7 +60,7 @@ func TestStoreConvergence(t *testing.T) {
 	}
 	var msgs, ops, crashes, maxRounds int
 	for seed := first; seed < first+uint64(seeds); seed++ {
-		m, o, c, r := simulate(t, seed)
+		m, o, c, r := simulate(t, seed, false)
 		if t.Failed() {
 			t.Fatalf("seed %d failed: replay with MESHSYNC_SEED=%d go test -run TestStoreConvergence ./store/", seed, seed)
 		}
@@ -69,7 +69,25 @@ func TestStoreConvergence(t *testing.T) {
 	t.Logf("%d seeds: %d operations, %d messages, %d crashes; at most %d anti-entropy rounds to converge after healing", seeds, ops, msgs, crashes, maxRounds)
 }
 
-func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
+// TestStoreConvergenceScoped is TestStoreConvergence with mixed scopes: each replica holds
+// every collection or a part of them (notes, todo, photos), and batches carry everything
+// the sender holds. After healing, the replicas that hold a collection read the same
+// records of it, none holds a record outside its scope, and the union of what they read
+// is what one store that took every batch reads.
+func TestStoreConvergenceScoped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	seeds := max(*simSeeds/3, 1)
+	for seed := uint64(1000); seed < 1000+uint64(seeds); seed++ {
+		simulate(t, seed, true)
+		if t.Failed() {
+			t.Fatalf("seed %d failed", seed)
+		}
+	}
+}
+
+func simulate(t *testing.T, seed uint64, scoped bool) (msgs, ops, crashes, rounds int) {
 	rng := rand.New(rand.NewPCG(seed, 0x51a1))
 	k := 3 + rng.IntN(5)
 	base := t.TempDir()
@@ -88,6 +106,25 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 		}
 		reps[i] = &simReplica{dir: s.Dir(), s: s, clock: c}
 	}
+	colls := []string{"notes", "todo"}
+	scopes := make([][]string, k)
+	if scoped {
+		colls = append(colls, "photos")
+		choices := [][]string{nil, {"notes"}, {"todo"}, {"notes", "photos"}, {"photos", "todo"}}
+		for i, r := range reps {
+			scopes[i] = choices[rng.IntN(len(choices))]
+			sc, _ := NewScope(scopes[i]...)
+			if _, err := r.s.Replication().SetScope(sc, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	held := func(i int) []string {
+		if scopes[i] == nil {
+			return colls
+		}
+		return scopes[i]
+	}
 	defer func() {
 		for _, r := range reps {
 			r.s.Close()
@@ -96,14 +133,14 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 	cut := map[[2]int]bool{}
 	var queue []simMsg
 	keys := []string{"a", "b", "c", "d", "e", "f"}
-	colls := []string{"notes", "todo"}
 	steps := 60 + rng.IntN(60)
 	for range steps {
 		r := reps[rng.IntN(k)]
 		r.clock.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 		switch x := rng.IntN(100); {
 		case x < 35: // a local write or delete
-			c, key := colls[rng.IntN(2)], keys[rng.IntN(len(keys))]
+			hc := held(slices.Index(reps, r))
+			c, key := hc[rng.IntN(len(hc))], keys[rng.IntN(len(keys))]
 			var err error
 			if rng.IntN(4) == 0 {
 				err = r.s.Delete(c, key)
@@ -179,6 +216,10 @@ func simulate(t *testing.T, seed uint64) (msgs, ops, crashes, rounds int) {
 		if !changed {
 			break
 		}
+	}
+	if scoped {
+		simCheckScoped(t, seed, reps, held, colls)
+		return msgs, ops, crashes, rounds
 	}
 	root0, _ := reps[0].s.Replication().Root()
 	list0, _ := reps[0].s.List("", "")
@@ -270,4 +311,63 @@ func simCovered(t *testing.T, s *Store, w simWrite) bool {
 		return nil
 	})
 	return ok
+}
+
+// simCheckScoped checks a healed simulation with mixed scopes against a reference store
+// that took every replica's envelopes.
+func simCheckScoped(t *testing.T, seed uint64, reps []*simReplica, held func(int) []string, colls []string) {
+	ref := mustInit(t, &Options{KDF: testKDF, DeviceName: "ref", MeshKey: reps[0].s.keys.mesh, NoSync: true})
+	defer ref.Close()
+	for _, r := range reps {
+		var envs [][]byte
+		r.s.Replication().Since(0, 0, func(_ uint64, b []byte) error { envs = append(envs, bytes.Clone(b)); return nil })
+		simDeliver(t, seed, ref, envs)
+	}
+	for _, c := range colls {
+		want, err := ref.List(c, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		holders := 0
+		for i, r := range reps {
+			if !slices.Contains(held(i), c) {
+				if _, err := r.s.List(c, ""); !errors.Is(err, ErrOutOfScope) {
+					t.Errorf("seed %d: replica %d lists %s outside its scope: %v", seed, i, c, err)
+				}
+				continue
+			}
+			holders++
+			got, err := r.s.List(c, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if simListing(got) != simListing(want) {
+				t.Errorf("seed %d: replica %d (scope %v) reads other %s than the union:\n%s\nwant\n%s", seed, i, held(i), c, simListing(got), simListing(want))
+			}
+		}
+		if holders == 0 && len(want) > 0 {
+			t.Errorf("seed %d: %d records of %s held by no replica", seed, len(want), c)
+		}
+	}
+	for i, r := range reps {
+		roots, _ := r.s.Replication().Roots()
+		var app int
+		for _, rt := range roots {
+			if !rt.Tag.Reserved() {
+				app++
+			}
+		}
+		if app > len(held(i)) {
+			t.Errorf("seed %d: replica %d (scope %v) holds %d collections", seed, i, held(i), app)
+		}
+		rep, err := r.s.Verify()
+		if err != nil || !rep.OK() {
+			t.Errorf("seed %d: replica %d fails verify: %v %v", seed, i, err, rep)
+		}
+		for _, w := range r.acked {
+			if !simCovered(t, ref, w) {
+				t.Errorf("seed %d: replica %d's write to %s/%s (%v) is lost", seed, i, w.collection, w.key, w.vv)
+			}
+		}
+	}
 }

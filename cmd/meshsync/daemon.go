@@ -15,7 +15,7 @@ import (
 type daemonCmd struct {
 	netFlags
 	LogLevel string `name:"log-level" help:"debug, info, warn or error." default:"info" enum:"debug,info,warn,error"`
-	UIListen string `name:"ui-listen" help:"Loopback address of the web page (meshsync ui), such as 127.0.0.1:8384 (default: a port chosen at start)." env:"MESHSYNC_UI_LISTEN" placeholder:"HOST:PORT"`
+	UIListen string `name:"ui-listen" help:"Loopback address of the web page (meshsync ui), such as 127.0.0.1:8384 (default: a port chosen at start); off serves no page." env:"MESHSYNC_UI_LISTEN" placeholder:"HOST:PORT"`
 }
 
 // Run runs the node in the foreground until SIGINT or SIGTERM, serving the control API on
@@ -58,11 +58,12 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	}
 	opts := &localapi.Options{Logger: log}
 	var ws *web.Server // the web page, on a device (a blind replica has nothing to show)
-	if !n.Blind() {
+	page := !n.Blind() && c.UIListen != "off"
+	if page {
 		opts.UI = func() (string, error) { return ws.LoginURL() }
 	}
 	srv := localapi.NewNodeServer(n, opts)
-	if !n.Blind() {
+	if page {
 		// The page drives the same API as the CLI, in this process.
 		cl, err := localapi.Local(srv, nil)
 		if err != nil {
@@ -95,7 +96,11 @@ func (c *daemonCmd) run(ctx context.Context, g *globals, replica bool) error {
 	log.Info("meshsync daemon running", "role", role, "ui", uiAddr, "device", dev.Name, "id", dev.ID, "peer", n.PeerID().String(),
 		"listen", strings.Join(addrs, " "), "socket", localapi.SocketPath(g.dir()))
 	if g.JSON {
-		g.print(map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}, nil)
+		out := map[string]any{"device": dev, "role": role, "peer_id": n.PeerID().String(), "addrs": addrs, "socket": localapi.SocketPath(g.dir())}
+		if uiAddr != "" {
+			out["ui"] = uiAddr // open it with `meshsync ui`: the page needs a login link
+		}
+		g.print(out, nil)
 	}
 	select {
 	case <-ctx.Done():

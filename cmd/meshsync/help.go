@@ -51,7 +51,16 @@ func (c *daemonCmd) Help() string {
 	return `Examples:
   meshsync daemon &                            # then every command talks to it
   meshsync daemon --lan-only --no-mdns         # no DHT, no relay, no LAN announcements
-  meshsync daemon --relay /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…`
+  meshsync daemon --relay /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…
+  meshsync daemon --ui-listen 127.0.0.1:8384   # the web page on a fixed port (meshsync ui)`
+}
+
+// Help shows examples of ui.
+func (c *uiCmd) Help() string {
+	return `Examples:
+  meshsync ui                                  # opens the daemon's web page in a browser
+  meshsync ui --no-open                        # prints the one-time login link only
+  meshsync --json ui | jq -r .url`
 }
 
 // Help shows examples of replica.

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromium finds a Chromium or Chrome to drive: $MESHSYNC_CHROMIUM, else the usual names.
@@ -136,9 +137,50 @@ func flashSays(s string) chromedp.Action[chromedp.Void] {
 	return waitFor(fmt.Sprintf(`Array.from(document.querySelectorAll(".flash")).some(e => e.textContent.includes(%s))`, q))
 }
 
-// shot writes a full-page screenshot for a reviewer.
+// a11yCheck lists what a basic accessibility check finds wrong on the page: a form
+// control without a label, an image without alt text, a button without a name, text
+// whose contrast with its background is under WCAG AA (4.5:1, 3:1 for large text), no
+// language, no h1.
+const a11yCheck = `(() => {
+  const out = [];
+  const name = el => (el.id || el.name || el.tagName) + " " + (el.textContent || "").trim().slice(0, 30);
+  if (!document.documentElement.lang) out.push("no lang on <html>");
+  if (document.querySelectorAll("h1").length !== 1) out.push("not exactly one h1");
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (el.type === "hidden") continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label")) out.push("no label: " + name(el));
+  }
+  for (const el of document.querySelectorAll("a[href], button, input, select, textarea")) if (el.type !== "hidden" && (el.tabIndex < 0 || el.disabled)) out.push("not reachable by keyboard: " + name(el));
+  for (const el of document.querySelectorAll("img")) if (!el.alt) out.push("no alt: " + el.src.slice(0, 40));
+  for (const el of document.querySelectorAll("button, a")) if (!el.textContent.trim() && !el.getAttribute("aria-label")) out.push("no name: " + el.outerHTML.slice(0, 60));
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bg = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor); if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3); } return [255, 255, 255]; };
+  for (const el of document.querySelectorAll("body *")) {
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === "hidden" || st.display === "none" || el.closest(".skip, .sr")) continue;
+    const a = lum(rgb(st.color).slice(0, 3)), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) out.push("contrast " + ratio.toFixed(2) + ": " + name(el));
+  }
+  return out;
+})()`
+
+// shot writes a full-page screenshot for a reviewer, after a basic accessibility check
+// of the view.
 func (b *tab) shot(name string) {
 	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](a11yCheck))
+	cancel()
+	if err != nil {
+		b.t.Fatalf("accessibility check of %s: %v", name, err)
+	}
+	for _, p := range problems {
+		b.t.Errorf("accessibility of the %s view: %s", name, p)
+	}
 	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
@@ -206,12 +248,16 @@ func TestWebPageInBrowser(t *testing.T) {
 		waitFor(`/^in \d+:\d\d$/.test(document.querySelector("[data-countdown]").textContent)`))
 	br.shot("pair")
 	h.cli(bdir, "join", code, "--name", "phone")
-	db := h.start(bdir)
 
-	// The devices view shows the phone up to date, live (no reload).
+	// The devices view shows the phone, then, once its daemon runs, up to date: live, with
+	// no reload (the mark set on this page survives).
 	br.nav("devices view", click(`nav a[href="/"]`))
-	br.do("the phone appears up to date", waitFor(`!!document.querySelector('tr[data-device="phone"] .s-up-to-date')`))
+	br.do("the phone is listed", waitFor(`!!document.querySelector('tr[data-device="phone"]')`), chromedp.Evaluate[chromedp.Void](`window.sameLoad = true`))
+	db := h.start(bdir)
+	br.do("the phone turns up to date", waitFor(`window.sameLoad && !!document.querySelector('tr[data-device="phone"] .s-up-to-date')`))
 	br.shot("devices")
+	br.nav("sync now, from the keyboard", chromedp.Focus(chromedp.CSS("#sync-now")), chromedp.KeyEvent(kb.Enter))
+	br.do("syncing", flashSays("Syncing with every reachable device"))
 	br.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	br.shot("devices-phone")
 	br.do("desktop width", chromedp.EmulateViewport(1280, 900))
@@ -256,14 +302,18 @@ func TestWebPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	br.nav("conflicts view", click(`nav a[href="/conflicts"]`))
+	br.do("mark the page", chromedp.Evaluate[chromedp.Void](`window.sameLoad = true`))
 	db = h.start(bdir)
-	br.do("the conflict appears live", waitFor(`!!document.querySelector("#conflicts a")`))
+	br.do("the conflict appears live", waitFor(`window.sameLoad && !!document.querySelector("#conflicts a")`))
 	br.shot("conflicts")
 	br.nav("open it", click("#conflicts a"))
 	if got := br.text("#versions"); !strings.Contains(got, "laptop") || !strings.Contains(got, "phone") || !strings.Contains(got, `"milk": 5`) {
 		t.Fatalf("the versions side by side do not name both devices and values:\n%s", got)
 	}
 	br.shot("conflict")
+	br.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	br.shot("conflict-phone")
+	br.do("desktop width", chromedp.EmulateViewport(1280, 900))
 	br.nav("keep the phone's version", click(`button.pick[data-device="phone"]`))
 	br.do("resolved", flashSays("Conflict resolved"))
 	for _, d := range []*crashDaemon{da, db} {
@@ -274,6 +324,26 @@ func TestWebPageInBrowser(t *testing.T) {
 		})
 	}
 	br.do("the losing value in the history", waitFor(`document.querySelector("#history").textContent.includes('"milk": 4')`))
+
+	// Another conflict, closed with a merged value written on the page.
+	db.stop()
+	h.cli(bdir, "put", "notes", "groceries", `{"milk": 6, "eggs": 12}`)
+	if err := da.client.Put(ctx, "notes", "groceries", []byte(`{"milk": 5, "eggs": 24}`)); err != nil {
+		t.Fatal(err)
+	}
+	db = h.start(bdir)
+	br.do("the second conflict appears", waitFor(`!!document.querySelector("#conflicts a")`))
+	br.nav("open it", click("#conflicts a"))
+	br.do("write the merged value", chromedp.SetValue(chromedp.CSS("#merged"), `{"milk": 6, "eggs": 24}`))
+	br.nav("save the merged value", click("#merge-save"))
+	br.do("merged", flashSays("Conflict resolved"))
+	for _, d := range []*crashDaemon{da, db} {
+		eventually(t, "the merged value on "+d.dir, func() (bool, string) {
+			v, err := getOn(d)
+			cs, _ := d.client.Conflicts(ctx)
+			return v == `{"eggs":24,"milk":6}` && len(cs) == 0, fmt.Sprint(v, err, len(cs), " conflicts")
+		})
+	}
 
 	// Grant a share with field rules, then revoke it from the page.
 	dest := testPeer(t).String()

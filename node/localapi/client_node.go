@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -55,10 +56,14 @@ func (c *Client) RemoveDevice(ctx context.Context, id string, pass []byte) error
 }
 
 // UI returns the address of the daemon's web page with a new one-time login token in it.
-// A server without a web page (no daemon, a blind replica) answers ErrBadRequest.
+// A server without a web page (no daemon, a blind replica) answers ErrBadRequest; a
+// daemon of an older meshsync, ErrOldDaemon.
 func (c *Client) UI(ctx context.Context) (UI, error) {
 	var out UI
 	err := c.do(ctx, "POST", "/ui", nil, nil, &out)
+	if errors.Is(err, errNoRoute) {
+		err = fmt.Errorf("%w: it has no web page; stop it and start it again with this meshsync", ErrOldDaemon)
+	}
 	return out, err
 }
 

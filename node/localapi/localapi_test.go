@@ -281,3 +281,22 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestUI: POST /v2/ui answers the web page's login link from Options.UI, and
+// ErrBadRequest, saying where the page is served, from a server without one.
+func TestUI(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if _, err := serveLocal(t, st).UI(ctx); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "meshsync daemon") {
+		t.Errorf("UI of a server without a page: %v, want ErrBadRequest naming the daemon", err)
+	}
+	st2 := newStore(t)
+	c, err := Local(NewServer(st2, &Options{UI: func() (string, error) { return "http://127.0.0.1:1/?token=t", nil }}), st2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ui, err := c.UI(ctx); err != nil || ui.URL != "http://127.0.0.1:1/?token=t" {
+		t.Errorf("UI: %+v, %v", ui, err)
+	}
+}

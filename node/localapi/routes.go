@@ -302,7 +302,7 @@ func (s *Server) removeDevice(r *http.Request) (any, error) {
 // ui answers the web page's address with a new one-time login token in it.
 func (s *Server) ui(*http.Request) (any, error) {
 	if s.opts.UI == nil {
-		return nil, badRequest{"this process serves no web page: the daemon does (start it with `meshsync daemon`)"}
+		return nil, badRequest{"no web page here: the daemon of a device serves it (start one with `meshsync daemon`, without --ui-listen off; a blind replica has none)"}
 	}
 	u, err := s.opts.UI()
 	if err != nil {

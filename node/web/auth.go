@@ -12,6 +12,9 @@ import (
 // TokenTTL is how long a login link from LoginURL stays usable (once).
 const TokenTTL = 10 * time.Minute
 
+// SessionTTL is how long a logged-in browser stays logged in.
+const SessionTTL = 7 * 24 * time.Hour
+
 const (
 	maxTokens   = 32 // login links not yet used; the oldest goes first
 	maxSessions = 32 // logged-in browsers; the oldest goes first
@@ -109,7 +112,12 @@ func (a *auth) session(id string) *session {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.sessions[id]
+	s := a.sessions[id]
+	if s != nil && !a.now().Before(s.created.Add(SessionTTL)) {
+		delete(a.sessions, id)
+		return nil
+	}
+	return s
 }
 
 // csrfOK reports whether r carries the session's CSRF token (form field or header).

@@ -1,10 +1,10 @@
 // Package web is the daemon's web page: the devices and their sync state, pairing,
 // records, conflicts, policies and consent, for people who do not live in a terminal.
 // It is built on the local API's client (package node/localapi) and nothing else, with
-// the standard library only: html/template pages rendered on the server, plain HTML
-// forms for every action, and a small script for live updates (server-sent events from
-// the node's event stream) and countdowns. Every page works without the script, only
-// not live.
+// the standard library (and the QR code package `meshsync pair` uses): html/template
+// pages rendered on the server, plain HTML forms for every action, and a small script
+// for live updates (server-sent events from the node's event stream) and countdowns.
+// Every page works without the script, only not live.
 //
 // # Usage
 //
@@ -28,7 +28,8 @@
 //
 // # Caveats
 //
-// Sessions live in memory: a restarted daemon asks for a new link (`meshsync ui`).
+// Sessions live in memory, for SessionTTL at most: a restarted daemon asks for a new
+// link (`meshsync ui`).
 // The records view lists a collection through the local API's list route, which reads
 // it whole; it shows the first MaxRows records of a listing.
 package web

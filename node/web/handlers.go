@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,8 +98,13 @@ func (s *Server) syncNow(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, "/", "Syncing with every reachable device.")
 }
 
+// eventGap is the least time between two events sent to a page: a bulk sync changes
+// thousands of records a second, and each event only tells the page to refresh.
+const eventGap = 250 * time.Millisecond
+
 // events streams the node's events as server-sent events; the page's script refreshes
-// the live views on each.
+// the live views on each. Events that come faster than eventGap are coalesced into the
+// latest one.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.streams <- struct{}{}:
@@ -112,13 +118,37 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	latest := make(chan localapi.Event, 1)
+	done := make(chan struct{})
+	go func() { // follows the node; ends with ctx
+		defer close(done)
+		defer cancel()
+		for ev, err := range s.c.Events(ctx, true) {
+			if err != nil {
+				return
+			}
+			select { // keep only the newest
+			case <-latest:
+			default:
+			}
+			latest <- ev
+		}
+	}()
+	defer func() { cancel(); <-done }()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	fmt.Fprint(w, "retry: 2000\n\n")
 	fl.Flush()
-	for ev, err := range s.c.Events(r.Context(), true) {
-		if err != nil {
+	gap := time.NewTimer(0)
+	defer gap.Stop()
+	for {
+		var ev localapi.Event
+		select {
+		case <-ctx.Done():
 			return
+		case ev = <-latest:
 		}
 		b, err := json.Marshal(ev)
 		if err != nil {
@@ -128,6 +158,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fl.Flush()
+		gap.Reset(eventGap)
+		select {
+		case <-ctx.Done():
+			return
+		case <-gap.C:
+		}
 	}
 }
 

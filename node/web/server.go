@@ -116,7 +116,7 @@ func (s *Server) LoginURL() (string, error) {
 
 // Serve answers on the listening address until ctx ends, then closes it.
 func (s *Server) Serve(ctx context.Context) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return ctx }}
 	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(done)
@@ -183,7 +183,7 @@ type sessionKey struct{}
 func sessionOf(r *http.Request) *session { return r.Context().Value(sessionKey{}).(*session) }
 
 // login trades a one-time token for a session cookie and sends the browser on to the
-// same page without the token in its address.
+// front page, without the token in its address.
 func (s *Server) login(w http.ResponseWriter, r *http.Request, tok string) {
 	id, ok := s.auth.login(tok)
 	if !ok {
@@ -194,11 +194,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, tok string) {
 	} else {
 		http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	}
-	u := *r.URL
-	q := u.Query()
-	q.Del("token")
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+	// Always to the front page: a path from the link (such as //evil.example) must not
+	// turn the login into an open redirect.
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // forbid answers 403 with a line that says why and what to do.

@@ -1,10 +1,13 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -160,6 +163,17 @@ func TestRefusedWithoutCookieOrFromElsewhere(t *testing.T) {
 	if code, _ := do(t, browser(t), "GET", login.URL, nil, nil); code != http.StatusForbidden {
 		t.Errorf("the login link used a second time: %d, want 403", code)
 	}
+	// A link whose path points elsewhere logs in to this page, not to that place.
+	other, _ := ws.LoginURL()
+	req, _ = http.NewRequest("GET", base+"//evil.example/"+other[len(base)+1:], nil)
+	resp, err = browser(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("login through //evil.example: %s to %q, want 303 to /", resp.Status, resp.Header.Get("Location"))
+	}
 
 	code, page := do(t, me, "GET", base+"/", nil, nil)
 	if code != http.StatusOK || !strings.Contains(page, "laptop") {
@@ -213,7 +227,8 @@ func TestRefusedWithoutCookieOrFromElsewhere(t *testing.T) {
 	}
 }
 
-// TestLoginLinkExpires: a login link is refused after TokenTTL.
+// TestLoginLinkExpires: a login link is refused after TokenTTL, a session after
+// SessionTTL.
 func TestLoginLinkExpires(t *testing.T) {
 	ws, _ := serve(t)
 	now := time.Now()
@@ -222,6 +237,15 @@ func TestLoginLinkExpires(t *testing.T) {
 	now = now.Add(TokenTTL + time.Second)
 	if code, _ := do(t, browser(t), "GET", u, nil, nil); code != http.StatusForbidden {
 		t.Errorf("an expired login link: %d, want 403", code)
+	}
+	c, _ := login(t, ws)
+	now = now.Add(SessionTTL - time.Second)
+	if code, _ := do(t, c, "GET", "http://"+ws.Addr()+"/", nil, nil); code != http.StatusOK {
+		t.Errorf("a session just before SessionTTL: %d, want 200", code)
+	}
+	now = now.Add(2 * time.Second)
+	if code, _ := do(t, c, "GET", "http://"+ws.Addr()+"/", nil, nil); code != http.StatusForbidden {
+		t.Errorf("a session past SessionTTL: %d, want 403", code)
 	}
 }
 
@@ -360,4 +384,88 @@ func TestConsentRequestsAndAudit(t *testing.T) {
 	if !strings.Contains(page, "Denied the request of spy-app") {
 		t.Errorf("no confirmation of the last decision on the page")
 	}
+}
+
+// TestPairAndRecordViews: the pairing view makes a device invite and a replica invite,
+// each with its code, QR code and expiry; a bad expiry is refused with a message; a record
+// that does not exist is a 404 page; a value that is not JSON is refused and not written.
+func TestPairAndRecordViews(t *testing.T) {
+	ws, cl := serve(t)
+	c, csrf := login(t, ws)
+	base := "http://" + ws.Addr()
+	origin := map[string]string{"Origin": base}
+	codeRE := regexp.MustCompile(`<output id="invite-code" class="code">([A-Z0-9-]+)</output>`)
+	for _, kind := range []string{"device", "replica"} {
+		code, page := do(t, c, "POST", base+"/pair", url.Values{"kind": {kind}, "expires": {"5m0s"}, "csrf": {csrf}}, origin)
+		m := codeRE.FindStringSubmatch(page)
+		if code != http.StatusOK || m == nil || !strings.Contains(page, `src="data:image/png;base64,`) || !strings.Contains(page, "data-countdown=") {
+			t.Fatalf("%s invite: %d, code found %v, QR code and countdown shown: %v", kind, code, m != nil, strings.Contains(page, "data-countdown="))
+		}
+		if _, _, err := node.InviteReach(m[1]); err != nil {
+			t.Errorf("%s invite code %q does not parse: %v", kind, m[1], err)
+		}
+		if kind == "replica" && !strings.Contains(page, "Replica invite") {
+			t.Errorf("the replica invite is not labelled as one")
+		}
+	}
+	if code, _ := do(t, c, "POST", base+"/pair", url.Values{"kind": {"device"}, "expires": {"100h"}, "csrf": {csrf}}, origin); code != http.StatusSeeOther {
+		t.Errorf("an invite for 100h: %d, want a redirect with a message", code)
+	}
+	if _, page := do(t, c, "GET", base+"/pair", nil, nil); !strings.Contains(page, "pick one of the choices") {
+		t.Errorf("no message about the refused expiry")
+	}
+
+	if code, page := do(t, c, "GET", base+"/record?collection=notes&key=nope", nil, nil); code != http.StatusNotFound || !strings.Contains(page, "not found") {
+		t.Errorf("a missing record: %d, want a 404 page that says so", code)
+	}
+	do(t, c, "POST", base+"/record", url.Values{"collection": {"notes"}, "key": {"k"}, "value": {"{milk: 2"}, "csrf": {csrf}}, origin)
+	if _, page := do(t, c, "GET", base+"/records?collection=notes", nil, nil); !strings.Contains(page, "the value is not JSON") {
+		t.Errorf("no message about the value that is not JSON")
+	}
+	if _, err := cl.Get(context.Background(), "notes", "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a value that is not JSON was written: %v", err)
+	}
+}
+
+// TestEventStream: a logged-in page gets the node's changes as server-sent events; a
+// burst of writes arrives (coalesced) up to the last one.
+func TestEventStream(t *testing.T) {
+	ws, cl := serve(t)
+	c, _ := login(t, ws)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ws.Addr()+"/events", nil)
+	c.Timeout = 0
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %s, %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the stream subscribes first
+		for i := range 100 {
+			cl.Put(ctx, "notes", fmt.Sprint("k", i), []byte(`1`))
+		}
+	}()
+	sc := bufio.NewScanner(resp.Body)
+	events := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		events++
+		var ev localapi.Event
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev); err != nil {
+			t.Fatalf("event %q: %v", line, err)
+		}
+		if ev.Record != nil && ev.Record.Key == "k99" {
+			t.Logf("100 writes arrived as %d events (coalesced %s apart)", events, eventGap)
+			return
+		}
+	}
+	t.Fatalf("the stream ended before the last write: %v", sc.Err())
 }
