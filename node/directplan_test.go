@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -233,5 +234,27 @@ func TestPunchedAddressNotRemembered(t *testing.T) {
 	a.track.connected(b.PeerID(), network.DirOutbound, lan, false, false)
 	if got := addr(); got != lan.String() {
 		t.Fatalf("a LAN address: remembered %q, want %q", got, lan)
+	}
+}
+
+// At start the peerstore gets a device's announced addresses and the one remembered from
+// the last direct dial, except a remembered public address the device does not announce
+// (a NAT's mapping an older release remembered): dialling it breaks the next punch.
+func TestSeedSkipsRememberedMapping(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, a)
+	has := func(s string) bool {
+		return slices.ContainsFunc(a.Host().Peerstore().Addrs(b.PeerID()), func(x ma.Multiaddr) bool { return x.String() == s })
+	}
+	for _, c := range []struct {
+		addr string
+		kept bool
+	}{{"/ip4/7.0.0.12/tcp/4747", false}, {"/ip4/192.168.2.2/tcp/4747", true}} {
+		a.track.connected(b.PeerID(), network.DirOutbound, ma.StringCast(c.addr), false, false)
+		a.seedPeerstore(a.Host())
+		if has(c.addr) != c.kept {
+			t.Errorf("remembered %s: in the peerstore %v, want %v", c.addr, !c.kept, c.kept)
+		}
 	}
 }

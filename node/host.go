@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,10 +190,20 @@ func (n *Node) seedPeerstore(h host.Host) {
 			continue
 		}
 		var addrs []ma.Multiaddr
-		for _, s := range append(d.Addrs, remembered[d.PeerID]...) {
+		for _, s := range d.Addrs {
 			if a, err := ma.NewMultiaddr(s); err == nil {
 				addrs = append(addrs, a)
 			}
+		}
+		for _, s := range remembered[d.PeerID] {
+			a, err := ma.NewMultiaddr(s)
+			// A remembered public address the device does not announce is a NAT's
+			// mapping (an older release remembered punched connections): dialled at
+			// start, it leaves router state that breaks the next hole punch (direct.go).
+			if err != nil || (manet.IsPublicAddr(a) && !slices.Contains(d.Addrs, s)) {
+				continue
+			}
+			addrs = append(addrs, a)
 		}
 		// Replace, not add: a device that restarts on a new port would otherwise leave
 		// every old address behind, and each dial would try them all (a restarted device
