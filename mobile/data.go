@@ -271,6 +271,28 @@ func (m *Node) Invite(expiresSeconds int64) (string, error) {
 	return code, err
 }
 
+// InviteShort opens an invite by short code, for a person to read aloud
+// ("4-garden-orbit-pencil"), valid for expiresSeconds (600 when 0, and at most 600) and for
+// three wrong tries in all. It returns {"code", "expires", "addrs"} as JSON: the other
+// device passes code (and, where the LAN does not let the two find each other, one of
+// addrs) to JoinShort. One invite is open at a time. Errors: CodePaused, CodeInvalid.
+func (m *Node) InviteShort(expiresSeconds int64) (string, error) {
+	var out string
+	err := m.with(func(n *node.Node) error {
+		if !m.net {
+			_, reason := decide(m.sig)
+			return fmt.Errorf("invite: %w (%s): pairing needs the network", errPaused, reasonOr(reason, "not started"))
+		}
+		inv, err := n.InviteShort(time.Duration(max(expiresSeconds, 0)) * time.Second)
+		if err != nil {
+			return err
+		}
+		out, err = marshal(inv)
+		return err
+	})
+	return out, err
+}
+
 func reasonOr(reason, def string) string {
 	if reason == "" {
 		return def

@@ -24,6 +24,8 @@
 //	node.start()                                   // off the main thread
 //	node.put("notes", "today", """{"text":"hello"}""")
 //	val code = node.invite(600)                    // show it; the other device calls Mobile.join
+//	val short = node.inviteShort(0)                // {"code":"4-garden-orbit-pencil",…}: read it aloud;
+//	                                               // the other device calls Mobile.joinShort
 //	// from the platform's callbacks:
 //	node.setForeground(false); node.setMetered(true); node.setCharging(true)
 //	node.close()

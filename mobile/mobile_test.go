@@ -176,3 +176,37 @@ func TestStopReleasesEverything(t *testing.T) {
 	must(t, b.Start())
 	eventually(t, "B gets n3 after restart", func() error { _, err := b.Get("notes", "n3"); return err })
 }
+
+// TestPairShortCode: InviteShort on one phone, JoinShort with the code (and one of the
+// addresses, as the LAN is off in tests) on the other; a wrong code first is refused.
+func TestPairShortCode(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Create(filepath.Join(dir, "a"), testPass, "phone-a", loopback)
+	must(t, err)
+	t.Cleanup(func() { a.Close() })
+	must(t, a.Start())
+	var inv struct {
+		Code    string   `json:"code"`
+		Expires string   `json:"expires"`
+		Addrs   []string `json:"addrs"`
+	}
+	must(t, json.Unmarshal([]byte(ok(t)(a.InviteShort(0))), &inv))
+	if inv.Code == "" || inv.Expires == "" || len(inv.Addrs) == 0 {
+		t.Fatalf("InviteShort: %+v", inv)
+	}
+	if _, err := JoinShort(filepath.Join(dir, "x"), testPass, "42-abash-abduct-abort", inv.Addrs[0], "thief", loopback); code(err) != CodeInviteRefused {
+		t.Fatalf("a wrong short code: %v, want %s", err, CodeInviteRefused)
+	}
+	if _, err := JoinShort(filepath.Join(dir, "y"), testPass, "3QQ1K6evhtY8HyuT5GS8k", "", "y", loopback); code(err) != CodeBadInvite {
+		t.Fatalf("a long code to JoinShort: %v, want %s", err, CodeBadInvite)
+	}
+	b, err := JoinShort(filepath.Join(dir, "b"), testPass, inv.Code, inv.Addrs[0], "phone-b", loopback)
+	must(t, err)
+	t.Cleanup(func() { b.Close() })
+	must(t, b.Start())
+	must(t, a.Put("notes", "n1", `{"text":"paired by voice"}`))
+	eventually(t, "B reads A's note", func() error {
+		_, err := b.Get("notes", "n1")
+		return err
+	})
+}

@@ -139,6 +139,33 @@ func Join(dir, passphrase, code, deviceName, opts string) (*Node, error) {
 	return m.attachNew(inner)
 }
 
+// JoinShort joins the mesh of a short code (from InviteShort or `meshsync pair --short`):
+// it looks for the inviting device on the LAN by mDNS, or dials peer when it is not empty
+// (one of the addrs InviteShort returned), runs the PAKE and creates the store in dir.
+// opts is as for Open. It blocks for up to two minutes. Errors: CodeBadInvite (not a
+// short code, or a word not in the list), CodeInviteRefused (a wrong code, or the invite
+// closed), CodeExists, CodeTimeout.
+func JoinShort(dir, passphrase, code, peer, deviceName, opts string) (*Node, error) {
+	if !node.IsShortCode(code) {
+		return nil, wrap(fmt.Errorf("join: %w: %q is not a short code (4-garden-orbit-pencil); pass a long code to Join", node.ErrBadInvite, code))
+	}
+	m, err := newNode(dir, passphrase, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := m.config()
+	if peer != "" {
+		cfg.JoinPeers = []string{peer}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	inner, err := node.Join(ctx, cfg, code, deviceName)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("join: %w", err))
+	}
+	return m.attachNew(inner)
+}
+
 func newNode(dir, passphrase, opts string) (*Node, error) {
 	o, err := parseOptions(opts)
 	if err != nil {

@@ -43,6 +43,10 @@ type Config struct {
 	// its relay addresses and hole-punches (DCUtR) to upgrade relayed connections. With
 	// none, a node that AutoNAT finds behind a NAT takes relays from the DHT.
 	Relays []string
+	// JoinPeers are multiaddrs ending in /p2p/<id> where Join looks for the inviting
+	// device before (and besides) the addresses in the code, the relays, mDNS and the DHT:
+	// `meshsync join CODE --peer MULTIADDR`. Only Join reads it.
+	JoinPeers []string
 	// DHTMode is how the node takes part in the DHT: DHTAuto (the default: a server once
 	// AutoNAT finds it publicly reachable), DHTClient (phones, laptops on battery) or
 	// DHTServer.

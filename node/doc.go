@@ -1,11 +1,16 @@
 // Package node is a meshsync device: an encrypted record store, a libp2p host that talks
 // only to the person's own devices, and the sync engine that keeps them converged.
 //
-// A node speaks three protocols, each on its own stream, all framed by package
+// A node speaks these protocols, each on its own stream, all framed by package
 // node/internal/wire (4-byte length, type byte, body; 4 MiB cap):
 //
 //   - PairProtocol (/meshsync/pair/1.0.0): a new device proves an invite's one-time secret,
 //     bound to both peer ids, and receives the mesh key and the device list.
+//   - PairShortProtocol (/meshsync/pair-short/1.0.0): the same from a short code read
+//     aloud (InviteShort): CPace with the code as its password, both peer ids bound in;
+//     the key it yields seals the proof, the mesh key and the device list
+//     (pairing_short.go). A joiner finds the inviter by --peer, its relays, mDNS or the
+//     DHT (pairing_find.go).
 //   - SyncProtocol (/meshsync/sync/1.0.0): hello (mesh proof, epoch, progress, Merkle
 //     root), then the fast path ("everything after sequence S of epoch E") or a Merkle
 //     reconciliation, then the missing envelopes both ways, applied in batches. The
@@ -27,6 +32,7 @@
 //	defer n.Close()
 //	if err := n.Start(ctx); err != nil { … }
 //	code, expires, err := n.Invite(10 * time.Minute) // show it on the other device
+//	short, err := n.InviteShort(0)                    // or read short.Code aloud
 //	n.Put("notes", "today", []byte(`{"text":"hello"}`))
 //	sub := n.SubscribeStates(16) // Offline, Syncing, Conflict, UpToDate, Error per device
 //	st := n.States()              // the status snapshot: devices, pending, warnings
@@ -61,7 +67,8 @@
 //   - Tombstones are collected daily once older than Config's TTL (90 days); a device away
 //     longer than a peer's horizon resyncs fully (takes everything, sends only what it
 //     wrote while away) and reports it (States.FullResync).
-//   - A node has one open invite at a time.
+//   - A node has one open invite at a time, long or short; InviteState says what became
+//     of it (used, closed after MaxInviteFailures wrong codes, expired, replaced).
 //   - Beyond the LAN (unless Config.LANOnly) a node announces itself in the DHT under a
 //     key only the mesh can compute, which changes every UTC day, and looks its devices
 //     up there; what the DHT returns is a hint (only current devices are dialled, and

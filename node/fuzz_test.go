@@ -11,6 +11,7 @@ func FuzzPairMsg(f *testing.F) {
 	f.Add([]byte(`{"proof":"AAEC","name":"phone"}`))
 	f.Add([]byte(`{"mesh_key":"AAAA","devices":[{"id":"x","peer":"12D3KooWGJL2VrN2rTjU6jPwXBWyt3uDQbXCr6XKbn6Fs2sGKhsE"}]}`))
 	f.Add([]byte(`{"ok":true}`))
+	f.Add([]byte(`{"nonce":"AAECAwQFBgcICQoLDA0ODw==","pake":"IOLaGOIK","confirm":"AAEC"}`))
 	f.Add([]byte(`{"devices":[{"peer":"not a peer"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodePairMsg(b)

@@ -92,12 +92,26 @@ func joinWith(t testing.TB, inviter *Node, name string, cfg Config) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(cfg.JoinPeers) == 0 && len(inviter.cfg.Relays) > 0 {
+		// The code of a device with relays names no address (the joiner would come through
+		// its own --relay, mDNS or the DHT, none of which these tests run): --peer.
+		cfg.JoinPeers = p2pAddrs(inviter)
+	}
 	n, err := Join(ctxT(t, 30*time.Second), cfg, code, name)
 	if err != nil {
 		t.Fatalf("join %s: %v", name, err)
 	}
 	t.Cleanup(func() { n.Close() })
 	return mustStart(t, n)
+}
+
+// p2pAddrs are n's addresses with its peer id, as `join --peer` takes them.
+func p2pAddrs(n *Node) []string {
+	var out []string
+	for _, a := range n.Host().Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.PeerID().String())
+	}
+	return out
 }
 
 // eventually polls cond until it holds or a generous deadline passes.

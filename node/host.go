@@ -150,6 +150,7 @@ func (n *Node) registerHandlers(h host.Host) {
 	}
 	// Pairing never runs on a connection this node dialled to a share destination.
 	h.SetStreamHandler(PairProtocol, n.refuseOnShareConns(n.handlePair))
+	h.SetStreamHandler(PairShortProtocol, n.refuseOnShareConns(n.handlePairShort))
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(nw network.Network, c network.Conn) {
 			if _, ok := n.isMember(c.RemotePeer()); !ok {

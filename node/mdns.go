@@ -161,14 +161,19 @@ func (m *meshMDNS) refresh() error {
 	return nil
 }
 
-// announce registers this device under name, its addresses in TXT records (as libp2p's
-// mDNS does: "dnsaddr=/ip4/…/p2p/<id>").
+// announce registers this device under name.
 func (m *meshMDNS) announce(name string) (*zeroconf.Server, error) {
-	listen, err := m.h.Network().InterfaceListenAddresses()
+	return announceMDNS(m.h, name)
+}
+
+// announceMDNS registers h under the service name, its addresses in TXT records (as
+// libp2p's mDNS does: "dnsaddr=/ip4/…/p2p/<id>").
+func announceMDNS(h host.Host, name string) (*zeroconf.Server, error) {
+	listen, err := h.Network().InterfaceListenAddresses()
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: m.h.ID(), Addrs: listen})
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: listen})
 	if err != nil {
 		return nil, err
 	}
@@ -206,50 +211,56 @@ func (m *meshMDNS) announce(name string) (*zeroconf.Server, error) {
 // browse looks for device p under name until the browser is stopped.
 func (m *meshMDNS) browse(name string, p peer.ID) *mdnsBrowse {
 	ctx, cancel := context.WithCancel(m.ctx)
-	entries := make(chan *zeroconf.ServiceEntry, 16)
-	browsed := make(chan struct{})
-	m.wg.Add(2)
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		defer close(browsed)
-		if err := zeroconf.Browse(ctx, name, "local", entries); err != nil {
-			m.n.log.Debug("mdns browse", "err", err)
-		}
-	}()
-	go func() {
-		defer m.wg.Done()
-		for {
-			var e *zeroconf.ServiceEntry
-			select {
-			case <-browsed: // Browse closes entries when it ran, not when it failed to start
-				return
-			case e = <-entries:
+		browseMDNS(ctx, name, func(info peer.AddrInfo) {
+			// Only the device the name belongs to: an answer under its name that
+			// names another peer is not from the mesh.
+			if info.ID == p {
+				mdnsNotifee{m.n}.HandlePeerFound(info)
 			}
-			if e == nil {
-				return
-			}
-			var addrs []ma.Multiaddr
-			for _, txt := range e.Text {
-				s, ok := strings.CutPrefix(txt, "dnsaddr=")
-				if !ok {
-					continue
-				}
-				if a, err := ma.NewMultiaddr(s); err == nil {
-					addrs = append(addrs, a)
-				}
-			}
-			infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
-			if err != nil {
-				continue
-			}
-			for _, info := range infos {
-				// Only the device the name belongs to: an answer under its name that
-				// names another peer is not from the mesh.
-				if info.ID == p {
-					mdnsNotifee{m.n}.HandlePeerFound(info)
-				}
-			}
-		}
+		})
 	}()
 	return &mdnsBrowse{peer: p, cancel: cancel}
+}
+
+// browseMDNS looks for the service name until ctx ends and calls found with every peer
+// an answer names (its peer id and addresses from the TXT records).
+func browseMDNS(ctx context.Context, name string, found func(peer.AddrInfo)) {
+	entries := make(chan *zeroconf.ServiceEntry, 16)
+	browsed := make(chan struct{})
+	go func() {
+		defer close(browsed)
+		zeroconf.Browse(ctx, name, "local", entries) // an error (no interface) ends the browse
+	}()
+	for {
+		var e *zeroconf.ServiceEntry
+		select {
+		case <-browsed: // Browse closes entries when it ran, not when it failed to start
+			return
+		case e = <-entries:
+		}
+		if e == nil {
+			<-browsed
+			return
+		}
+		var addrs []ma.Multiaddr
+		for _, txt := range e.Text {
+			s, ok := strings.CutPrefix(txt, "dnsaddr=")
+			if !ok {
+				continue
+			}
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+		if err != nil {
+			continue
+		}
+		for _, info := range infos {
+			found(info)
+		}
+	}
 }

@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -22,10 +23,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
+	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/meshsync/meshsync/node/internal/cpace"
 	"github.com/meshsync/meshsync/node/internal/wire"
 	"github.com/meshsync/meshsync/resolve"
 	"github.com/meshsync/meshsync/store"
@@ -43,19 +46,14 @@ import (
 // authenticates the inviter; the proof binds the secret to both peer ids.
 const PairProtocol = "/meshsync/pair/1.0.0"
 
-// MaxInviteFailures is how many wrong secrets kill an invite.
-const MaxInviteFailures = 3
-
-// DefaultInviteExpiry is the lifetime of an invite when Invite is given 0.
-const DefaultInviteExpiry = 10 * time.Minute
-
-// MaxInviteExpiry is the longest lifetime an invite may have: a code is a key to the mesh
-// for as long as it lives, and may sit in a chat log or a screenshot.
-const MaxInviteExpiry = 24 * time.Hour
-
 // pairMsg is every pairing message; each step uses some of the fields. It travels as
 // JSON in one TypePair frame of at most wire.MaxPairFrame bytes.
 type pairMsg struct {
+	// Nonce, PAKE and Confirm are the clear opening of pairing by short code
+	// (pairing_short.go); everything after it is sealed.
+	Nonce   []byte `json:"nonce,omitempty"`
+	PAKE    []byte `json:"pake,omitempty"`
+	Confirm []byte `json:"confirm,omitempty"`
 	Proof   []byte `json:"proof,omitempty"`
 	Name    string `json:"name,omitempty"`
 	MeshKey []byte `json:"mesh_key,omitempty"`
@@ -75,7 +73,7 @@ func decodePairMsg(b []byte) (*pairMsg, error) {
 	if m.Token != nil && m.Token.Valid() != nil {
 		return nil, fmt.Errorf("%w: pairing message carries a malformed replica token", ErrProtocol)
 	}
-	if len(m.Proof) > 64 || len(m.Name) > 256 || len(m.MeshKey) > 64 || len(m.DeviceID) > store.MaxDeviceIDSize || len(m.Devices) > 1024 || len(m.Error) > 512 {
+	if len(m.Nonce) > 32 || len(m.PAKE) > cpace.MaxMessageLen || len(m.Confirm) > 64 || len(m.Proof) > 64 || len(m.Name) > 256 || len(m.MeshKey) > 64 || len(m.DeviceID) > store.MaxDeviceIDSize || len(m.Devices) > 1024 || len(m.Error) > 512 {
 		return nil, fmt.Errorf("%w: pairing message field too large", ErrProtocol)
 	}
 	for _, d := range m.Devices {
@@ -86,18 +84,62 @@ func decodePairMsg(b []byte) (*pairMsg, error) {
 	return &m, nil
 }
 
-func writePair(rw *frameRW, m *pairMsg) error {
+// pairChan carries pairing messages on a stream: in clear (the long code: the stream's
+// secure channel authenticates the inviter), or sealed under keys from the PAKE (a short
+// code: the inviter is whoever knows the code).
+type pairChan struct {
+	rw         *frameRW
+	send, recv cipher.AEAD // nil: in clear
+	sent, got  uint64      // message counters, the AEAD nonces
+}
+
+func newPairChan(s network.Stream, step time.Duration) *pairChan {
+	return &pairChan{rw: &frameRW{s: s, step: step, limit: wire.MaxPairFrame}}
+}
+
+// seal turns sealing on: send and recv are the 32-byte ChaCha20-Poly1305 keys of each
+// direction.
+func (c *pairChan) seal(send, recv []byte) error {
+	var err error
+	if c.send, err = chacha20poly1305.New(send); err != nil {
+		return err
+	}
+	c.recv, err = chacha20poly1305.New(recv)
+	return err
+}
+
+func pairNonce(n uint64) []byte {
+	var b [chacha20poly1305.NonceSize]byte
+	binary.BigEndian.PutUint64(b[4:], n)
+	return b[:]
+}
+
+func (c *pairChan) write(m *pairMsg) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return rw.write(wire.TypePair, b)
+	if c.send != nil {
+		b = c.send.Seal(nil, pairNonce(c.sent), b, nil)
+		c.sent++
+	}
+	return c.rw.write(wire.TypePair, b)
 }
 
-func readPair(rw *frameRW) (*pairMsg, error) {
-	b, err := rw.expect(wire.TypePair)
+// errUnsealed means a sealed pairing message did not open: the two sides hold different
+// keys (a wrong code, a man in the middle) or the message was altered.
+var errUnsealed = errors.New("a sealed pairing message does not open")
+
+func (c *pairChan) read() (*pairMsg, error) {
+	b, err := c.rw.expect(wire.TypePair)
 	if err != nil {
 		return nil, err
+	}
+	if c.recv != nil {
+		if b, err = c.recv.Open(b[:0], pairNonce(c.got), b, nil); err != nil {
+			return nil, errUnsealed
+		}
+		c.got++
 	}
 	return decodePairMsg(b)
 }
@@ -111,130 +153,15 @@ func pairProof(secret [wire.SecretSize]byte, inviter, joiner peer.ID) []byte {
 	return m.Sum(nil)
 }
 
-// inviteBox holds the one open invite of a node.
-type inviteBox struct {
-	mu  sync.Mutex
-	cur *openInvite
-}
-
-type openInvite struct {
-	secret   [wire.SecretSize]byte
-	expires  time.Time
-	failures int
-	used     bool
-	busy     bool // a joiner is being served
-	replica  bool // the joiner becomes a blind replica
-}
-
-func (b *inviteBox) open(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.cur
-	return c != nil && !c.used && c.failures < MaxInviteFailures && now.Before(c.expires)
-}
-
-// claim reserves the open invite for one joiner.
-func (b *inviteBox) claim(now time.Time) (*openInvite, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.cur
-	switch {
-	case c == nil || c.used || c.failures >= MaxInviteFailures:
-		return nil, ErrInviteRefused
-	case !now.Before(c.expires):
-		return nil, ErrInviteExpired
-	case c.busy:
-		return nil, fmt.Errorf("%w: another device is joining", ErrInviteRefused)
-	}
-	c.busy = true
-	return c, nil
-}
-
-// release ends a claim: ok consumes the invite, !ok counts a failure.
-func (b *inviteBox) release(c *openInvite, ok, wrongSecret bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c.busy = false
-	if ok {
-		c.used = true
-	}
-	if wrongSecret {
-		c.failures++
-	}
-}
-
-// Invite opens an invite valid for expires (DefaultInviteExpiry when 0, at most
-// MaxInviteExpiry: longer is store.ErrInvalid) and returns its code. A node has one open
-// invite at a time: a new one replaces the previous. The code works once and dies after
-// MaxInviteFailures wrong secrets.
-func (n *Node) Invite(expires time.Duration) (code string, until time.Time, err error) {
-	return n.invite(expires, false)
-}
-
-// InviteReplica is Invite for a blind replica: the machine that joins with the code
-// receives a replica token and the device list (peer ids, roles, addresses), never the
-// mesh key, and is recorded with RoleReplica.
-func (n *Node) InviteReplica(expires time.Duration) (code string, until time.Time, err error) {
-	return n.invite(expires, true)
-}
-
-func (n *Node) invite(expires time.Duration, replica bool) (code string, until time.Time, err error) {
-	if n.blind {
-		return "", time.Time{}, fmt.Errorf("invite: %w", store.ErrBlind)
-	}
-	if expires <= 0 {
-		expires = DefaultInviteExpiry
-	}
-	if expires > MaxInviteExpiry {
-		return "", time.Time{}, fmt.Errorf("invite: %w: a lifetime of %s is longer than the maximum of %gh", store.ErrInvalid, expires, MaxInviteExpiry.Hours())
-	}
-	addrs := n.inviteAddrs()
-	if len(addrs) == 0 {
-		return "", time.Time{}, fmt.Errorf("invite: %w", ErrNotStarted)
-	}
-	inv := &wire.Invite{Peer: n.id, Addrs: addrs, Expires: n.cfg.Now().Add(expires).Truncate(time.Second)}
-	if _, err := rand.Read(inv.Secret[:]); err != nil {
-		return "", time.Time{}, err
-	}
-	code, err = inv.Encode()
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("invite: %w", err)
-	}
-	n.invites.mu.Lock()
-	n.invites.cur = &openInvite{secret: inv.Secret, expires: inv.Expires, replica: replica}
-	n.invites.mu.Unlock()
-	return code, inv.Expires, nil
-}
-
-// CancelInvite closes the open invite, if any.
-func (n *Node) CancelInvite() {
-	n.invites.mu.Lock()
-	n.invites.cur = nil
-	n.invites.mu.Unlock()
-}
-
-// inviteAddrs picks at most 8 listen addresses, LAN and public ones before loopback.
-func (n *Node) inviteAddrs() []ma.Multiaddr {
-	h := n.hostNow()
-	if h == nil {
-		return nil
-	}
-	addrs := slices.Clone(h.Addrs())
-	slices.SortStableFunc(addrs, func(a, b ma.Multiaddr) int {
-		la, lb := manet.IsIPLoopback(a), manet.IsIPLoopback(b)
-		switch {
-		case la == lb:
-			return 0
-		case lb:
-			return -1
-		}
-		return 1
-	})
-	return addrs[:min(len(addrs), 8)]
-}
-
-// handlePair serves a joiner while an invite is open.
+// handlePair serves a joiner with a long code while an invite is open.
 func (n *Node) handlePair(s network.Stream) {
+	n.serveInvite(s, false, n.servePair)
+}
+
+// serveInvite claims the open invite for the joiner on s and runs serve, the pairing
+// protocol of its kind; it counts a failed attempt, and logs when the invite closes after
+// MaxInviteFailures of them.
+func (n *Node) serveInvite(s network.Stream, short bool, serve func(context.Context, network.Stream, peer.ID, *openInvite) (ok, wrong bool, err error)) {
 	p := s.Conn().RemotePeer()
 	r, ok := n.enter()
 	if !ok {
@@ -242,14 +169,20 @@ func (n *Node) handlePair(s network.Stream) {
 		return
 	}
 	defer r.wg.Done()
-	inv, err := n.invites.claim(n.cfg.Now())
+	inv, err := n.invites.claim(n.cfg.Now(), short)
 	if err != nil {
 		s.Reset()
 		n.dropStranger(p)
 		return
 	}
-	ok, wrong, err := n.servePair(r.ctx, s, p, inv)
-	n.invites.release(inv, ok, wrong)
+	ok, wrong, err := serve(r.ctx, s, p, inv)
+	failures, closed := n.invites.release(n.cfg.Now(), inv, ok, wrong)
+	if wrong {
+		n.log.Warn("pairing: a device tried a wrong code", "peer", shortID(p), "attempt", failures, "of", MaxInviteFailures)
+	}
+	if closed && !ok {
+		n.log.Warn("pairing: the invite closed after too many wrong codes; make a new one", "failures", failures)
+	}
 	if err != nil {
 		n.log.Info("pairing failed", "peer", shortID(p), "err", err)
 		s.Reset()
@@ -260,23 +193,31 @@ func (n *Node) handlePair(s network.Stream) {
 	s.Close()
 }
 
+// storeInitAllowance is how long an inviter waits for the joiner's device id: the joiner
+// derives its store key (Argon2id) between the offer and the confirm.
+const storeInitAllowance = 30 * time.Second
+
 func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *openInvite) (ok, wrongSecret bool, err error) {
-	// The joiner derives its store key (Argon2id) between the offer and the confirm.
-	const storeInitAllowance = 30 * time.Second
 	ctx, cancel := context.WithTimeout(ctx, 3*n.cfg.StepTimeout+storeInitAllowance)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
-	rw := &frameRW{s: s, step: n.cfg.StepTimeout, limit: wire.MaxPairFrame}
-	req, err := readPair(rw)
+	pc := newPairChan(s, n.cfg.StepTimeout)
+	req, err := pc.read()
 	if err != nil {
 		return false, false, err
 	}
 	if !hmac.Equal(req.Proof, pairProof(inv.secret, n.id, p)) {
-		writePair(rw, &pairMsg{Error: "wrong invite code"})
+		pc.write(&pairMsg{Error: "wrong invite code"})
 		return false, true, fmt.Errorf("%w: wrong secret", ErrInviteRefused)
 	}
-	// From here on the invite is spent, whatever happens (the claim keeps others out).
+	return n.serveOffer(pc, p, inv, req.Name)
+}
+
+// serveOffer is the inviter's side of pairing once the joiner proved the code: the offer
+// (mesh key or replica token, device list), the joiner's device id, its record. From here
+// on the invite is spent, whatever happens (the claim keeps others out).
+func (n *Node) serveOffer(pc *pairChan, p peer.ID, inv *openInvite, reqName string) (ok, wrongSecret bool, err error) {
 	offer := &pairMsg{MeshKey: n.st.Keys().MeshKeyForPairing(), Devices: n.Devices()}
 	role := RoleDevice
 	if inv.replica {
@@ -289,15 +230,15 @@ func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *
 			offer.Devices = append(offer.Devices, memberView(d))
 		}
 	}
-	if err := writePair(rw, offer); err != nil {
+	if err := pc.write(offer); err != nil {
 		return true, false, err
 	}
-	rw.step = n.cfg.StepTimeout + storeInitAllowance
-	conf, err := readPair(rw)
+	pc.rw.step = n.cfg.StepTimeout + storeInitAllowance
+	conf, err := pc.read()
 	if err != nil {
 		return true, false, err
 	}
-	rw.step = n.cfg.StepTimeout
+	pc.rw.step = n.cfg.StepTimeout
 	if !validDeviceID(conf.DeviceID) {
 		return true, false, fmt.Errorf("%w: device id %q is not 16 hex digits", ErrProtocol, conf.DeviceID)
 	}
@@ -307,7 +248,7 @@ func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *
 			return true, false, fmt.Errorf("%w: device id %s is already in the mesh", ErrProtocol, conf.DeviceID)
 		}
 	}
-	name := req.Name
+	name := reqName
 	if name == "" {
 		name = "device-" + shortID(p)
 	}
@@ -326,7 +267,7 @@ func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *
 	if err := n.devicesChanged(); err != nil {
 		return true, false, err
 	}
-	return true, false, writePair(rw, &pairMsg{OK: true})
+	return true, false, pc.write(&pairMsg{OK: true})
 }
 
 // dropStranger closes the connections of a peer that is not a device.
@@ -342,17 +283,37 @@ func (n *Node) dropStranger(p peer.ID) {
 
 // Join joins the mesh of an invite: it connects to the inviting device, proves the code,
 // receives the mesh key and the device list, creates the store in cfg.Dir (which must hold
-// none yet) and returns the node, not started. With an invite made by InviteReplica the
-// store is a blind replica's (store.InitReplica) and the node's Blind reports true. Errors: ErrBadInvite (a typo),
-// ErrInviteExpired, ErrInviteRefused (used, revoked, wrong), store.ErrExists.
+// none yet) and returns the node, not started. code is a long code (Invite) or a short
+// one (InviteShort, "4-garden-orbit-pencil"). With an invite made by InviteReplica the
+// store is a blind replica's (store.InitReplica) and the node's Blind reports true.
+//
+// Join looks for the inviting device at the addresses the code names, at cfg.JoinPeers,
+// through each of cfg.Relays, on the LAN by mDNS (cfg.EnableMDNS), and on the DHT
+// through cfg.Bootstrap (unless cfg.LANOnly). Errors: ErrBadInvite (a typo),
+// ErrInviteExpired, ErrInviteRefused (used, revoked, a wrong code),
+// ErrInviterUnreachable, ErrPairTimeout, store.ErrExists.
 func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, error) {
 	cfg = cfg.withDefaults()
-	inv, err := wire.ParseInvite(code)
-	if err != nil {
-		return nil, fmt.Errorf("join: %w", err)
-	}
-	if !cfg.Now().Before(inv.Expires) {
-		return nil, fmt.Errorf("join: %w (it expired at %s)", ErrInviteExpired, inv.Expires.Format(time.RFC3339))
+	var pair func(ctx context.Context, h host.Host, create createFunc) error
+	if wire.LooksShort(code) {
+		sc, err := wire.ParseShortCode(code)
+		if err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
+		pair = func(ctx context.Context, h host.Host, create createFunc) error {
+			return pairShort(ctx, h, cfg, sc, deviceName, rand.Reader, create)
+		}
+	} else {
+		inv, err := wire.ParseInvite(code)
+		if err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
+		if !inv.Expires.IsZero() && !cfg.Now().Before(inv.Expires) {
+			return nil, fmt.Errorf("join: %w (it expired at %s)", ErrInviteExpired, inv.Expires.Format(time.RFC3339))
+		}
+		pair = func(ctx context.Context, h host.Host, create createFunc) error {
+			return pairLong(ctx, h, cfg, inv, deviceName, create)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, store.FileName)); err == nil {
 		return nil, fmt.Errorf("join: %s: %w", cfg.Dir, store.ErrExists)
@@ -366,9 +327,8 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		return nil, fmt.Errorf("join: %w", err)
 	}
 	defer h.Close()
-	inv.Addrs = append(inv.Addrs, viaRelays(cfg.Relays, inv.Addrs)...)
 	var st *store.Store
-	err = pairWith(ctx, h, inv, deviceName, cfg.StepTimeout, func(m *pairMsg) (string, error) {
+	err = pair(ctx, h, func(m *pairMsg, inviter peer.AddrInfo) (string, error) {
 		o := cfg.storeOptions(deviceName)
 		if o.SigningKey, err = rawKey(sk); err != nil {
 			return "", err
@@ -392,8 +352,8 @@ func Join(ctx context.Context, cfg Config, code, deviceName string) (*Node, erro
 		}
 		devs := m.Devices
 		for i := range devs {
-			if devs[i].PeerID == inv.Peer {
-				for _, a := range inv.Addrs {
+			if devs[i].PeerID == inviter.ID {
+				for _, a := range inviter.Addrs {
 					devs[i].Addrs = append(devs[i].Addrs, a.String())
 				}
 			}
@@ -454,53 +414,120 @@ func joinHost(sk crypto.PrivKey) (host.Host, error) {
 	return h, nil
 }
 
-// pairWith runs the joiner's side of pairing on h. create receives the offer, creates the
-// store and returns the new device id.
-func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, name string, step time.Duration, create func(*pairMsg) (string, error)) error {
-	h.Peerstore().AddAddrs(inv.Peer, inv.Addrs, peerstore.TempAddrTTL)
-	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "meshsync: pairing is small"), inv.Peer, PairProtocol)
+// createFunc receives the offer of the inviting device, creates the store and returns the
+// new device id; inviter is the inviting device as the joiner reached it.
+type createFunc func(m *pairMsg, inviter peer.AddrInfo) (string, error)
+
+// pairLong runs the joiner's side of pairing by long code: it dials the inviting device at
+// the address the code names, at cfg.JoinPeers with its peer id and through each of
+// cfg.Relays; when none of them leads to it (or there is none), it looks for the device on
+// the LAN and the DHT (pairing_find.go), unless JoinPeers were given.
+func pairLong(ctx context.Context, h host.Host, cfg Config, inv *wire.Invite, name string, create createFunc) error {
+	peers, err := parseAddrInfos("--peer", cfg.JoinPeers)
 	if err != nil {
-		var dial *swarm.DialError
-		switch {
-		case ctx.Err() != nil:
-			return fmt.Errorf("%w: no answer from the inviting device at %s before the deadline", ErrPairTimeout, triedAddrs(inv))
-		case errors.As(err, &dial):
-			// No address led to the inviting device (nothing answered, or another peer id).
-			return fmt.Errorf("%w: tried %s: %s", ErrInviterUnreachable, triedAddrs(inv), oneLine(err))
+		return fmt.Errorf("%w: %v (give the address with its /p2p/<peer id>)", ErrBadInvite, err)
+	}
+	addrs := slices.Clone(inv.Addrs)
+	for _, pi := range peers {
+		if pi.ID == inv.Peer {
+			addrs = append(addrs, pi.Addrs...)
 		}
-		// Reached, and it closed the connection: its gate admits no joiner now (the invite
-		// was used, closed, replaced, or locked after wrong codes).
-		return fmt.Errorf("%w: the inviting device closed the connection (%s)", ErrInviteRefused, oneLine(err))
+	}
+	addrs = append(addrs, viaRelays(cfg.Relays, addrs)...)
+	var first error
+	if len(addrs) > 0 {
+		first = pairWith(ctx, h, inv, addrs, name, cfg.StepTimeout, create)
+		if first == nil || !errors.Is(first, ErrInviterUnreachable) || len(peers) > 0 {
+			return first
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, shortFindTimeout)
+	defer cancel()
+	found := make(chan peer.AddrInfo)
+	go findInviter(fctx, h, cfg, longLookup(inv.Peer), found)
+	defer func() {
+		cancel()
+		for range found { // findInviter ends with fctx
+		}
+	}()
+	for pi := range found {
+		if pi.ID == inv.Peer {
+			return pairWith(ctx, h, inv, append(addrs, pi.Addrs...), name, cfg.StepTimeout, create)
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return fmt.Errorf("%w: tried %s", ErrInviterUnreachable, triedAddrs(nil))
+}
+
+// pairWith runs the joiner's side of pairing by long code on h, with the inviting device
+// at addrs.
+func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, addrs []ma.Multiaddr, name string, step time.Duration, create createFunc) error {
+	target := peer.AddrInfo{ID: inv.Peer, Addrs: addrs}
+	s, err := openPairStream(ctx, h, target, PairProtocol)
+	if err != nil {
+		return err
 	}
 	defer s.Reset()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
-	rw := &frameRW{s: s, step: step, limit: wire.MaxPairFrame}
-	if err := writePair(rw, &pairMsg{Proof: pairProof(inv.Secret, inv.Peer, h.ID()), Name: name}); err != nil {
+	pc := newPairChan(s, step)
+	if err := pc.write(&pairMsg{Proof: pairProof(inv.Secret, inv.Peer, h.ID()), Name: name}); err != nil {
 		return pairFailed(err)
 	}
-	offer, err := readPair(rw)
+	if err := finishPair(pc, target, create); err != nil {
+		return err
+	}
+	s.Close()
+	return nil
+}
+
+// openPairStream dials the inviting device at target and opens proto, naming what went
+// wrong: unreachable, timed out, or refused.
+func openPairStream(ctx context.Context, h host.Host, target peer.AddrInfo, proto protocol.ID) (network.Stream, error) {
+	h.Peerstore().AddAddrs(target.ID, target.Addrs, peerstore.TempAddrTTL)
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "meshsync: pairing is small"), target.ID, proto)
+	if err != nil {
+		var dial *swarm.DialError
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%w: no answer from the inviting device at %s before the deadline", ErrPairTimeout, triedAddrs(target.Addrs))
+		case errors.As(err, &dial):
+			// No address led to the inviting device (nothing answered, or another peer id).
+			return nil, fmt.Errorf("%w: tried %s: %s", ErrInviterUnreachable, triedAddrs(target.Addrs), oneLine(err))
+		}
+		// Reached, and it closed the connection: its gate admits no joiner now (the invite
+		// was used, closed, replaced, or locked after wrong codes).
+		return nil, fmt.Errorf("%w: the inviting device closed the connection (%s)", ErrInviteRefused, oneLine(err))
+	}
+	return s, nil
+}
+
+// finishPair is the joiner's side once it sent its proof: the offer, the store, the
+// device id, the inviter's ok.
+func finishPair(pc *pairChan, inviter peer.AddrInfo, create createFunc) error {
+	offer, err := pc.read()
 	if err != nil {
 		return pairFailed(err)
 	}
 	if offer.Error != "" {
 		return fmt.Errorf("%w: %s", ErrInviteRefused, offer.Error)
 	}
-	id, err := create(offer)
+	id, err := create(offer, inviter)
 	if err != nil {
 		return err
 	}
-	if err := writePair(rw, &pairMsg{DeviceID: id}); err != nil {
+	if err := pc.write(&pairMsg{DeviceID: id}); err != nil {
 		return err
 	}
-	res, err := readPair(rw)
+	res, err := pc.read()
 	if err != nil {
 		return err
 	}
 	if !res.OK {
 		return fmt.Errorf("%w: %s", ErrInviteRefused, res.Error)
 	}
-	s.Close()
 	return nil
 }
 
@@ -528,13 +555,13 @@ func pairFailed(err error) error {
 	return fmt.Errorf("%w: %s", ErrInviteRefused, oneLine(err))
 }
 
-// triedAddrs lists the addresses an invite names, for an error.
-func triedAddrs(inv *wire.Invite) string {
-	if len(inv.Addrs) == 0 {
-		return "no address (the invite names none)"
+// triedAddrs lists the addresses a joiner tried, for an error.
+func triedAddrs(addrs []ma.Multiaddr) string {
+	if len(addrs) == 0 {
+		return "no address (the invite names none, and none was found on the LAN, the DHT or a relay given with --relay)"
 	}
-	as := make([]string, len(inv.Addrs))
-	for i, a := range inv.Addrs {
+	as := make([]string, len(addrs))
+	for i, a := range addrs {
 		as[i] = a.String()
 	}
 	return strings.Join(as, ", ")
@@ -557,20 +584,4 @@ func validDeviceID(id string) bool {
 		}
 	}
 	return true
-}
-
-// InviteReach says how far an invite code can be used from: whether it names an address
-// another network can dial (public, or through a relay), and the addresses it names. A
-// code that names only LAN or loopback addresses works on the inviter's network alone.
-func InviteReach(code string) (beyondLAN bool, addrs []ma.Multiaddr, err error) {
-	inv, err := wire.ParseInvite(code)
-	if err != nil {
-		return false, nil, err
-	}
-	for _, a := range inv.Addrs {
-		if manet.IsPublicAddr(a) || isRelayed(a) {
-			beyondLAN = true
-		}
-	}
-	return beyondLAN, inv.Addrs, nil
 }

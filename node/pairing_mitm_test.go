@@ -16,7 +16,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -38,12 +40,12 @@ type pairRelay struct {
 	fromJoin bytes.Buffer // every byte joiners sent through the relay
 }
 
-func newPairRelay(t *testing.T, inviter *Node) *pairRelay {
+func newPairRelay(t *testing.T, inviter *Node, proto protocol.ID) *pairRelay {
 	r := &pairRelay{h: plainHost(t)}
 	r.h.Peerstore().AddAddrs(inviter.id, inviter.Host().Addrs(), peerstore.PermanentAddrTTL)
-	r.h.SetStreamHandler(PairProtocol, func(js network.Stream) {
+	r.h.SetStreamHandler(proto, func(js network.Stream) {
 		defer js.Reset()
-		is, err := r.h.NewStream(ctxT(t, 10*time.Second), inviter.id, PairProtocol)
+		is, err := r.h.NewStream(ctxT(t, 10*time.Second), inviter.id, proto)
 		if err != nil {
 			return
 		}
@@ -122,7 +124,7 @@ func TestPairingRelayMITM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay := newPairRelay(t, inviter)
+	relay := newPairRelay(t, inviter, PairProtocol)
 	attempts := 0
 	var took []time.Duration
 	for {
@@ -376,7 +378,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 		// The joiner's dial to the inviter's addresses reaches the attacker instead (as
 		// if it answered on the inviter's address), which would relay the pairing. A TCP
 		// counter in front of it shows that the joiner did reach it.
-		relay := newPairRelay(t, inviter)
+		relay := newPairRelay(t, inviter, PairProtocol)
 		var relayTCP string
 		for _, a := range relay.h.Addrs() {
 			if na, err := manet.ToNetAddr(a); err == nil && na.Network() == "tcp" {
@@ -434,7 +436,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 				t.Fatal(err)
 			}
 			var offer *pairMsg
-			err = pairWith(ctxT(t, 10*time.Second), h, &guess, "guess", 5*time.Second, func(m *pairMsg) (string, error) {
+			err = pairWith(ctxT(t, 10*time.Second), h, &guess, guess.Addrs, "guess", 5*time.Second, func(m *pairMsg, _ peer.AddrInfo) (string, error) {
 				offer = m
 				return "", errors.New("stop")
 			})

@@ -92,6 +92,9 @@ type States struct {
 	// FullResync is the last full resync of this device (after an absence longer than
 	// the mesh keeps tombstones), while it is less than a week old.
 	FullResync *FullResync `json:"full_resync,omitempty"`
+	// Invite is this device's latest invite while wrong codes were tried against it, and
+	// for an hour after it closed.
+	Invite *InviteState `json:"invite,omitempty"`
 }
 
 // Warning is one health problem of a node.
@@ -112,6 +115,9 @@ const (
 	// WarnFullResync: this device was away longer than the mesh keeps tombstones and
 	// resynced fully from another device (see States.FullResync).
 	WarnFullResync = "full_resync"
+	// WarnInviteFailures: wrong codes were tried against this device's invite (shown
+	// for an hour after it closed); after MaxInviteFailures the invite closed.
+	WarnInviteFailures = "invite_failures"
 )
 
 // StateEvent is one change of a device's state.
@@ -674,6 +680,9 @@ func (t *tracker) snapshot() States {
 		return 1
 	})
 	out.FullResync = t.n.recentFullResync()
+	if inv := t.n.InviteState(); inv.Failures > 0 && (inv.Open || t.n.cfg.Now().Sub(inv.ClosedAt) < time.Hour) {
+		out.Invite = &inv
+	}
 	out.Warnings = warnings(out)
 	return out
 }
@@ -689,6 +698,13 @@ func warnings(st States) []Warning {
 	}
 	if f := st.FullResync; f != nil {
 		ws = append(ws, Warning{WarnFullResync, fmt.Sprintf("%s: took everything from %s and dropped %d records deleted elsewhere meanwhile (%s)", f, f.With, f.Forgotten, f.At.Format(time.RFC3339))})
+	}
+	if inv := st.Invite; inv != nil && inv.Failures > 0 {
+		msg := fmt.Sprintf("a wrong code was tried against the open invite: %d of %d tries used (it closes after the last)", inv.Failures, MaxInviteFailures)
+		if inv.Closed == "failures" {
+			msg = fmt.Sprintf("the invite closed after %d wrong codes at %s: check the code with the person joining and run `meshsync pair` again", inv.Failures, inv.ClosedAt.Format(time.RFC3339))
+		}
+		ws = append(ws, Warning{WarnInviteFailures, msg})
 	}
 	for _, d := range st.Devices {
 		if d.Status == StatusError {

@@ -391,18 +391,10 @@ func TestUnpairedEveryProtocolDuringInvite(t *testing.T) {
 		t.Fatal(err)
 	}
 	protos := a.Host().Mux().Protocols()
-	// Pairing last: a wrong secret makes the node drop the stranger.
-	slices.SortStableFunc(protos, func(x, y protocol.ID) int {
-		switch {
-		case x == y:
-			return 0
-		case x == PairProtocol:
-			return 1
-		case y == PairProtocol:
-			return -1
-		}
-		return 0
-	})
+	// Pairing last, the long code's at the very end: a wrong secret makes the node drop
+	// the stranger (and so does the short-code protocol while a long invite is open).
+	rank := map[protocol.ID]int{PairShortProtocol: 1, PairProtocol: 2}
+	slices.SortStableFunc(protos, func(x, y protocol.ID) int { return rank[x] - rank[y] })
 	if err := h.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}); err != nil {
 		t.Fatalf("connect during the invite: %v", err)
 	}
@@ -411,6 +403,15 @@ func TestUnpairedEveryProtocolDuringInvite(t *testing.T) {
 		r := probe(h, a.id, proto, true, make([]byte, 32))
 		leaked += leaks(r.data, markers)
 		switch {
+		case proto == PairShortProtocol:
+			// The open invite is a long code's: the node resets the stream and drops the
+			// stranger before reading anything.
+			if len(r.data) > 0 {
+				t.Errorf("short-code pairing during a long invite answered %q", r.data)
+			}
+			if err := h.Connect(ctxT(t, 10*time.Second), peer.AddrInfo{ID: a.id, Addrs: a.Host().Addrs()}); err != nil {
+				t.Fatalf("connect again during the invite: %v", err)
+			}
 		case proto == PairProtocol:
 			// The node answers {error} and resets the stream at once: the stranger reads
 			// that error, or nothing.
@@ -498,9 +499,9 @@ func TestUnpairedOutboundPeerOpensBack(t *testing.T) {
 			if leaked > 0 {
 				t.Errorf("%d markers of the mesh's data reached the peer", leaked)
 			}
-			// Sync and push reach their handlers, which refuse; pairing is refused before
-			// its handler on a connection the node dialled.
-			want := meshsync - 1
+			// Sync and push reach their handlers, which refuse; both pairing protocols are
+			// refused before their handlers on a connection the node dialled.
+			want := meshsync - 2
 			if got := lc.handlerRefusals(); got != want {
 				t.Errorf("the meshsync handlers refused %d streams, want %d", got, want)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ func TestPairVectors(t *testing.T) {
 		{"pair_confirm", pairMsg{DeviceID: "00112233aabbccdd"}}, // joiner: its new device id
 		{"pair_ok", pairMsg{OK: true}},                          // inviter: done
 		{"pair_error", pairMsg{Error: "wrong invite code"}},     // inviter: refused
+		// Pairing by short code (PairShortProtocol): the clear opening and answer.
+		{"pair_short_open", pairMsg{Nonce: bytes.Repeat([]byte{0x55}, shortNonceSize), PAKE: bytes.Repeat([]byte{0x66}, 34)}},
+		{"pair_short_answer", pairMsg{PAKE: bytes.Repeat([]byte{0x77}, 34), Confirm: bytes.Repeat([]byte{0x88}, 32)}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			path := "testdata/vectors/" + v.name + ".json"
@@ -114,5 +118,36 @@ func TestMembersVector(t *testing.T) {
 	}
 	if !reflect.DeepEqual(devs, m.Devices) {
 		t.Errorf("decodeMembers %+v\nwant %+v", devs, m.Devices)
+	}
+}
+
+// TestPairShortKeyVector: the keys a CPace run of PairShortProtocol derives from its ISK
+// (HKDF-SHA-512 under fixed labels), and the first sealed message (the joiner's proof and
+// name, ChaCha20-Poly1305 with counter 0), are the committed ones.
+func TestPairShortKeyVector(t *testing.T) {
+	isk := bytes.Repeat([]byte{0x99}, 64)
+	k, err := deriveShortKeys(isk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &pairChan{}
+	if err := c.seal(k.toInviter, k.toJoiner); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := json.Marshal(&pairMsg{Proof: bytes.Repeat([]byte{0x11}, 32), Name: "new laptop"})
+	sealed := c.send.Seal(nil, pairNonce(0), plain, nil)
+	got := fmt.Sprintf("isk %x\nconfirm %x\nproof_secret %x\njoiner_to_inviter %x\ninviter_to_joiner %x\nsealed_hello %x\n",
+		isk, k.confirm, k.secret, k.toInviter, k.toJoiner, sealed)
+	vectors.Check(t, "testdata/vectors/pair_short_keys.txt", "", []byte(got))
+	// The sealed hello opens with the inviter's key and nonce 0, and with nothing else.
+	r := &pairChan{}
+	if err := r.seal(k.toJoiner, k.toInviter); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := r.recv.Open(nil, pairNonce(0), sealed, nil); err != nil || !bytes.Equal(b, plain) {
+		t.Fatalf("the inviter cannot open the sealed hello: %v", err)
+	}
+	if _, err := r.recv.Open(nil, pairNonce(1), sealed, nil); err == nil {
+		t.Fatal("the sealed hello opens under the next nonce")
 	}
 }

@@ -92,14 +92,19 @@ func (c *pairCmd) Help() string {
 	return `Examples:
   meshsync pair                                # code + QR code; works once, 10 minutes
   meshsync --json pair --expires 1h | jq -r .code
-  meshsync pair --replica                      # for a blind replica`
+  meshsync pair --replica                      # for a blind replica
+  meshsync pair --short                        # 4-garden-orbit-pencil: to read aloud; 10 minutes, 3 tries
+  meshsync --json pair --short | jq .addrs     # where join --peer can dial this device`
 }
 
 // Help shows examples of join.
 func (c *joinCmd) Help() string {
 	return `Examples:
-  meshsync join AEAAA-AAANM-… --name phone
-  meshsync --dir ~/box join AEAAA-… --name box # with a code from pair --replica`
+  meshsync join 3QQ1K6evhtY8HyuT5GS8k… --name phone
+  meshsync --dir ~/box join 3QQ1K6… --name box  # with a code from pair --replica
+  meshsync join 4-garden-orbit-pencil          # a short code: found on the LAN or the DHT
+  meshsync join 4-garden-orbit-pencil --peer /ip4/203.0.113.7/tcp/4747/p2p/12D3Koo…
+  meshsync join CODE --relay /dns4/relay.example/tcp/4001/p2p/12D3Koo…  # reach the inviter through a relay`
 }
 
 // Help shows examples of policy.

@@ -13,7 +13,8 @@ import (
 
 type joinCmd struct {
 	netFlags
-	Code string   `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh."`
+	Code string   `arg:"" help:"The invite code printed by meshsync pair on a device of the mesh: the long code, or a short one (4-garden-orbit-pencil) from pair --short."`
+	Peer []string `help:"Address of the inviting device (ending in /p2p/<peer id>, as pair --json lists them), repeatable: join dials it and skips discovery." placeholder:"MULTIADDR"`
 	Name string   `help:"Name of this device (default the host name)." placeholder:"DEVICE"`
 	Only []string `name:"only" sep:"," help:"Hold only these collections, and meshsync's own (selective sync; default all; see meshsync scope)." placeholder:"COLL,..."`
 }
@@ -40,7 +41,9 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Join(ctx, g.nodeConfig(pass, c.netFlags, nil), c.Code, c.Name)
+	cfg := g.nodeConfig(pass, c.netFlags, nil)
+	cfg.JoinPeers = c.Peer
+	n, err := node.Join(ctx, cfg, c.Code, c.Name)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ type cli struct {
 	Pair      pairCmd      `cmd:"" help:"Invite a new device into the mesh (prints a code and a QR code)."`
 	Service   serviceCmd   `cmd:"" help:"Install or remove the daemon as a background service started at login (systemd --user, launchd)."`
 	Replica   replicaCmd   `cmd:"" help:"Run a blind replica (joined with a code from meshsync pair --replica): stores and forwards envelopes it cannot open."`
-	Join      joinCmd      `cmd:"" help:"Join a mesh with an invite code, in an empty data directory."`
+	Join      joinCmd      `cmd:"" help:"Join a mesh with an invite code, in an empty data directory. It looks for the inviting device at the address in the code and at --peer, through each --relay, on the LAN (mDNS, unless --no-mdns) and on the DHT through --bootstrap (unless --lan-only)."`
 	Devices   devicesCmd   `cmd:"" help:"List or remove the mesh's devices."`
 	Conflicts conflictsCmd `cmd:"" help:"List, inspect and resolve conflicts."`
 	Policy    policyCmd    `cmd:"" help:"Show or set how a collection resolves conflicts."`

@@ -13,7 +13,7 @@ type netFlags struct {
 	Listen    []string `help:"Multiaddrs to listen on (default: TCP and QUIC on port 4747, or a random port when it is taken)." env:"MESHSYNC_LISTEN" sep:"," placeholder:"MULTIADDR"`
 	NoMDNS    bool     `name:"no-mdns" help:"Do not announce this device on the LAN or look for others there." env:"MESHSYNC_NO_MDNS"`
 	LANOnly   bool     `name:"lan-only" help:"Stay on the LAN: no DHT rendezvous, no relays, no hole punching." env:"MESHSYNC_LAN_ONLY"`
-	Bootstrap []string `help:"DHT bootstrap peer, repeatable (default: the public libp2p bootstrap list)." env:"MESHSYNC_BOOTSTRAP" sep:"," placeholder:"MULTIADDR"`
+	Bootstrap []string `help:"DHT bootstrap peer, repeatable (default: the public libp2p bootstrap list); join also looks for the inviting device on the DHT through it." env:"MESHSYNC_BOOTSTRAP" sep:"," placeholder:"MULTIADDR"`
 	Relay     []string `help:"Circuit relay to keep a reservation on, repeatable (see meshsync relay); join also looks for the inviting device through it." env:"MESHSYNC_RELAY" sep:"," placeholder:"MULTIADDR"`
 	DHTMode   string   `name:"dht-mode" help:"auto, client or server: client for devices that should not serve DHT queries." env:"MESHSYNC_DHT_MODE" default:"auto" enum:"auto,client,server"`
 	PortMap   bool     `name:"port-map" help:"Ask the router for a port mapping (UPnP, NAT-PMP)." env:"MESHSYNC_PORT_MAP"`

@@ -42,6 +42,22 @@ func (c *Client) Invite(ctx context.Context, expires time.Duration, replica bool
 	return out, err
 }
 
+// InviteShort opens an invite by short code ("4-garden-orbit-pencil") valid for expires
+// (at most node.MaxShortInviteExpiry); the answer lists the device's addresses.
+func (c *Client) InviteShort(ctx context.Context, expires time.Duration) (Invite, error) {
+	var out Invite
+	err := c.do(ctx, "POST", "/invite", nil, inviteRequest{ExpiresSeconds: seconds(expires), Short: true}, &out)
+	return out, err
+}
+
+// InviteState says whether the latest invite is open, how many wrong codes it saw and
+// why it closed.
+func (c *Client) InviteState(ctx context.Context) (node.InviteState, error) {
+	var out node.InviteState
+	err := c.do(ctx, "GET", "/invite", nil, nil, &out)
+	return out, err
+}
+
 // Devices lists the mesh's devices, removed ones included.
 func (c *Client) Devices(ctx context.Context) ([]node.Device, error) {
 	var out []node.Device

@@ -52,10 +52,11 @@
 //	POST   /v2/passwd               {old, new}
 //	GET    /v2/status               → Status (node)
 //	POST   /v2/sync                 [?wait=1&timeout_seconds=N] → Status when waiting (node)
-//	POST   /v2/invite               {expires_seconds, replica} → Invite (node)
+//	POST   /v2/invite               {expires_seconds, replica, short} → Invite (node)
+//	GET    /v2/invite               → node.InviteState: open, failures, why it closed (node)
 //	GET    /v2/devices              → []node.Device (node)
 //	DELETE /v2/device               {id, passphrase} (node)
-//	GET    /v2/events               [?records=1] → JSON lines of Event (node)
+//	GET    /v2/events               [?records=1] → JSON lines of Event: state, record, invite (node)
 //	POST   /v2/ui                   → UI: the web page's URL with a one-time token (daemon)
 //	POST   /v2/consent/grant        consent.GrantSpec → consent.Grant
 //	POST   /v2/consent/revoke       ?id → consent.Grant

@@ -34,11 +34,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if fl != nil {
 		fl.Flush()
 	}
+	invite := n.InviteChanged()
 	for {
 		var ev Event
 		select {
 		case <-r.Context().Done():
 			return
+		case <-invite:
+			invite = n.InviteChanged()
+			st := n.InviteState()
+			ev = Event{Time: time.Now().UTC(), Type: "invite", Invite: &st}
 		case se, ok := <-states.C:
 			if !ok {
 				return

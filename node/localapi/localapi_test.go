@@ -3,6 +3,7 @@ package localapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -299,4 +300,56 @@ func TestUI(t *testing.T) {
 	if ui, err := c.UI(ctx); err != nil || ui.URL != "http://127.0.0.1:1/?token=t" {
 		t.Errorf("UI: %+v, %v", ui, err)
 	}
+}
+
+// TestInviteEvents: the event stream tells of a short invite opening and of a wrong code
+// tried against it, so that a tray app can tell the person.
+func TestInviteEvents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pass := []byte("pass")
+	cfg := node.Config{Dir: filepath.Join(t.TempDir(), "n"), Passphrase: pass, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, LANOnly: true}
+	n, err := node.Init(ctx, cfg, "laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c, err := Local(NewNodeServer(n, &Options{InProcess: true}), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	inv := make(chan Invite, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the stream subscribes first
+		i, err := c.InviteShort(ctx, 0)
+		if err != nil {
+			t.Error(err)
+			cancel()
+			return
+		}
+		inv <- i
+		jcfg := node.Config{Dir: filepath.Join(t.TempDir(), "j"), Passphrase: pass, LANOnly: true, JoinPeers: i.Addrs}
+		node.Join(ctx, jcfg, "7-abash-abduct-abort", "guess") // wrong (or, once in 2^33·99, right)
+	}()
+	var seen []string
+	for ev, err := range c.Events(ctx, false) {
+		if err != nil {
+			t.Fatalf("events: %v (seen %v)", err, seen)
+		}
+		if ev.Type != "invite" {
+			continue
+		}
+		seen = append(seen, fmt.Sprintf("open=%v failures=%d", ev.Invite.Open, ev.Invite.Failures))
+		if ev.Invite.Failures == 1 {
+			break
+		}
+	}
+	if len(seen) < 2 || seen[0] != "open=true failures=0" {
+		t.Fatalf("invite events %v, want the opening then the wrong code", seen)
+	}
+	if st, err := c.InviteState(ctx); err != nil || st.Failures != 1 || !st.Open || !st.Short {
+		t.Fatalf("GET /v2/invite: %+v, %v", st, err)
+	}
+	<-inv
 }

@@ -54,6 +54,7 @@ var routes = []route{
 	{method: "GET", path: "/status", call: (*Server).status},
 	{method: "POST", path: "/sync", call: (*Server).sync},
 	{method: "POST", path: "/invite", call: (*Server).invite},
+	{method: "GET", path: "/invite", call: (*Server).inviteState},
 	{method: "GET", path: "/devices", call: (*Server).devices},
 	{method: "DELETE", path: "/device", call: (*Server).removeDevice},
 	{method: "GET", path: "/events", stream: (*Server).events},
@@ -266,6 +267,16 @@ func (s *Server) invite(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.Short {
+		if req.Replica {
+			return nil, fmt.Errorf("%w: a short code cannot invite a replica", store.ErrInvalid)
+		}
+		inv, err := n.InviteShort(duration(req.ExpiresSeconds, 0))
+		if err != nil {
+			return nil, err
+		}
+		return Invite{Code: inv.Code, Expires: inv.Expires, Addrs: inv.Addrs}, nil
+	}
 	invite := n.Invite
 	if req.Replica {
 		invite = n.InviteReplica
@@ -274,7 +285,15 @@ func (s *Server) invite(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Invite{Code: code, Expires: until}, nil
+	return Invite{Code: code, Expires: until, Addrs: n.InviteAddrs()}, nil
+}
+
+func (s *Server) inviteState(*http.Request) (any, error) {
+	n, err := s.node()
+	if err != nil {
+		return nil, err
+	}
+	return n.InviteState(), nil
 }
 
 func (s *Server) devices(*http.Request) (any, error) {

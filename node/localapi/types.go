@@ -58,6 +58,9 @@ type DeviceStatus struct {
 type Invite struct {
 	Code    string    `json:"code"`
 	Expires time.Time `json:"expires"`
+	// Addrs are the inviting device's addresses with its peer id (node.InviteAddrs):
+	// what `join CODE --peer ADDR` takes where discovery does not find it.
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // UI is the answer of POST /v2/ui: the daemon's web page, with a one-time login token
@@ -69,9 +72,12 @@ type UI struct {
 // Event is one line of GET /v2/events: a sync-state change or a record change.
 type Event struct {
 	Time   time.Time        `json:"time"`
-	Type   string           `json:"type"` // "state" or "record"
+	Type   string           `json:"type"` // "state", "record" or "invite"
 	State  *node.StateEvent `json:"state,omitempty"`
 	Record *RecordEvent     `json:"record,omitempty"`
+	// Invite is the state of this device's invite after it changed: opened, a wrong code
+	// tried, used, or closed after too many wrong codes.
+	Invite *node.InviteState `json:"invite,omitempty"`
 }
 
 // RecordEvent is a record change in the event stream.
@@ -127,6 +133,7 @@ type passwdRequest struct {
 type inviteRequest struct {
 	ExpiresSeconds float64 `json:"expires_seconds"`
 	Replica        bool    `json:"replica,omitempty"`
+	Short          bool    `json:"short,omitempty"`
 }
 
 // removeRequest asks to remove a device; the passphrase confirms that the owner asks.

@@ -176,6 +176,7 @@ type pairData struct {
 	Expiries []time.Duration
 	Invite   *localapi.Invite
 	Replica  bool
+	Short    bool // a short code to read aloud
 }
 
 func (s *Server) pairPage(w http.ResponseWriter, r *http.Request) {
@@ -188,14 +189,20 @@ func (s *Server) pair(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "/pair", fmt.Errorf("invite expiry %q: pick one of the choices", r.PostFormValue("expires")))
 		return
 	}
-	replica := r.PostFormValue("kind") == "replica"
-	inv, err := s.c.Invite(r.Context(), exp, replica)
+	replica, short := r.PostFormValue("kind") == "replica", r.PostFormValue("kind") == "short"
+	var inv localapi.Invite
+	if short {
+		// A short code lives ten minutes at most, whatever was picked.
+		inv, err = s.c.InviteShort(r.Context(), min(exp, node.MaxShortInviteExpiry))
+	} else {
+		inv, err = s.c.Invite(r.Context(), exp, replica)
+	}
 	if err != nil {
 		s.fail(w, r, "/pair", err)
 		return
 	}
 	s.render(w, r, http.StatusOK, "pair", page{Title: "Add a device", Nav: "pair",
-		Data: pairData{Expiries: inviteExpiries, Invite: &inv, Replica: replica}})
+		Data: pairData{Expiries: inviteExpiries, Invite: &inv, Replica: replica, Short: short}})
 }
 
 // device finds a device of the mesh by id.

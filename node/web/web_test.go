@@ -394,7 +394,7 @@ func TestPairAndRecordViews(t *testing.T) {
 	c, csrf := login(t, ws)
 	base := "http://" + ws.Addr()
 	origin := map[string]string{"Origin": base}
-	codeRE := regexp.MustCompile(`<output id="invite-code" class="code">([A-Z0-9-]+)</output>`)
+	codeRE := regexp.MustCompile(`<output id="invite-code" class="code">([A-Za-z0-9-]+)</output>`)
 	for _, kind := range []string{"device", "replica"} {
 		code, page := do(t, c, "POST", base+"/pair", url.Values{"kind": {kind}, "expires": {"5m0s"}, "csrf": {csrf}}, origin)
 		m := codeRE.FindStringSubmatch(page)
@@ -468,4 +468,29 @@ func TestEventStream(t *testing.T) {
 		}
 	}
 	t.Fatalf("the stream ended before the last write: %v", sc.Err())
+}
+
+// TestPairShortCode: the pairing form makes a short code to read aloud (capped at ten
+// minutes whatever was picked) and shows it with the addresses for --peer; a device joins
+// with it.
+func TestPairShortCode(t *testing.T) {
+	ws, _, n := serveNode(t)
+	c, csrf := login(t, ws)
+	base := "http://" + ws.Addr()
+	code, page := do(t, c, "POST", base+"/pair", url.Values{"kind": {"short"}, "expires": {"1h0m0s"}, "csrf": {csrf}}, map[string]string{"Origin": base})
+	if code != http.StatusOK {
+		t.Fatalf("POST /pair: %d\n%s", code, page)
+	}
+	m := regexp.MustCompile(`<output id="invite-code" class="code">([0-9]+-[a-z]+-[a-z]+-[a-z]+)</output>`).FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, "--peer") || !strings.Contains(page, "/p2p/"+n.PeerID().String()) {
+		t.Fatalf("the page shows no short code with addresses:\n%s", page)
+	}
+	if st := n.InviteState(); !st.Open || !st.Short || time.Until(st.Expires) > node.MaxShortInviteExpiry {
+		t.Fatalf("invite state %+v", st)
+	}
+	j, err := node.Join(context.Background(), node.Config{Dir: filepath.Join(t.TempDir(), "j"), Passphrase: []byte("pass"), LANOnly: true, JoinPeers: n.InviteAddrs()}, m[1], "phone")
+	if err != nil {
+		t.Fatalf("join with the page's short code %s: %v", m[1], err)
+	}
+	j.Close()
 }

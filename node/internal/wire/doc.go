@@ -12,8 +12,9 @@
 //	t, body, err := wire.ReadFrame(r, wire.MaxFrame)
 //	h, err := wire.UnmarshalHello(body)
 //
-//	code := inv.Encode()             // "MSYNC-ABCDE-FGHIJ-…"
-//	inv, err := wire.ParseInvite(code) // errors.Is(err, wire.ErrBadInvite) on a typo
+//	code := inv.Encode()             // compact: "3QQ1K6evhtY8HyuT5GS8k…" (compact.go)
+//	inv, err := wire.ParseInvite(code) // compact or long; errors.Is(err, wire.ErrBadInvite) on a typo
+//	sc, err := wire.ParseShortCode("4-garden-orbit-pencil") // shortcode.go
 //
 // # Caveats
 //

@@ -17,8 +17,15 @@ import (
 // ErrBadInvite means an invite code does not decode: mistyped, truncated, or not an invite.
 var ErrBadInvite = errors.New("invalid invite code (check for a typo or a missing part)")
 
-// SecretSize is the length of an invite's one-time secret (128 bits).
+// SecretSize is the length of an invite's one-time secret (128 bits in the long form of
+// format 1).
 const SecretSize = 16
+
+// CompactSecretSize is how much of the secret the compact form (format 2) carries: the
+// first 8 bytes (64 bits), the rest being zero. The secret is only ever proven to the
+// inviting device, over a channel that authenticates its peer id, and an invite dies
+// after three wrong proofs: it can be guessed online only, never tested offline.
+const CompactSecretSize = 8
 
 // Invite caps.
 const (
@@ -31,11 +38,12 @@ const (
 )
 
 // Invite is what an invite code carries: who to dial, until when, and the one-time secret
-// the joiner proves it knows.
+// the joiner proves it knows. A compact code (format 2) carries no expiry (Expires is
+// zero: the inviting device enforces it) and at most one address.
 type Invite struct {
 	Peer    peer.ID
 	Addrs   []ma.Multiaddr
-	Expires time.Time // whole seconds
+	Expires time.Time // whole seconds; zero when the code does not say
 	Secret  [SecretSize]byte
 }
 
@@ -124,9 +132,21 @@ func UnmarshalInvite(b []byte) (*Invite, error) {
 	return inv, nil
 }
 
-// Encode returns the invite as text that survives copy and paste: base32 (A–Z, 2–7)
-// without padding, in groups of five separated by dashes.
+// Encode returns the invite as text that survives copy and paste. An invite that fits the
+// compact form (compact.go: an Ed25519 peer id, a secret of CompactSecretSize bytes, at
+// most one plain IP address) is encoded in it: about 60 characters of base58. Any other
+// is encoded in the long form of format 1 (EncodeLong).
 func (inv *Invite) Encode() (string, error) {
+	if inv.fitsCompact() {
+		return inv.encodeCompact()
+	}
+	return inv.EncodeLong()
+}
+
+// EncodeLong returns the invite in the long form of format 1: base32 (A–Z, 2–7) without
+// padding, in groups of five separated by dashes. Codes printed by meshsync before the
+// compact form existed have this shape; ParseInvite reads both.
+func (inv *Invite) EncodeLong() (string, error) {
 	b, err := inv.Marshal()
 	if err != nil {
 		return "", err
@@ -142,11 +162,16 @@ func (inv *Invite) Encode() (string, error) {
 	return sb.String(), nil
 }
 
-// ParseInvite decodes an invite code. Case, spaces, line breaks and dashes do not matter;
-// the digits 0, 1 and 8 are read as O, I and B. A typo fails the checksum: ErrBadInvite.
+// ParseInvite decodes an invite code, compact (format 2) or long (format 1). In a long
+// code case, spaces, line breaks and dashes do not matter, and the digits 0, 1 and 8 are
+// read as O, I and B; a compact code is base58 and case matters. A typo fails the
+// checksum: ErrBadInvite.
 func ParseInvite(code string) (*Invite, error) {
 	if len(code) > maxInviteText {
 		return nil, fmt.Errorf("%w: %d characters is too long", ErrBadInvite, len(code))
+	}
+	if text := strings.TrimSpace(code); looksCompact(text) {
+		return parseCompact(text)
 	}
 	clean := make([]byte, 0, len(code))
 	for _, r := range strings.ToUpper(code) {
