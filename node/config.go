@@ -79,8 +79,9 @@ type Config struct {
 	// the same message. Default 0: writes that commit while a push is in flight travel
 	// together in the next one.
 	PushDelay time.Duration
-	// CollectEvery is the interval between two tombstone collections (the first runs at
-	// Start). Default 24 hours. How long tombstones live is Store.TombstoneTTL.
+	// CollectEvery is the interval between two tombstone collections, kept across
+	// restarts (the first runs at the first Start of a store, then CollectEvery after the
+	// last one). Default 24 hours. How long tombstones live is Store.TombstoneTTL.
 	CollectEvery time.Duration
 	// ApplyBatch is how many envelopes a sync session applies per store transaction.
 	// Default 4096.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -151,6 +152,17 @@ func signingKeyOf(p peer.ID) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("peer id %s: not an Ed25519 identity", p)
 	}
 	return raw, nil
+}
+
+// membership names who is in the mesh (device, peer id, removed), leaving out what a
+// device may change about itself (name, addresses): two sets with the same membership
+// attribute every conflict alike.
+func (s *deviceSet) membership() string {
+	var b strings.Builder
+	for _, d := range s.list {
+		fmt.Fprintf(&b, "%s %s %t\n", d.ID, d.PeerID, d.Removed || s.byPeer[d.PeerID].Removed)
+	}
+	return b.String()
 }
 
 // reloadDevices rebuilds the snapshot from the store. A peer id this device has seen

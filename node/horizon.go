@@ -133,20 +133,46 @@ func (t *tracker) fullResync(p peer.ID, f FullResync) {
 	})
 }
 
-// collectLoop collects tombstones now and then every cfg.CollectEvery until ctx ends.
+// collectLoop collects tombstones when the next collection is due (collectDue), then
+// every cfg.CollectEvery, until ctx ends.
 func (n *Node) collectLoop(ctx context.Context) {
-	tick := time.NewTicker(n.cfg.CollectEvery)
-	defer tick.Stop()
+	timer := time.NewTimer(n.collectDue())
+	defer timer.Stop()
 	for {
-		if k, err := n.st.Replication().CollectTombstones(); err != nil {
-			n.log.Warn("collect tombstones", "err", err)
-		} else if k > 0 {
-			n.log.Info("collected tombstones", "records", k, "horizon", n.st.Replication().Horizon())
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
+		if k, err := n.st.Replication().CollectTombstones(); err != nil {
+			n.log.Warn("collect tombstones", "err", err)
+		} else {
+			if k > 0 {
+				n.log.Info("collected tombstones", "records", k, "horizon", n.st.Replication().Horizon())
+			}
+			if err := n.st.Local().Put(localCollected, n.cfg.Now().UTC()); err != nil {
+				n.log.Warn("note the tombstone collection", "err", err)
+			}
+		}
+		timer.Reset(n.cfg.CollectEvery)
 	}
+}
+
+// localCollected is when this device last collected tombstones.
+const localCollected = "tombstones-collected"
+
+// collectDue is how long until the next tombstone collection: CollectEvery after the last
+// one, which the store remembers. A collection reads the whole store, so a device that
+// starts its network often (a daemon restarted, a phone woken up, a reconnect) does not
+// pay for one each time: that made every start cost O(records).
+func (n *Node) collectDue() time.Duration {
+	var last time.Time
+	if ok, err := n.st.Local().Get(localCollected, &last); err != nil || !ok {
+		return 0
+	}
+	since := n.cfg.Now().Sub(last)
+	if since < 0 { // the clock went back: wait a full interval rather than never
+		return n.cfg.CollectEvery
+	}
+	return max(0, n.cfg.CollectEvery-since)
 }

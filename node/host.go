@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,20 @@ func newResourceManager() (network.ResourceManager, error) {
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(hostMemory, hostFDs)))
 }
 
+// portTaken reports (as an error) whether another socket holds TCP port: libp2p listens
+// with SO_REUSEPORT, so a second node on the same machine (a second device's daemon, or
+// `meshsync join` beside a running daemon) would otherwise share the port with the first,
+// and the kernel would hand each incoming connection to either of them at random: dials
+// between them failed half the time, and the first change after a pairing waited for the
+// retries (~4.7 s). A plain listen, without SO_REUSEPORT, fails when anyone holds it.
+func portTaken(port int) error {
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
 // newHost builds the node's host: listening, gated, with the node's identity. It returns
 // the host's hole-punch service too (nil in LAN-only mode).
 func (n *Node) newHost() (host.Host, *holepunch.Service, error) {
@@ -130,7 +145,12 @@ func (n *Node) newHost() (host.Host, *holepunch.Service, error) {
 		}
 		return h, hps, nil
 	}
-	h, hps, err := try(defaultListenAddrs(DefaultPort))
+	var h host.Host
+	var hps *holepunch.Service
+	err := portTaken(DefaultPort)
+	if err == nil {
+		h, hps, err = try(defaultListenAddrs(DefaultPort))
+	}
 	if err != nil {
 		n.log.Info("default port taken, using a random port", "port", DefaultPort, "err", err)
 		h, hps, err = try(defaultListenAddrs(0))

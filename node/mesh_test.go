@@ -76,7 +76,7 @@ func TestRestartKeepsStateAndProgress(t *testing.T) {
 	echoes := func(n *Node) (k int) {
 		f := n.progress.echoFilter(a.id)
 		for seq := uint64(1); seq <= lastSeq; seq++ {
-			if f(seq) {
+			if _, ok := f(seq); ok {
 				k++
 			}
 		}

@@ -134,7 +134,14 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
 			continue
 		}
-		next, res, err := n.attempt(ctx, h, pl.p, startPush)
+		derr := n.dial(ctx, h, pl, startPush)
+		if ctx.Err() != nil {
+			return
+		}
+		next, res, err := time.Duration(0), (*sessionResult)(nil), derr
+		if derr == nil {
+			next, res, err = n.attempt(ctx, h, pl.p, startPush)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -162,6 +169,35 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
+
+// dial connects to pl's device unless a connection is up. While it dials, the loop
+// still starts the push stream an inbound session asks for: a device that just came back
+// on a new address (a daemon started after `meshsync join`) dials us first, and the dial
+// to its old addresses (a QUIC handshake to a closed port times out after seconds) must
+// not hold up the push of our next change. Such a connection also ends the dial.
+func (n *Node) dial(ctx context.Context, h host.Host, pl *peerLoop, startPush func(uint64)) error {
+	if h.Network().Connectedness(pl.p) == network.Connected {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, min(n.cfg.StepTimeout, 15*time.Second))
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() { dialed <- h.Connect(dctx, peer.AddrInfo{ID: pl.p}) }()
+	for {
+		select {
+		case err := <-dialed:
+			if err != nil && h.Network().Connectedness(pl.p) != network.Connected {
+				return &dialError{err}
+			}
+			return nil
+		case from := <-pl.push:
+			startPush(from)
+			if h.Network().Connectedness(pl.p) == network.Connected {
+				cancel() // the device reached us: its connection serves
+			}
+		}
+	}
+}
 
 // attempt dials p if needed and runs one session. It returns the delay before the next
 // planned attempt on success; on failure the caller reports the state with the time of
@@ -216,9 +252,9 @@ func (n *Node) feedLoop(ctx context.Context) {
 			}
 			batch = append(batch, changeInfo{membershipChange(c.Collection), c.ID.String(), c.Conflict})
 		}
-		devs := false
+		devs, lost := false, false
 		if m := sub.Missed(); m != missed {
-			missed, devs = m, true
+			missed, devs, lost = m, true, true
 		}
 		var closed []string
 		for _, c := range batch {
@@ -227,6 +263,7 @@ func (n *Node) feedLoop(ctx context.Context) {
 				closed = append(closed, c.id)
 			}
 		}
+		members := n.devices.Load().membership()
 		if devs {
 			if err := n.devicesChanged(); err != nil && !errors.Is(err, ErrClosed) {
 				n.log.Warn("reload device list", "err", err)
@@ -235,8 +272,11 @@ func (n *Node) feedLoop(ctx context.Context) {
 		if len(closed) > 0 {
 			n.track.conflictsClosed(closed)
 		}
-		if devs {
-			n.track.reloadConflicts() // changes were missed, or the device list changed
+		// Listing the conflicts reads the whole id index: only when changes were missed or
+		// a device came or went, not when a device record changed its addresses (every
+		// reconnect on a new port does), which made each reconnect cost O(records).
+		if lost || devs && n.devices.Load().membership() != members {
+			n.track.reloadConflicts()
 		}
 	}
 }

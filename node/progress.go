@@ -58,7 +58,7 @@ func (t *progressTable) setScope(p peer.ID, sc session.Scope) {
 // pushFilter is what a push to p leaves out: p's own envelopes and the collections it
 // does not hold (everything is sent to a peer not heard from yet; it drops what it does
 // not hold).
-func (t *progressTable) pushFilter(p peer.ID) func(uint64, []byte) bool {
+func (t *progressTable) pushFilter(p peer.ID) session.Filter {
 	t.mu.Lock()
 	sc, ok := t.scope[p]
 	t.mu.Unlock()
@@ -221,20 +221,21 @@ func (t *progressTable) forget(p peer.ID, from, to uint64) {
 	t.echo[p] = rs
 }
 
-// echoFilter returns a function reporting whether p already has our envelope seq because
-// it sent it. It is valid for every sequence number committed before the call: a range
-// is recorded inside the transaction that applies it, before the commit.
-func (t *progressTable) echoFilter(p peer.ID) func(seq uint64) bool {
+// echoFilter returns a session.Echo reporting whether p already has our envelope seq
+// because it sent it, and the end of the range that holds it. It is valid for every
+// sequence number committed before the call: a range is recorded inside the transaction
+// that applies it, before the commit.
+func (t *progressTable) echoFilter(p peer.ID) session.Echo {
 	t.mu.Lock()
 	rs := append([]seqRange(nil), t.echo[p]...)
 	t.mu.Unlock()
-	return func(seq uint64) bool {
+	return func(seq uint64) (uint64, bool) {
 		for _, r := range rs {
 			if seq > r.from && seq <= r.to {
-				return true
+				return r.to, true
 			}
 		}
-		return false
+		return 0, false
 	}
 }
 

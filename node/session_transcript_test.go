@@ -446,15 +446,15 @@ func (e *sessionEnv) script(m *memStore, lines []string) []session.Frame {
 	return out
 }
 
-func (m *memStore) echoOf(p string) func(uint64) bool {
+func (m *memStore) echoOf(p string) session.Echo {
 	rs := m.echo[p]
-	return func(seq uint64) bool {
+	return func(seq uint64) (uint64, bool) {
 		for _, r := range rs {
 			if seq > r[0] && seq <= r[1] {
-				return true
+				return r[1], true
 			}
 		}
-		return false
+		return 0, false
 	}
 }
 

@@ -64,6 +64,18 @@ type DeviceState struct {
 	Conflicts int `json:"conflicts"`
 	// Changed is when Status last changed.
 	Changed time.Time `json:"changed,omitzero"`
+	// InitialSync is how far a session that brings this device everything the other one
+	// holds has come (a first sync, or one after a long absence), while it runs.
+	InitialSync *InitialSync `json:"initial_sync,omitempty"`
+}
+
+// InitialSync is the progress of a session in which this device receives a device's whole
+// store: Received envelopes applied so far of about Total (the other device's record
+// count; a record with open conflicts holds several envelopes, so Received may pass it).
+type InitialSync struct {
+	Received int64     `json:"received"`
+	Total    int64     `json:"total"`
+	Started  time.Time `json:"started"`
 }
 
 // States is the node's status snapshot: this device, where it stands with every other
@@ -501,9 +513,20 @@ func (t *tracker) sessionStart(p peer.ID) {
 	})
 }
 
+// initialProgress reports that the initial sync with p received received envelopes of
+// about total.
+func (t *tracker) initialProgress(p peer.ID, received, total int64, started time.Time) {
+	t.do(func() {
+		t.update(p, func(s *DeviceState) {
+			s.InitialSync = &InitialSync{Received: received, Total: max(total, received), Started: started.UTC()}
+		})
+	})
+}
+
 func (t *tracker) sessionEnd(p peer.ID, res *sessionResult, err error, next time.Time) {
 	now := t.n.cfg.Now()
 	t.do(func() {
+		t.state(p).InitialSync = nil
 		t.attempts[p] = attempt{at: now, err: err}
 		if res != nil && len(res.Conflicts) > 0 {
 			ids := make([]string, len(res.Conflicts))

@@ -255,6 +255,9 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		ApplyBatch: n.cfg.ApplyBatch,
 	})
 	var sent chan error // the Sender's goroutine, once the transfer began
+	// A session that starts with nothing received from p yet brings this device p's
+	// whole store: status shows how far it has come.
+	initial := n.progress.get(p) == (progress{})
 	out, err := sess.Start()
 	for {
 		for _, f := range out.Send {
@@ -288,6 +291,9 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 				continue
 			}
 			out, err = sess.Applied(r)
+			if res := sess.Result(); initial && res.Applied > 0 {
+				n.track.initialProgress(p, int64(res.Applied), int64(res.PeerRecords), start)
+			}
 		case out.Received:
 			if err := <-sent; err != nil {
 				res.Result = sess.Result()

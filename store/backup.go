@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,9 +21,11 @@ import (
 )
 
 // A backup is an age file (scrypt passphrase recipient), so the stock age tool can open it in
-// an emergency. Inside is JSON lines:
+// an emergency. Inside is a gzip stream (format version 2; `age -d FILE | gunzip` shows it)
+// of JSON lines; a backup of format version 1 holds the JSON lines uncompressed, and still
+// imports:
 //
-//	{"format":"meshsync-backup","version":1,"mesh_key":…,"created":…,…}   header
+//	{"format":"meshsync-backup","version":2,"mesh_key":…,"created":…,…}   header
 //	{"e":"<base64 envelope>"}                                                 every envelope
 //	{"r":{"collection":…,"key":…,"value":…}}                                  readable copy
 //	{"end":{"lines":N,"envelopes":M,"sha256":"<hex of every byte before this line>"}}
@@ -32,10 +35,16 @@ import (
 // refused whole.
 
 const (
-	backupFormat  = "meshsync-backup"
-	backupVersion = 1
-	maxBackupLine = 4 << 20
+	backupFormat = "meshsync-backup"
+	// backupVersion is the format Export writes: JSON lines compressed with gzip, then
+	// encrypted. backupVersionPlain (the lines encrypted as they are) still imports.
+	backupVersion      = 2
+	backupVersionPlain = 1
+	maxBackupLine      = 4 << 20
 )
+
+// gzipMagic starts every gzip stream (RFC 1952); a JSON line starts with '{'.
+var gzipMagic = []byte{0x1f, 0x8b}
 
 type backupHeader struct {
 	Format     string    `json:"format"`
@@ -83,6 +92,10 @@ type ExportOptions struct {
 	// WorkFactor is age's scrypt work factor (log2 N), at most MaxBackupWorkFactor. Default
 	// 18, about a second.
 	WorkFactor int
+	// Progress, when not nil, is called as envelopes are written: done so far of about
+	// total (the store's record count; a record with open conflicts holds several
+	// envelopes, so done may pass it, and total then follows done).
+	Progress func(done, total int64)
 }
 
 // MaxBackupWorkFactor is the largest scrypt work factor a backup may ask for: 2^20 costs
@@ -123,7 +136,13 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
-	bw := bufio.NewWriterSize(aw, 1<<16)
+	// Compressed before it is encrypted: ciphertext does not compress. The fastest level
+	// keeps an export bound by reading the store, not by deflate.
+	zw, err := gzip.NewWriterLevel(aw, gzip.BestSpeed)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	bw := bufio.NewWriterSize(zw, 1<<16)
 	h := sha256.New()
 	out := io.MultiWriter(bw, h)
 	info := BackupInfo{Created: s.opts.Now().UTC().Truncate(time.Second)}
@@ -155,6 +174,20 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 	if err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
+	progress := func(int64) {}
+	if opts != nil && opts.Progress != nil {
+		root, err := s.Replication().Root()
+		if err != nil {
+			return info, fmt.Errorf("export: %w", err)
+		}
+		total := int64(root.Count)
+		progress = func(done int64) {
+			total = max(total, done)
+			if done%1024 == 0 || done == total {
+				opts.Progress(done, total)
+			}
+		}
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEnv).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -162,6 +195,7 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 				return err
 			}
 			info.Envelopes++
+			progress(int64(info.Envelopes))
 			env, err := UnmarshalEnvelope(v)
 			if err != nil {
 				return fmt.Errorf("envelope %d: %w", be64(k), err)
@@ -194,6 +228,9 @@ func (s *Store) Export(w io.Writer, pass []byte, opts *ExportOptions) (BackupInf
 		return info, fmt.Errorf("export: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
+		return info, fmt.Errorf("export: %w", err)
+	}
+	if err := zw.Close(); err != nil {
 		return info, fmt.Errorf("export: %w", err)
 	}
 	if err := aw.Close(); err != nil {
@@ -238,7 +275,8 @@ type ImportStats struct {
 
 // backupReader decrypts a backup and checks its framing line by line.
 type backupReader struct {
-	br      *bufio.Reader
+	br      *bufio.Reader // the JSON lines
+	outer   *bufio.Reader // the age payload, when br reads it through gzip (version 2)
 	h       hashWriter
 	hdr     backupHeader
 	lines   int
@@ -270,6 +308,15 @@ func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
 		return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
 	}
 	b := &backupReader{br: bufio.NewReaderSize(ar, 1<<16), h: sha256.New()}
+	want := backupVersionPlain
+	if magic, _ := b.br.Peek(len(gzipMagic)); bytes.Equal(magic, gzipMagic) {
+		zr, err := gzip.NewReader(b.br)
+		if err != nil {
+			return nil, fmt.Errorf("read backup: %w: bad compressed stream: %v", ErrBadBackup, err)
+		}
+		zr.Multistream(false) // one gzip member, then the age payload must end
+		b.outer, b.br, want = b.br, bufio.NewReaderSize(zr, 1<<16), backupVersion
+	}
 	line, err := b.line()
 	if err != nil {
 		return nil, err
@@ -278,8 +325,12 @@ func openBackup(r io.Reader, pass []byte) (*backupReader, error) {
 	if err := json.Unmarshal(line, &b.hdr); err != nil || b.hdr.Format != backupFormat {
 		return nil, fmt.Errorf("read backup: %w: no meshsync header", ErrBadBackup)
 	}
-	if b.hdr.Version != backupVersion {
-		return nil, fmt.Errorf("read backup: %w: format version %d is not supported by this meshsync", ErrBadBackup, b.hdr.Version)
+	switch v := b.hdr.Version; {
+	case v != backupVersion && v != backupVersionPlain:
+		return nil, fmt.Errorf("read backup: %w: format version %d is not supported by this meshsync", ErrBadBackup, v)
+	case v != want:
+		return nil, fmt.Errorf("read backup: %w: format version %d in a %s file", ErrBadBackup, v,
+			map[bool]string{true: "compressed", false: "uncompressed"}[b.outer != nil])
 	}
 	if len(b.hdr.MeshKey) != meshKeySize {
 		return nil, fmt.Errorf("read backup: %w: bad mesh key", ErrBadBackup)
@@ -326,9 +377,18 @@ func (b *backupReader) next() ([]byte, error) {
 			if l.End.SHA256 != want || l.End.Envelopes != b.envs || l.End.Lines != b.lines-1 {
 				return nil, fmt.Errorf("read backup: %w: manifest does not match the contents", ErrBadBackup)
 			}
-			// The age stream must end right here, cleanly.
+			// The lines end right here, cleanly (for version 2 the gzip stream ends and
+			// its checksum holds), and so does the age stream.
 			if _, err := b.br.ReadByte(); !errors.Is(err, io.EOF) {
+				if err != nil { // a compressed stream that fails its checksum or ends early
+					return nil, fmt.Errorf("read backup: %w: %v", ErrBadBackup, err)
+				}
 				return nil, fmt.Errorf("read backup: %w: data after the manifest", ErrBadBackup)
+			}
+			if b.outer != nil {
+				if _, err := b.outer.ReadByte(); !errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("read backup: %w: data after the compressed stream", ErrBadBackup)
+				}
 			}
 			b.done = true
 			return nil, nil
@@ -549,10 +609,41 @@ func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Option
 
 // ImportFile imports the backup at path into s (see Store.Import).
 func ImportFile(s *Store, path string, pass []byte, dryRun bool) (ImportStats, error) {
+	return ImportFileProgress(s, path, pass, dryRun, nil)
+}
+
+// ImportFileProgress is ImportFile that calls progress (when not nil) with the bytes of
+// the file read so far and its size.
+func ImportFileProgress(s *Store, path string, pass []byte, dryRun bool, progress func(done, total int64)) (ImportStats, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return ImportStats{}, fmt.Errorf("import: %w: %v", ErrInvalid, err)
 	}
 	defer f.Close()
-	return s.Import(f, pass, dryRun)
+	var r io.Reader = f
+	if progress != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return ImportStats{}, fmt.Errorf("import: %w", err)
+		}
+		r = &ProgressReader{R: f, Total: fi.Size(), Progress: progress}
+	}
+	return s.Import(r, pass, dryRun)
+}
+
+// ProgressReader is an io.Reader that reports the bytes read through it: Progress(done,
+// Total) after each read.
+type ProgressReader struct {
+	R        io.Reader
+	Total    int64
+	Progress func(done, total int64)
+	done     int64
+}
+
+// Read reads from R and reports the bytes so far.
+func (p *ProgressReader) Read(b []byte) (int, error) {
+	n, err := p.R.Read(b)
+	p.done += int64(n)
+	p.Progress(p.done, max(p.Total, p.done))
+	return n, err
 }

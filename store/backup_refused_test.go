@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -70,7 +71,8 @@ func (l ageLayout) withChunks(file []byte, chunks ...[]byte) []byte {
 	return out
 }
 
-// ageOpen decrypts a backup with the test's backup passphrase.
+// ageOpen decrypts a backup with the test's backup passphrase and returns its JSON lines
+// (through gunzip: Export writes format version 2).
 func ageOpen(t testing.TB, file []byte) []byte {
 	t.Helper()
 	id, err := age.NewScryptIdentity(string(backupPass))
@@ -81,15 +83,20 @@ func ageOpen(t testing.TB, file []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := io.ReadAll(r)
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return plain
 }
 
-// ageSeal encrypts plain under the backup passphrase, as Export would: what a tool (or a
-// person) holding the passphrase would produce by editing a backup's contents.
+// ageSeal compresses and encrypts plain under the backup passphrase, as Export would:
+// what a tool (or a person) holding the passphrase would produce by editing a backup's
+// contents.
 func ageSeal(t testing.TB, plain []byte) []byte {
 	t.Helper()
 	rcpt, err := age.NewScryptRecipient(string(backupPass))
@@ -102,7 +109,11 @@ func ageSeal(t testing.TB, plain []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(plain); err != nil {
+	zw := gzip.NewWriter(w)
+	if _, err := zw.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

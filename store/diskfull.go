@@ -47,6 +47,7 @@ func isDiskFull(err error) bool {
 // the store keeps working; see remap. Other errors pass through unchanged.
 func (s *Store) commitFailed(err error) error {
 	if err == nil {
+		s.commits.Add(1)
 		return nil
 	}
 	if errors.Is(err, bolterrors.ErrInvalidMapping) || strings.Contains(err.Error(), "mmap") {

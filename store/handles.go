@@ -43,3 +43,8 @@ type Local struct{ s *Store }
 
 // Local returns the store's device-local state handle.
 func (s *Store) Local() Local { return Local{s} }
+
+// Commits is how many write transactions this store committed since it was opened. bbolt
+// syncs the file twice per commit (the data pages, then the meta page), so this counts
+// the fsyncs a workload costs (`meshsync bench`).
+func (h Replication) Commits() uint64 { return h.s.commits.Load() }

@@ -136,8 +136,9 @@ type Store struct {
 	// newEpochDone is set once a rollback started a new epoch in this session.
 	newEpochDone bool
 
-	feed   feed
-	closed atomic.Bool
+	feed    feed
+	closed  atomic.Bool
+	commits atomic.Uint64 // write transactions committed since Open (Replication.Commits)
 
 	noIndex bool // benchmarks only: skip the Merkle index to measure its cost
 

@@ -97,6 +97,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 	if err != nil {
 		return s.commitFailed(err) // diskfull.go
 	}
+	s.commits.Add(1)
 	if t.newEpoch != nil {
 		s.mu.Lock()
 		s.epoch, s.newEpochDone = *t.newEpoch, true

@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -143,7 +145,7 @@ const vectorBackupPass = "vector passphrase"
 
 // backupPlaintext is what a backup of the first two envelope vectors holds inside its age
 // layer, encoded with the backup's own line types as Export writes them.
-func backupPlaintext(t *testing.T) []byte {
+func backupPlaintext(t *testing.T, version int) []byte {
 	t.Helper()
 	k := newKeyring(vectorMeshKey)
 	var out bytes.Buffer
@@ -156,7 +158,7 @@ func backupPlaintext(t *testing.T) []byte {
 		lines++
 		out.Write(append(b, '\n'))
 	}
-	write(backupHeader{Format: backupFormat, Version: backupVersion, MeshKey: vectorMeshKey, MeshID: hex.EncodeToString(k.meshID[:]),
+	write(backupHeader{Format: backupFormat, Version: version, MeshKey: vectorMeshKey, MeshID: hex.EncodeToString(k.meshID[:]),
 		Device: string(vectorDevice), DeviceName: "vector", Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
 	envs := 0
 	for _, v := range envelopeVectors(t)[:2] {
@@ -175,14 +177,27 @@ func backupPlaintext(t *testing.T) []byte {
 	return out.Bytes()
 }
 
-// TestBackupVector: the committed backup (an age file under a scrypt passphrase) holds
-// the committed JSON lines, which are what the backup's line types encode the fields to,
-// and it restores into a store that reads both records. A failure means the backup format
-// changed: an old backup would no longer restore.
+// TestBackupVector: the committed backups (age files under a scrypt passphrase) hold the
+// committed JSON lines, which are what the backup's line types encode the fields to: as
+// they are in format version 1, compressed with gzip in version 2. Each restores into a
+// store that reads both records. A failure means the backup format changed: an old backup
+// would no longer restore.
 func TestBackupVector(t *testing.T) {
-	plain := backupPlaintext(t)
-	vectors.Check(t, "testdata/vectors/backup.jsonl", "", plain)
-	const agePath = "testdata/vectors/backup.age"
+	for _, v := range []struct {
+		version    int
+		jsonl, age string
+	}{
+		{backupVersionPlain, "testdata/vectors/backup.jsonl", "testdata/vectors/backup.age"},
+		{backupVersion, "testdata/vectors/backup_v2.jsonl", "testdata/vectors/backup_v2.age"},
+	} {
+		t.Run(fmt.Sprintf("version %d", v.version), func(t *testing.T) { checkBackupVector(t, v.version, v.jsonl, v.age) })
+	}
+}
+
+func checkBackupVector(t *testing.T, version int, jsonlPath, agePath string) {
+	plain := backupPlaintext(t, version)
+	vectors.Check(t, jsonlPath, "", plain)
+	compressed := version != backupVersionPlain
 	if vectors.Updating() {
 		var b bytes.Buffer
 		rcpt, err := age.NewScryptRecipient(vectorBackupPass)
@@ -194,7 +209,15 @@ func TestBackupVector(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Write(plain)
+		if compressed {
+			zw := gzip.NewWriter(w)
+			zw.Write(plain)
+			if err := zw.Close(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			w.Write(plain)
+		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +226,8 @@ func TestBackupVector(t *testing.T) {
 		}
 	}
 
-	// The stock age tool's view: the age layer holds exactly the committed lines.
+	// The stock tools' view: the age layer holds exactly the committed lines (through
+	// gunzip for version 2).
 	id, err := age.NewScryptIdentity(vectorBackupPass)
 	if err != nil {
 		t.Fatal(err)
@@ -212,12 +236,17 @@ func TestBackupVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if compressed {
+		if r, err = gzip.NewReader(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	inside, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(inside, vectors.Read(t, "testdata/vectors/backup.jsonl")) {
-		t.Errorf("backup.age does not hold backup.jsonl")
+	if !bytes.Equal(inside, vectors.Read(t, jsonlPath)) {
+		t.Errorf("%s does not hold %s", agePath, jsonlPath)
 	}
 
 	// meshsync's view: it restores, and both records read back.

@@ -45,7 +45,7 @@ func (c *exportCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.ExportFile(ctx, c.File, bpass)
+	info, err := withProgress(ctx, g, s, "export", func() (view.BackupInfo, error) { return s.ExportFile(ctx, c.File, bpass) })
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,14 @@ func (c *importCmd) Run(ctx context.Context, g *globals) error {
 		if err != nil {
 			return err
 		}
-		s, st, err := store.Restore(g.dir(), f, bpass, pass, nil)
+		var r io.Reader = f
+		b := &bar{}
+		if fi, err := f.Stat(); err == nil {
+			b = g.newBar("restore", "bytes", fi.Size())
+			r = &store.ProgressReader{R: f, Total: fi.Size(), Progress: b.set}
+		}
+		s, st, err := store.Restore(g.dir(), r, bpass, pass, nil)
+		b.finish()
 		if err != nil {
 			return err
 		}
@@ -108,7 +115,7 @@ func (c *importCmd) Run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.ImportFile(ctx, c.File, bpass, c.DryRun)
+	st, err := withProgress(ctx, g, s, "import", func() (view.ImportStats, error) { return s.ImportFile(ctx, c.File, bpass, c.DryRun) })
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (c *lsCmd) Help() string {
 func (c *exportCmd) Help() string {
 	return `Examples:
   meshsync export ~/meshsync-backup.age        # asks for a backup passphrase
-  age -d ~/meshsync-backup.age | head -2       # stock age opens it (JSON lines)`
+  age -d ~/meshsync-backup.age | gunzip | head -2   # stock tools open it (JSON lines)`
 }
 
 // Help shows examples of import.

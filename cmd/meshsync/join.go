@@ -61,7 +61,9 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	stopBar := watchInitialSync(sctx, g, n)
 	serr := n.WaitSynced(sctx)
+	stopBar()
 	cancel()
 	dev := n.Store().Device()
 	out := joinOutput{Dir: g.dir(), DeviceID: string(dev.ID), Name: dev.Name, PeerID: n.PeerID().String(), Synced: serr == nil, Devices: []string{}, Replica: n.Blind(),

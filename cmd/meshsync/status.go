@@ -119,6 +119,27 @@ func writeStatus(w io.Writer, st localapi.Status, width int) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\n", name, shortPeer(d.PeerID.String()), state, ago(d.LastSeen), pending(d.PendingIn), pending(d.PendingOut), path, d.Conflicts)
 	}
 	tw.Flush()
+	for _, d := range st.Devices {
+		if is := d.InitialSync; is != nil {
+			fmt.Fprintf(w, "Initial sync from %s: %s\n", shown(d.Name), initialText(*is, time.Now()))
+		}
+	}
+}
+
+// initialText says how far an initial sync has come: count, share, rate and time left.
+func initialText(is node.InitialSync, now time.Time) string {
+	t := fmt.Sprintf("%d of about %d records", is.Received, is.Total)
+	if is.Total > 0 {
+		t += fmt.Sprintf(" (%d%%)", 100*is.Received/is.Total)
+	}
+	if el := now.Sub(is.Started).Seconds(); el > 0 && is.Received > 0 {
+		rate := float64(is.Received) / el
+		t += fmt.Sprintf(", %.0f/s", rate)
+		if left := float64(is.Total-is.Received) / rate; left > 0 {
+			t += fmt.Sprintf(", about %s left", (time.Duration(left) * time.Second).Round(time.Second))
+		}
+	}
+	return t
 }
 
 // directText says how the device tries to make a relayed path direct, as of now:

@@ -128,7 +128,9 @@ func (r *run) incremental(ctx context.Context) error {
 	// Fast path: a real session on a fresh connection.
 	sub := r.b.Subscribe(1 << 12)
 	defer sub.Close()
+	stop := r.phase("incremental")
 	fs, fr, fel, err := r.reconnect(ctx, sub, o.Changes)
+	stop()
 	if err != nil {
 		return fmt.Errorf("fast path: %w", err)
 	}
@@ -172,6 +174,9 @@ func (r *run) push(ctx context.Context) error {
 	}
 	lat := make([]time.Duration, 0, o.Writes)
 	put := make([]time.Duration, 0, o.Writes)
+	stop := r.phase("push")
+	defer stop()
+	c0 := r.a.Store().Replication().Commits() + r.b.Store().Replication().Commits()
 	for i := range o.Writes {
 		key := "w" + strconv.Itoa(i)
 		rand.Read(val)
@@ -185,8 +190,10 @@ func (r *run) push(ctx context.Context) error {
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	commits := r.a.Store().Replication().Commits() + r.b.Store().Replication().Commits() - c0
+	stop()
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	r.rows = append(r.rows, PushRow{Row: "push", Writes: o.Writes, P50ms: ms(quantile(lat, 0.5)),
+	r.rows = append(r.rows, PushRow{CommitsPerWrite: float64(commits) / float64(o.Writes), Row: "push", Writes: o.Writes, P50ms: ms(quantile(lat, 0.5)),
 		P99ms: ms(quantile(lat, 0.99)), FloorMs: ms(r.rtt + r.commit), RTTms: ms(r.rtt), CommitMs: ms(r.commit),
 		PutP50ms: ms(quantile(put, 0.5))})
 	return nil

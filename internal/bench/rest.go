@@ -26,6 +26,11 @@ func (r *run) rest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.log("footprint: where B's bytes on disk go")
+	fp, err := r.b.Store().Replication().Footprint()
+	if err != nil {
+		return err
+	}
 	fi, err := os.Stat(filepath.Join(r.b.Store().Dir(), store.FileName))
 	if err != nil {
 		return err
@@ -69,8 +74,30 @@ func (r *run) rest(ctx context.Context) error {
 		row.BaselineCPUFraction = cpu.Seconds() / idle.Seconds()
 		row.BaselineWakeupsPerMin = float64(wk) / idle.Minutes()
 	}
-	r.rows = append(r.rows, row)
+	r.rows = append(r.rows, row, footprintRow(fp, o.Size))
 	return nil
+}
+
+// footprintRow sets a store's footprint out per record.
+func footprintRow(fp store.Footprint, size int) FootprintRow {
+	n := float64(max(1, fp.Records))
+	per := func(b int64) float64 { return float64(b) / n }
+	rate := func(b store.BucketFootprint) float64 { return float64(b.InuseBytes) / float64(max(1, b.AllocBytes)) }
+	env, ids, coll, tree := fp.Buckets["env"], fp.Buckets["ids"], fp.Buckets["coll"], fp.Buckets["tree"]
+	var inuse, alloc int64
+	for _, b := range fp.Buckets {
+		inuse += b.InuseBytes
+		alloc += b.AllocBytes
+	}
+	envBytes := fp.EnvelopeHeaderBytes + fp.CiphertextBytes
+	row := FootprintRow{Row: "footprint", Records: fp.Records, Envelopes: fp.Envelopes, FileBytes: fp.FileBytes,
+		PerRecord: per(fp.FileBytes), EnvelopeHeader: per(fp.EnvelopeHeaderBytes), Ciphertext: per(fp.CiphertextBytes),
+		ValueBytes: size, IndexEntries: per(ids.InuseBytes + coll.InuseBytes), MerkleNodes: per(tree.InuseBytes),
+		EnvelopePages: per(env.InuseBytes - envBytes), Fill: per(alloc - inuse), Free: per(fp.FreeBytes),
+		EnvelopeFillRate: rate(env), IndexFillRate: rate(ids), MerkleFillRate: rate(tree)}
+	row.Other = row.PerRecord - row.EnvelopeHeader - row.Ciphertext - row.IndexEntries - row.MerkleNodes -
+		row.EnvelopePages - row.Fill - row.Free
+	return row
 }
 
 // idleWindow waits d and returns the CPU time and voluntary context switches of the

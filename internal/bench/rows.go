@@ -1,8 +1,8 @@
 package bench
 
 // The rows Run returns, in this order: MachineRow, InitialSyncRow, SignaturesRow,
-// UnlockRow, IncrementalRow (merkle, then fast), PushRow, RestRow. Field names are a stable
-// schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
+// ScopedSyncRow (scoped.go), ReconnectRow, UnlockRow, IncrementalRow (merkle, then fast),
+// PushRow, RestRow, FootprintRow. Field names are a stable schema for scripts (fields may be added, none renamed): `meshsync --json bench` prints
 // each row as one JSON object per line.
 type (
 	// MachineRow names the machine the figures come from.
@@ -31,6 +31,9 @@ type (
 		EnvelopeBytes    int64   `json:"envelope_bytes"`     // what the limits carried, wrote and opened
 		WireBytes        int64   `json:"wire_bytes"`         // TCP payload A→B during the sync
 		FillPerS         float64 `json:"fill_records_per_s"` // local writes on A, 4096 per transaction
+		// Commits is the write transactions B committed until the last record arrived;
+		// bbolt syncs the file twice per commit.
+		Commits int `json:"commits"`
 	}
 	// IncrementalRow is d changed records reaching a device that was offline: by Merkle
 	// reconciliation ("incremental_merkle") or by the fast path ("incremental_fast").
@@ -51,6 +54,29 @@ type (
 		ConnectBytesReceived int64   `json:"connect_bytes_received,omitempty"`
 		ConnectSeconds       float64 `json:"connect_seconds,omitempty"`
 	}
+	// ReconnectRow is a device that stops its network and starts it again with nothing
+	// to send either way, until its session ended: the first time after its initial sync,
+	// then the median of five more; at the full n and, in a mesh of its own, at 10,000
+	// records (or n when smaller). The ratios show whether a reconnect grows with the
+	// store (goal: 1).
+	ReconnectRow struct {
+		Row                string  `json:"row"` // "reconnect"
+		N                  int     `json:"n"`
+		FirstSeconds       float64 `json:"first_seconds"`
+		P50Seconds         float64 `json:"p50_seconds"`
+		FirstBytesSent     int64   `json:"first_bytes_sent"`     // by the reconnecting device
+		FirstBytesReceived int64   `json:"first_bytes_received"` // by the reconnecting device
+		FirstCommits       int     `json:"first_commits"`        // write transactions on both devices (fsyncs ÷ 2)
+		SmallN             int     `json:"small_n"`
+		SmallFirstSeconds  float64 `json:"small_first_seconds"`
+		SmallP50Seconds    float64 `json:"small_p50_seconds"`
+		FirstRatio         float64 `json:"first_ratio"` // first_seconds ÷ small_first_seconds
+		P50Ratio           float64 `json:"p50_ratio"`   // p50_seconds ÷ small_p50_seconds
+		// FirstPushAfterJoinMs is the first change written on a device after another one
+		// joined it and took its initial sync, until the new device read it (in the
+		// 10,000-record mesh).
+		FirstPushAfterJoinMs float64 `json:"first_push_after_join_ms"`
+	}
 	// PushRow is the latency of a write until it is readable on the other device, beside
 	// one round trip plus one committed transaction.
 	PushRow struct {
@@ -62,6 +88,9 @@ type (
 		RTTms    float64 `json:"rtt_ms"`
 		CommitMs float64 `json:"commit_ms"`
 		PutP50ms float64 `json:"put_p50_ms"` // the writer's own committed Put
+		// CommitsPerWrite is the write transactions both devices committed per write
+		// (bbolt syncs the file twice per commit).
+		CommitsPerWrite float64 `json:"commits_per_write"`
 	}
 	// RestRow is what idle nodes cost: memory, disk, CPU time and wake-ups.
 	RestRow struct {
@@ -86,6 +115,31 @@ type (
 		// The same process with no node open: the Go runtime's own share.
 		BaselineCPUFraction   float64 `json:"baseline_cpu_fraction"`
 		BaselineWakeupsPerMin float64 `json:"baseline_wakeups_per_min"`
+	}
+	// FootprintRow is where B's bytes on disk go, per record it holds
+	// (store.Replication.Footprint): the envelopes' clear headers and ciphertexts (the
+	// value is Size bytes of that), the index entries (ids and collection index), the
+	// Merkle nodes, what bbolt leaves unused in the pages of those buckets (fill), the
+	// free pages, and the rest (the small buckets, the meta and freelist pages, and the
+	// file bbolt grew ahead of its use).
+	FootprintRow struct {
+		Row              string  `json:"row"` // "footprint"
+		Records          int64   `json:"records"`
+		Envelopes        int64   `json:"envelopes"`
+		FileBytes        int64   `json:"file_bytes"`
+		PerRecord        float64 `json:"bytes_per_record"`
+		EnvelopeHeader   float64 `json:"envelope_header_per_record"`
+		Ciphertext       float64 `json:"ciphertext_per_record"`
+		ValueBytes       int     `json:"value_bytes"`
+		IndexEntries     float64 `json:"index_per_record"`
+		MerkleNodes      float64 `json:"merkle_per_record"`
+		EnvelopePages    float64 `json:"envelope_pages_per_record"` // the envelope bucket's page overhead beyond the envelope bytes
+		Fill             float64 `json:"fill_per_record"`           // unused bytes in the pages of every bucket
+		Free             float64 `json:"free_per_record"`
+		Other            float64 `json:"other_per_record"`
+		EnvelopeFillRate float64 `json:"envelope_fill"` // used ÷ allocated in the envelope bucket
+		IndexFillRate    float64 `json:"index_fill"`
+		MerkleFillRate   float64 `json:"merkle_fill"`
 	}
 	// SignaturesRow is what signed authority records cost (store/authority.go): every
 	// record of a reserved collection is signed by its writer and verified on arrival;

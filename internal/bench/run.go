@@ -40,6 +40,11 @@ type Options struct {
 	Progress io.Writer
 	// Logger, when not nil, logs what the nodes do (each with a "node" attribute).
 	Logger *slog.Logger
+	// Profile, when not nil, is called as each measured phase starts ("fill",
+	// "initial_sync", "reconnect", "incremental", "push") and the function it returns as
+	// the phase ends: `meshsync bench --profile-dir` writes a CPU, block and mutex
+	// profile of each phase.
+	Profile func(phase string) (stop func())
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -80,8 +85,12 @@ type run struct {
 	bolt   *boltLimit
 	rtt    time.Duration
 	commit time.Duration
-	rows   []any
-	log    func(format string, args ...any)
+	small  ReconnectRow // the reconnect row's reference at 10,000 records
+	// firstPush is the first change after a pairing, until the new device read it.
+	firstPush time.Duration
+	rows      []any
+	log       func(format string, args ...any)
+	phase     func(name string) (stop func())
 }
 
 // Run measures meshsync on this machine: two real nodes on loopback with real bbolt files
@@ -105,9 +114,15 @@ func Run(ctx context.Context, o Options) ([]any, error) {
 		}
 	}
 	defer r.close()
+	r.phase = func(name string) func() {
+		if o.Profile == nil {
+			return func() {}
+		}
+		return o.Profile(name)
+	}
 	r.rows = append(r.rows, MachineRow{Row: "machine", CPU: cpuModel(), Cores: runtime.NumCPU(),
 		OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(), LoadAvg: loadAvg()})
-	for _, step := range []func(context.Context) error{r.initialSync, r.incremental, r.push, r.rest} {
+	for _, step := range []func(context.Context) error{r.smallReconnect, r.initialSync, r.scopedSync, r.reconnectRow, r.incremental, r.push, r.rest} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -160,7 +175,9 @@ func (r *run) initialSync(ctx context.Context) error {
 		return err
 	}
 	r.log("A: writing %d records of %d bytes", o.Records, o.Size)
+	stop := r.phase("fill")
 	fill, err := fillStore(r.a.Store(), o.Records, o.Size)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -205,12 +222,16 @@ func (r *run) initialSync(ctx context.Context) error {
 	}
 	sub := r.b.Subscribe(1 << 16)
 	defer sub.Close()
+	stop = r.phase("initial_sync")
+	c0 := r.b.Store().Replication().Commits()
 	t0 := time.Now()
 	if err := r.startB(ctx); err != nil {
 		return err
 	}
 	got, missed, err := waitChanges(ctx, sub, o.Records, syncTimeout(o.Records))
 	el := time.Since(t0)
+	commits := r.b.Store().Replication().Commits() - c0
+	stop()
 	if err != nil {
 		return fmt.Errorf("initial sync: %w", err)
 	}
@@ -223,7 +244,7 @@ func (r *run) initialSync(ctx context.Context) error {
 	r.rows = append(r.rows, InitialSyncRow{Row: "initial_sync", Records: got, Seconds: el.Seconds(),
 		RecordsPerS: rate, LimitRecordsPerS: limit, OfLimit: rate / limit, LimitBy: by,
 		StreamPerS: lim.Stream, BoltPerS: lim.Bolt, AEADPerS: lim.AEAD, EnvelopeBytes: lim.Bytes,
-		WireBytes: wire, FillPerS: fill})
+		WireBytes: wire, FillPerS: fill, Commits: int(commits)})
 	r.log("initial sync: %d records in %.2f s", got, el.Seconds())
 	return r.signatures(got, el)
 }
@@ -305,6 +326,12 @@ func recordKey(i int) string { return fmt.Sprintf("r%09d", i) }
 // waitChanges counts the records of the bench collection that arrive from elsewhere
 // until want did, or the timeout.
 func waitChanges(ctx context.Context, sub *store.Subscription, want int, timeout time.Duration) (got int, missed uint64, err error) {
+	return waitCollection(ctx, sub, collection, want, timeout)
+}
+
+// waitCollection counts the records of coll that arrive from elsewhere until want did, or
+// the timeout.
+func waitCollection(ctx context.Context, sub *store.Subscription, coll string, want int, timeout time.Duration) (got int, missed uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for got+int(sub.Missed()) < want {
@@ -315,7 +342,7 @@ func waitChanges(ctx context.Context, sub *store.Subscription, want int, timeout
 			if !ok {
 				return got, sub.Missed(), errors.New("the store closed")
 			}
-			if ch.Collection == collection && !ch.Local {
+			if ch.Collection == coll && !ch.Local {
 				got++
 			}
 		}

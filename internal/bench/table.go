@@ -49,6 +49,20 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 					r.Seconds*1e3, thousands(float64(r.BytesSent)), thousands(float64(r.BytesReceived)), r.FloorSeconds*1e3,
 					r.Seconds/r.FloorSeconds, r.N, r.D, r.ConnectSeconds*1e3, thousands(float64(r.ConnectBytesSent)), thousands(float64(r.ConnectBytesReceived)))
 			}
+		case FootprintRow:
+			fmt.Fprintf(tw, "disk per record\t%.0f B\ttarget 1,300 B\t%.2f\theader %.0f, ciphertext %.0f (value %d), index %.0f, merkle %.0f, env pages %.0f, fill %.0f, free %.0f, other %.0f; fill rates env %.2f ids %.2f tree %.2f\n",
+				r.PerRecord, r.PerRecord/1300, r.EnvelopeHeader, r.Ciphertext, r.ValueBytes, r.IndexEntries, r.MerkleNodes,
+				r.EnvelopePages, r.Fill, r.Free, r.Other, r.EnvelopeFillRate, r.IndexFillRate, r.MerkleFillRate)
+		case ReconnectRow:
+			fmt.Fprintf(tw, "reconnect\tfirst %.1f ms, p50 %.1f ms (n=%d)\tfirst %.1f ms, p50 %.1f ms (n=%d)\t%.2f\tnothing to send; ratio of the firsts (p50s: %.2f); first: %s B out, %s B in, %d commits\n",
+				r.FirstSeconds*1e3, r.P50Seconds*1e3, r.N, r.SmallFirstSeconds*1e3, r.SmallP50Seconds*1e3, r.SmallN, r.FirstRatio, r.P50Ratio,
+				thousands(float64(r.FirstBytesSent)), thousands(float64(r.FirstBytesReceived)), r.FirstCommits)
+			fmt.Fprintf(tw, "first push after join\t%.1f ms\ttarget 100 ms\t%.2f\tthe first change after a pairing and its initial sync, until the new device reads it\n",
+				r.FirstPushAfterJoinMs, r.FirstPushAfterJoinMs/100)
+		case ScopedSyncRow:
+			fmt.Fprintf(tw, "scoped initial sync\t%d records in %.2f s, %s wire B\tfull: %d in %.2f s, %s wire B\t%.3f\ta device holding one collection; the %d records outside it stayed on A (held after: %d)\n",
+				r.Records, r.Seconds, thousands(float64(r.WireBytes)), r.FullRecords, r.FullSeconds, thousands(float64(r.FullWireBytes)),
+				float64(r.WireBytes)/float64(max(1, r.FullWireBytes)), r.OutOfScope, r.Held)
 		case PushRow:
 			fmt.Fprintf(tw, "push\tp50 %.2f ms, p99 %.2f ms\t%.2f ms (RTT %.3f + commit %.2f)\t%.1f\t%d writes; p99 %.1f× floor; Put on A p50 %.2f ms\n",
 				r.P50ms, r.P99ms, r.FloorMs, r.RTTms, r.CommitMs, r.P50ms/r.FloorMs, r.Writes, r.P99ms/r.FloorMs, r.PutP50ms)

@@ -298,6 +298,18 @@ func (c *Client) ImportFile(ctx context.Context, path string, pass []byte, dryRu
 	return out, err
 }
 
+// Progress returns the export or import the server is running, or nil when none is.
+func (c *Client) Progress(ctx context.Context) (*Progress, error) {
+	var out Progress
+	if err := c.do(ctx, "GET", "/progress", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Op == "" {
+		return nil, nil
+	}
+	return &out, nil
+}
+
 // ChangePassphrase rewraps the store's mesh key under a new passphrase.
 func (c *Client) ChangePassphrase(ctx context.Context, oldPass, newPass []byte) error {
 	return c.do(ctx, "POST", "/passwd", nil, passwdRequest{oldPass, newPass}, nil)

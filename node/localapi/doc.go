@@ -50,6 +50,7 @@
 //	POST   /v2/export               {path, passphrase} → view.BackupInfo
 //	POST   /v2/import               {path, passphrase, dry_run} → view.ImportStats
 //	POST   /v2/passwd               {old, new}
+//	GET    /v2/progress             → Progress of the export or import under way, or 204
 //	GET    /v2/status               → Status (node)
 //	POST   /v2/sync                 [?wait=1&timeout_seconds=N] → Status when waiting (node)
 //	POST   /v2/invite               {expires_seconds, replica, short} → Invite (node)

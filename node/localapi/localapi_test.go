@@ -283,6 +283,32 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+// TestProgress: GET /progress reports the export or import under way (what the CLI's
+// progress bar draws), and nothing once it ended.
+func TestProgress(t *testing.T) {
+	st := newStore(t)
+	srv := NewServer(st, &Options{InProcess: true})
+	c, err := Local(srv, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	if p, err := c.Progress(ctx); err != nil || p != nil {
+		t.Fatalf("progress with nothing under way: %+v, %v", p, err)
+	}
+	done := srv.startWork("import", "bytes")
+	srv.report(512, 2048)
+	p, err := c.Progress(ctx)
+	if err != nil || p == nil || p.Op != "import" || p.Unit != "bytes" || p.Done != 512 || p.Total != 2048 {
+		t.Fatalf("progress %+v, %v; want import 512 of 2048 bytes", p, err)
+	}
+	done()
+	if p, err := c.Progress(ctx); err != nil || p != nil {
+		t.Fatalf("progress after the work ended: %+v, %v", p, err)
+	}
+}
+
 // TestUI: POST /v2/ui answers the web page's login link from Options.UI, and
 // ErrBadRequest, saying where the page is served, from a server without one.
 func TestUI(t *testing.T) {

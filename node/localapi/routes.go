@@ -49,6 +49,7 @@ var routes = []route{
 	{method: "POST", path: "/export", call: (*Server).export},
 	{method: "POST", path: "/import", call: (*Server).importBackup},
 	{method: "POST", path: "/passwd", call: (*Server).passwd},
+	{method: "GET", path: "/progress", call: (*Server).progress},
 
 	// the node
 	{method: "GET", path: "/status", call: (*Server).status},
@@ -206,8 +207,44 @@ func (s *Server) export(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	info, err := store.ExportFile(s.st, req.Path, req.Passphrase, nil)
+	done := s.startWork("export", "envelopes")
+	defer done()
+	info, err := store.ExportFile(s.st, req.Path, req.Passphrase, &store.ExportOptions{Progress: s.report})
 	return view.FromBackupInfo(info), err
+}
+
+// startWork makes op the long work GET /progress reports, until the returned function.
+func (s *Server) startWork(op, unit string) func() {
+	p := &Progress{Op: op, Unit: unit, Started: time.Now().UTC()}
+	s.workMu.Lock()
+	s.work = p
+	s.workMu.Unlock()
+	return func() {
+		s.workMu.Lock()
+		if s.work == p {
+			s.work = nil
+		}
+		s.workMu.Unlock()
+	}
+}
+
+// report updates the progress of the work under way.
+func (s *Server) report(done, total int64) {
+	s.workMu.Lock()
+	if s.work != nil {
+		s.work.Done, s.work.Total = done, total
+	}
+	s.workMu.Unlock()
+}
+
+// progress answers GET /progress: the export or import under way, or 204.
+func (s *Server) progress(*http.Request) (any, error) {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if s.work != nil {
+		return *s.work, nil
+	}
+	return nil, nil
 }
 
 func (s *Server) importBackup(r *http.Request) (any, error) {
@@ -215,7 +252,9 @@ func (s *Server) importBackup(r *http.Request) (any, error) {
 	if err := readJSON(r, &req); err != nil {
 		return nil, err
 	}
-	st, err := store.ImportFile(s.st, req.Path, req.Passphrase, req.DryRun)
+	done := s.startWork("import", "bytes")
+	defer done()
+	st, err := store.ImportFileProgress(s.st, req.Path, req.Passphrase, req.DryRun, s.report)
 	return view.FromImportStats(st), err
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/meshsync/meshsync/consent"
@@ -43,11 +44,13 @@ type Options struct {
 
 // Server serves the local API of one store, or of one node and its store.
 type Server struct {
-	st   *store.Store
-	n    *node.Node // nil for a bare store: the node routes answer ErrBadRequest
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	st     *store.Store
+	n      *node.Node // nil for a bare store: the node routes answer ErrBadRequest
+	opts   Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	workMu sync.Mutex
+	work   *Progress // the export or import under way, if any
 }
 
 // NewServer returns a server of a bare store: the record, conflict, policy, backup and

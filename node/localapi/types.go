@@ -166,6 +166,16 @@ func duration(s float64, def time.Duration) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
+// Progress is an export or import under way (GET /progress): Done of Total Unit
+// ("envelopes" for an export, "bytes" of the file for an import) since Started.
+type Progress struct {
+	Op      string    `json:"op"` // "export" or "import"
+	Unit    string    `json:"unit"`
+	Done    int64     `json:"done"`
+	Total   int64     `json:"total"`
+	Started time.Time `json:"started"`
+}
+
 // ScopeView is a device's scope: the collections it holds (All: every one).
 type ScopeView struct {
 	Collections []string `json:"collections"`

@@ -17,29 +17,63 @@ const (
 	idsPerLookup = 512
 )
 
-var errBatchFull = errors.New("batch full")
+var (
+	errBatchFull = errors.New("batch full")
+	errEcho      = errors.New("echo range")
+)
+
+// Echo reports whether the envelope this store numbered seq came from the peer (an
+// echo, never sent back) and, if so, the last sequence number of the run of echoes that
+// holds it: a sender jumps over the whole run without reading it.
+type Echo func(seq uint64) (end uint64, ok bool)
+
+// Filter is what Collect leaves out: the runs of echoes Echo reports, which it jumps over
+// without reading them, and the envelopes Skip reports (a collection the peer does not
+// hold). Either may be nil.
+type Filter struct {
+	Echo Echo
+	Skip func(seq uint64, raw []byte) bool
+}
 
 // Collect reads the envelopes of src after sequence from (up to upto) that fit one Batch,
-// leaving out those skip reports (the peer sent them to us, or holds no such collection;
-// nil: none). last is the
-// highest sequence visited, from when none was. The push protocol uses it too.
-func Collect(src Source, from, upto uint64, skip func(seq uint64, raw []byte) bool) (envs [][]byte, last uint64, err error) {
-	size := 0
+// leaving out what f reports. A run of echoes costs one seek, whatever its length, so a
+// reconnect with nothing to send costs the same at any store size. last is the highest
+// sequence visited (a skipped run counts as visited), from when none was. The push
+// protocol uses it too.
+func Collect(src Source, from, upto uint64, f Filter) (envs [][]byte, last uint64, err error) {
+	size, seen := 0, 0
 	last = from
-	_, err = src.SinceUpTo(from, upto, batchMaxEnvs, func(seq uint64, raw []byte) error {
-		if len(envs) > 0 && size+len(raw) > batchBytes {
-			return errBatchFull
-		}
-		last = seq
-		if skip != nil && skip(seq, raw) {
+	for last < upto && seen < batchMaxEnvs {
+		var jump uint64
+		_, err = src.SinceUpTo(last, upto, batchMaxEnvs-seen, func(seq uint64, raw []byte) error {
+			if f.Echo != nil {
+				if end, ok := f.Echo(seq); ok {
+					jump = min(max(end, seq), upto)
+					return errEcho
+				}
+			}
+			if len(envs) > 0 && size+len(raw) > batchBytes {
+				return errBatchFull
+			}
+			last = seq
+			seen++
+			if f.Skip != nil && f.Skip(seq, raw) {
+				return nil
+			}
+			envs = append(envs, bytes.Clone(raw))
+			size += len(raw)
 			return nil
+		})
+		switch {
+		case errors.Is(err, errEcho):
+			last = jump
+			continue
+		case errors.Is(err, errBatchFull):
+			return envs, last, nil
+		case err != nil:
+			return nil, 0, err
 		}
-		envs = append(envs, bytes.Clone(raw))
-		size += len(raw)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errBatchFull) {
-		return nil, 0, err
+		return envs, last, nil // the source ended, reached upto or gave its limit
 	}
 	return envs, last, nil
 }
@@ -57,7 +91,7 @@ type Sender struct {
 	src        Source
 	mode       mode
 	from, upto uint64
-	skip       func(uint64, []byte) bool
+	skip       Filter
 	have       []merkle.ID
 	keep       func([]byte) bool
 

@@ -74,8 +74,9 @@ type Config struct {
 	// (Output.AdoptHorizon).
 	Blind bool
 	// Echo reports the sequence numbers of this store that came from the peer: the fast
-	// path does not send them back. Nil: none. The Sender calls it.
-	Echo func(seq uint64) bool
+	// path does not send them back, and jumps over each run of them. Nil: none. The
+	// Sender calls it.
+	Echo Echo
 	// ApplyBatch and ApplyBytes bound one apply group, MaxBytes the envelope bytes the
 	// session receives. Zero means the default.
 	ApplyBatch, ApplyBytes, MaxBytes int
@@ -145,6 +146,8 @@ type Result struct {
 	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
+	// PeerRecords is the record count of the peer's store (its hello's Merkle root).
+	PeerRecords uint64
 	// PeerScope is what the peer's hello says it holds: a push sends it nothing else.
 	PeerScope Scope
 	// MerkleMessages counts the reconciliation messages sent and received.
@@ -312,7 +315,7 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 		out.Send = append(out.Send, s.hello())
 	}
 	mine := &s.cfg.Hello
-	s.res.PeerLastSeq, s.res.PeerEpoch = theirs.LastSeq, theirs.Epoch
+	s.res.PeerLastSeq, s.res.PeerEpoch, s.res.PeerRecords = theirs.LastSeq, theirs.Epoch, theirs.RootCount
 	// The peer remembers more of this store's epoch than the store holds: the file was put
 	// back from an older copy, and a fast path from the peer's number would skip what the
 	// store wrote since. Start a new epoch and end the session; the next one reconciles by
@@ -430,24 +433,20 @@ func (s *Session) transfer(out Output) Output {
 	return out
 }
 
-// skipFor is what the fast path leaves out: the peer's own envelopes (Echo) and the
-// collections it does not hold.
-func (s *Session) skipFor() func(uint64, []byte) bool {
+// skipFor is what the fast path leaves out: the runs of the peer's own envelopes (Echo)
+// and the collections it does not hold.
+func (s *Session) skipFor() Filter {
 	return Skip(s.cfg.Echo, s.cfg.TagOf, s.res.PeerScope)
 }
 
-// Skip combines an echo filter and a peer's scope into the filter Collect takes: either
-// may be nil.
-func Skip(echo func(uint64) bool, tagOf func([]byte) [8]byte, peer Scope) func(uint64, []byte) bool {
-	if echo == nil && (tagOf == nil || peer.All) {
-		return nil
+// Skip combines an echo filter and a peer's scope into the Filter Collect takes: either
+// may be nil (tagOf nil or a peer that holds everything: no scope filter).
+func Skip(echo Echo, tagOf func([]byte) [8]byte, peer Scope) Filter {
+	f := Filter{Echo: echo}
+	if tagOf != nil && !peer.All {
+		f.Skip = func(_ uint64, raw []byte) bool { return !peer.Wants(tagOf(raw)) }
 	}
-	return func(seq uint64, raw []byte) bool {
-		if echo != nil && echo(seq) {
-			return true
-		}
-		return tagOf != nil && !peer.Wants(tagOf(raw))
-	}
+	return f
 }
 
 // Sent reports that the Sender ended after sending n envelopes: it returns the Done
