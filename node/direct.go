@@ -46,21 +46,40 @@ func forgetPublicAddrs(ps peerstore.Peerstore, p peer.ID) {
 	}
 }
 
+// closeOutboundRelayed closes the relayed connections this node dialled to p while one
+// that p dialled is up. DCUtR runs on a connection the starting side received (the other
+// side resets it otherwise), and libp2p opens its stream on whichever connection it ranks
+// best: with both up, half the attempts ended "stream reset by remote".
+func closeOutboundRelayed(nw network.Network, p peer.ID) {
+	conns := nw.ConnsToPeer(p)
+	in := slices.ContainsFunc(conns, func(c network.Conn) bool {
+		return c.Stat().Direction == network.DirInbound && isRelayed(c.RemoteMultiaddr())
+	})
+	if !in {
+		return
+	}
+	for _, c := range conns {
+		if c.Stat().Direction == network.DirOutbound && isRelayed(c.RemoteMultiaddr()) {
+			c.Close()
+		}
+	}
+}
+
 // holePunchSettle is how long the hole-punch protocol must have been registered before
 // this node asks the service for an attempt: the service opens its attempts right after it
 // registers the protocol, and Service.DirectConnect blocks without a context until then.
 const holePunchSettle = time.Second
 
 // directCond reads from r's host how p is connected and whether both sides run hole
-// punching.
-func (n *Node) directCond(r *netRun, p peer.ID, now time.Time) directCond {
+// punching. settle is when this host's hole punching counts as running, while it does not
+// yet (zero otherwise).
+func (n *Node) directCond(r *netRun, p peer.ID, now time.Time) (c directCond, settle time.Time) {
 	h := r.host
-	var c directCond
 	conns := h.Network().ConnsToPeer(p)
 	in, out := false, false
 	for _, cn := range conns {
 		if !cn.Stat().Limited && !isRelayed(cn.RemoteMultiaddr()) {
-			return directCond{}
+			return directCond{}, time.Time{}
 		}
 		if cn.Stat().Direction == network.DirInbound {
 			in = true
@@ -71,24 +90,24 @@ func (n *Node) directCond(r *netRun, p peer.ID, now time.Time) directCond {
 	// DCUtR starts on the side that received a relayed connection. When both dialled,
 	// both could: two punches at once, in opposite directions, dial the same pairs of
 	// addresses and ports, and the second dial of a pair leaves from another port (the
-	// NAT then drops it). Only the device with the smaller peer id starts them.
+	// NAT then drops it). Only the device with the smaller peer id starts them (and
+	// closes the relayed connection it dialled first: closeOutboundRelayed).
 	c.initiator = in && (!out || n.id < p)
 	c.relayedOnly = len(conns) > 0
 	if !c.relayedOnly {
-		return c
+		return c, time.Time{}
 	}
 	if slices.Contains(h.Mux().Protocols(), holepunch.Protocol) {
-		seen := r.holePunchSeen.Load()
-		if seen == 0 {
-			r.holePunchSeen.CompareAndSwap(0, now.UnixNano())
-		} else {
-			c.ownReady = now.Sub(time.Unix(0, seen)) >= holePunchSettle
+		r.holePunchSeen.CompareAndSwap(0, now.UnixNano())
+		ready := time.Unix(0, r.holePunchSeen.Load()).Add(holePunchSettle)
+		if c.ownReady = !now.Before(ready); !c.ownReady {
+			settle = ready
 		}
 	}
 	if ps, err := h.Peerstore().SupportsProtocols(p, holepunch.Protocol); err == nil && len(ps) > 0 {
 		c.peerReady = true
 	}
-	return c
+	return c, settle
 }
 
 // kickDirect wakes p's direct loop (any device's when p is empty).
@@ -172,11 +191,13 @@ func (n *Node) directLoop(ctx context.Context, r *netRun, pl *peerLoop) {
 			}
 		}
 		now := n.cfg.Now()
-		if plan.look(now, n.directCond(r, pl.p, now), rand.Float64()) {
+		cond, settle := n.directCond(r, pl.p, now)
+		if plan.look(now, cond, rand.Float64()) {
 			ch := make(chan error, 1)
 			done = ch
 			n.log.Debug("hole punching", "with", shortID(pl.p), "attempt", plan.try.Attempts+1)
 			forgetPublicAddrs(r.host.Peerstore(), pl.p)
+			closeOutboundRelayed(r.host.Network(), pl.p)
 			go func() { ch <- r.holePunch.DirectConnect(pl.p) }()
 		}
 		if st := plan.state(); !sameDirect(st, shown) {
@@ -189,8 +210,12 @@ func (n *Node) directLoop(ctx context.Context, r *netRun, pl *peerLoop) {
 			default:
 			}
 		}
-		if !plan.next.IsZero() {
-			timer.Reset(max(plan.next.Sub(now), 0))
+		next := plan.next
+		if !settle.IsZero() && (next.IsZero() || settle.Before(next)) {
+			next = settle
+		}
+		if !next.IsZero() {
+			timer.Reset(max(next.Sub(now), 0))
 		}
 	}
 }

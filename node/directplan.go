@@ -42,15 +42,16 @@ type DirectTry struct {
 // only (libp2p itself tries once when the relayed connection comes in), then doubling up
 // to directRetryMax, each scaled by a random factor within ±directJitter. While something
 // has to happen first (a public address on either side) the plan looks again every
-// directPollMin, doubling up to directPollMax; the events of the host (new protocols on
-// either side) wake it sooner.
+// directPollMin, doubling up to directPollMax (an idle node wakes no more than once a
+// minute); the events of the host (new protocols on either side, connections) wake it
+// sooner.
 const (
 	directFirst    = 2 * time.Second
 	directRetryMin = 5 * time.Second
 	directRetryMax = 5 * time.Minute
 	directJitter   = 0.2
 	directPollMin  = time.Second
-	directPollMax  = 30 * time.Second
+	directPollMax  = 2 * time.Minute
 	directBusy     = 3 * time.Second // another attempt (libp2p's own) was running
 )
 
@@ -99,6 +100,9 @@ func (p *directPlan) look(now time.Time, c directCond, r float64) (attempt bool)
 		wait = DirectDeviceTries
 	}
 	if wait != "" {
+		if p.try.State != wait {
+			p.poll = 0 // something changed: look again soon
+		}
 		p.try.State, p.try.Next = wait, time.Time{}
 		p.poll = min(max(2*p.poll, directPollMin), directPollMax)
 		p.next = now.Add(scaled(p.poll, r))

@@ -1,9 +1,17 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 var (
@@ -126,9 +134,127 @@ func TestDirectPlanWaits(t *testing.T) {
 			t.Errorf("%s: looks every %v after 12 looks, want %v", c.want, last, directPollMax)
 		}
 	}
+	// What it waits for changes (this host learnt its public address, the device has
+	// not yet): the next look comes soon again.
+	var w directPlan
+	own := directCond{relayedOnly: true, initiator: true, peerReady: true}
+	now := t0
+	for i := 0; i < 12; i++ {
+		w.look(now, own, 0.5)
+		now = w.next
+	}
+	w.look(now, directCond{relayedOnly: true, initiator: true, ownReady: true}, 0.5)
+	if got := w.next.Sub(now); got != directPollMin || w.try.State != DirectDeviceNoAddress {
+		t.Errorf("after a change: %s, next look in %v, want %s in %v", w.try.State, got, DirectDeviceNoAddress, directPollMin)
+	}
 	// Not connected at all: no plan.
 	var p directPlan
 	if p.look(t0, directCond{}, 0.5) || p.state() != nil || !p.next.IsZero() {
 		t.Fatal("a plan without a relayed connection")
+	}
+}
+
+// Once a device is reached only through a relay, its public addresses other than relayed
+// ones leave the peerstore (an old NAT mapping dialled again leaves router state that
+// breaks the next punch); its LAN and relayed addresses stay.
+func TestForgetPublicAddrs(t *testing.T) {
+	ps, err := pstoremem.NewPeerstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	p := peer.ID("device")
+	keep := []string{"/ip4/192.168.2.2/tcp/4747", "/ip4/127.0.0.1/udp/4747/quic-v1",
+		"/ip4/7.0.0.1/tcp/4001/p2p/12D3KooWQuR1teJ6s29L2k4LQswBguHJUGyXNre2nzRbofxVa6Tv/p2p-circuit"}
+	drop := []string{"/ip4/7.0.0.12/tcp/4747", "/ip4/8.8.4.4/udp/4747/quic-v1"}
+	for _, s := range append(append([]string{}, keep...), drop...) {
+		ps.AddAddr(p, ma.StringCast(s), peerstore.PermanentAddrTTL)
+	}
+	forgetPublicAddrs(ps, p)
+	left := map[string]bool{}
+	for _, a := range ps.Addrs(p) {
+		left[a.String()] = true
+	}
+	for _, s := range keep {
+		if !left[s] {
+			t.Errorf("%s was dropped", s)
+		}
+	}
+	for _, s := range drop {
+		if left[s] {
+			t.Errorf("%s is still there", s)
+		}
+	}
+}
+
+// A node beyond the LAN holds its host's hole-punch service (captured through the option,
+// since libp2p does not expose it): without it no attempt is ever retried. LAN-only: none.
+func TestHolePunchServiceCaptured(t *testing.T) {
+	for _, lanOnly := range []bool{false, true} {
+		cfg := testConfig(t, "laptop")
+		cfg.LANOnly, cfg.DHTMode = lanOnly, DHTClient
+		n, err := Init(context.Background(), cfg, "laptop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustStart(t, n)
+		r := n.net.Load()
+		if got := r.holePunch != nil; got == lanOnly {
+			t.Errorf("LAN-only %v: hole-punch service held: %v", lanOnly, got)
+		}
+		n.Close()
+	}
+}
+
+// A punched connection's address (a NAT's mapping) is not remembered for the next start,
+// and a public address remembered before (by an older release) is forgotten once a punch
+// was needed: dialled at start, it left router state that broke the punch for 2 minutes.
+// A direct address dialled without a relay up is remembered as before.
+func TestPunchedAddressNotRemembered(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, a)
+	addr := func() string {
+		d, err := deviceState(a, "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Addr
+	}
+	public := ma.StringCast("/ip4/7.0.0.12/tcp/4747")
+	a.track.connected(b.PeerID(), network.DirOutbound, public, false, false)
+	if got := addr(); got != public.String() {
+		t.Fatalf("a direct dial's address: remembered %q, want %q", got, public)
+	}
+	a.track.connected(b.PeerID(), network.DirOutbound, ma.StringCast("/ip4/7.0.0.12/tcp/4999"), false, true)
+	if got := addr(); got != "" {
+		t.Fatalf("after a punch: remembered %q, want nothing", got)
+	}
+	lan := ma.StringCast("/ip4/192.168.2.2/tcp/4747")
+	a.track.connected(b.PeerID(), network.DirOutbound, lan, false, false)
+	if got := addr(); got != lan.String() {
+		t.Fatalf("a LAN address: remembered %q, want %q", got, lan)
+	}
+}
+
+// At start the peerstore gets a device's announced addresses and the one remembered from
+// the last direct dial, except a remembered public address the device does not announce
+// (a NAT's mapping an older release remembered): dialling it breaks the next punch.
+func TestSeedSkipsRememberedMapping(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, a)
+	has := func(s string) bool {
+		return slices.ContainsFunc(a.Host().Peerstore().Addrs(b.PeerID()), func(x ma.Multiaddr) bool { return x.String() == s })
+	}
+	for _, c := range []struct {
+		addr string
+		kept bool
+	}{{"/ip4/7.0.0.12/tcp/4747", false}, {"/ip4/192.168.2.2/tcp/4747", true}} {
+		a.track.connected(b.PeerID(), network.DirOutbound, ma.StringCast(c.addr), false, false)
+		a.seedPeerstore(a.Host())
+		if has(c.addr) != c.kept {
+			t.Errorf("remembered %s: in the peerstore %v, want %v", c.addr, !c.kept, c.kept)
+		}
 	}
 }

@@ -129,7 +129,9 @@
 //     goroutines (the state tracker, a re-seal pass) and closes the store.
 //   - A device loop (peer.go) is the one goroutine that dials its device, runs sessions as
 //     the initiator, owns the push stream towards it, its backoff and anti-entropy timer;
-//     others reach it over its channels (kick, push, gone).
+//     others reach it over its channels (kick, push, gone). Beside it, the device's direct
+//     loop (direct.go) owns the hole-punch schedule (a directPlan) and the attempt it
+//     runs; it is woken over the direct channel and kicks the device loop once direct.
 //   - The state tracker (states.go) is one goroutine that owns the per-device states, the
 //     open conflicts and the pending estimates; others send it closures (do, call).
 //   - The device list is an immutable snapshot (Node.devices), replaced only by

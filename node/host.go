@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Resource limits: a phone-sized budget for the whole host.
@@ -181,9 +183,10 @@ func (n *Node) registerHandlers(h host.Host) {
 				// Before libp2p's hole punch reads them (it waits for identify).
 				forgetPublicAddrs(h.Peerstore(), c.RemotePeer())
 			}
-			// A direct connection that comes while a relayed one is up was punched: its
-			// address is a NAT's mapping, not worth remembering (direct.go).
-			punched := !relayed && hasRelayed(nw, c.RemotePeer())
+			// A direct connection to a public address that comes while a relayed one is
+			// up was punched: its address is a NAT's mapping, not worth remembering
+			// (direct.go). One found on the LAN (mDNS) is.
+			punched := !relayed && hasRelayed(nw, c.RemotePeer()) && manet.IsPublicAddr(c.RemoteMultiaddr())
 			n.track.connected(c.RemotePeer(), c.Stat().Direction, c.RemoteMultiaddr(), relayed, punched)
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
@@ -208,10 +211,20 @@ func (n *Node) seedPeerstore(h host.Host) {
 			continue
 		}
 		var addrs []ma.Multiaddr
-		for _, s := range append(d.Addrs, remembered[d.PeerID]...) {
+		for _, s := range d.Addrs {
 			if a, err := ma.NewMultiaddr(s); err == nil {
 				addrs = append(addrs, a)
 			}
+		}
+		for _, s := range remembered[d.PeerID] {
+			a, err := ma.NewMultiaddr(s)
+			// A remembered public address the device does not announce is a NAT's
+			// mapping (an older release remembered punched connections): dialled at
+			// start, it leaves router state that breaks the next hole punch (direct.go).
+			if err != nil || (manet.IsPublicAddr(a) && !slices.Contains(d.Addrs, s)) {
+				continue
+			}
+			addrs = append(addrs, a)
 		}
 		// Replace, not add: a device that restarts on a new port would otherwise leave
 		// every old address behind, and each dial would try them all (a restarted device

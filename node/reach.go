@@ -349,7 +349,14 @@ func (n *Node) relayLimits(p peer.ID) string {
 		if st := c.Stat(); st.Limited {
 			data, _ := st.Extra[client.StatLimitData].(uint64)
 			dur, _ := st.Extra[client.StatLimitDuration].(time.Duration)
-			return fmt.Sprintf("it allows %s and %d KiB a connection; data needs %s and %d MiB", dur, data>>10, roomyRelayDuration, roomyRelayData>>20)
+			durText, dataText := "no time limit", "no data limit"
+			if dur > 0 {
+				durText = dur.String()
+			}
+			if data > 0 {
+				dataText = fmt.Sprintf("%d KiB", data>>10)
+			}
+			return fmt.Sprintf("it allows %s and %s a connection; data needs %s and %d MiB", durText, dataText, roomyRelayDuration, roomyRelayData>>20)
 		}
 	}
 	return "no relayed connection left"

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/meshsync/meshsync/store"
 )
@@ -457,6 +458,14 @@ func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr,
 				s.Addr = addr.String()
 				t.dirty[p] = true
 			}
+			if punched && s.Addr != "" {
+				// The remembered address did not reach the device (it needed a punch):
+				// an older release remembered punched ones, dialled at every start.
+				if a, err := ma.NewMultiaddr(s.Addr); err == nil && manet.IsPublicAddr(a) {
+					s.Addr = ""
+					t.dirty[p] = true
+				}
+			}
 		})
 	})
 }
@@ -491,6 +500,9 @@ func (t *tracker) offline(p peer.ID, err error, next time.Time) {
 // direct records how this device tries to make the path to p direct (nil: not relayed).
 func (t *tracker) direct(p peer.ID, d *DirectTry) {
 	t.do(func() {
+		if _, member := t.n.isMember(p); !member {
+			return // a late word from the loop of a removed device
+		}
 		t.update(p, func(s *DeviceState) { s.Direct = d })
 	})
 }
