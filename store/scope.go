@@ -41,8 +41,12 @@ func (sc Scope) String() string {
 func NewScope(collections ...string) (Scope, error) {
 	var sc Scope
 	for _, c := range collections {
+		c, err := canonicalName("the collection name", c)
+		if err != nil {
+			return Scope{}, fmt.Errorf("scope: %w", err)
+		}
 		if c == "" || len(c) > MaxNameSize {
-			return Scope{}, fmt.Errorf("scope: %q is not a collection name", c)
+			return Scope{}, fmt.Errorf("scope: %w: %q is not a collection name", ErrInvalid, c)
 		}
 		if err := checkApp(c); err != nil {
 			return Scope{}, fmt.Errorf("scope: %w (every device holds those)", err)

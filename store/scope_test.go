@@ -130,4 +130,12 @@ func TestScopeSurvivesReopen(t *testing.T) {
 	if _, err := NewScope("_devices"); err == nil {
 		t.Error("a scope may not name a reserved collection")
 	}
+	// Names compare in their canonical (NFC) form, as records are named.
+	decomposed, _ := NewScope("cafe\u0301")
+	if _, err := s.Replication().SetScope(decomposed, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put("caf\u00e9", "k", []byte(`1`)); err != nil {
+		t.Errorf("a write to the scope's collection, named precomposed: %v", err)
+	}
 }

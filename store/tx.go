@@ -234,9 +234,6 @@ func checkApp(collection string) error {
 
 // write makes a new local version that dominates every version the record has.
 func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) error {
-	if err := t.s.checkScope(collection); err != nil {
-		return fmt.Errorf("write %s/%s: %w", collection, key, err)
-	}
 	if !t.tx.Writable() {
 		return fmt.Errorf("write %s/%s: read-only transaction", collection, key)
 	}
@@ -246,6 +243,9 @@ func (t *Tx) write(collection, key string, kind resolve.Kind, value []byte) erro
 	collection, key, err := canonicalNames(collection, key, false)
 	if err != nil {
 		return err
+	}
+	if err := t.s.checkScope(collection); err != nil {
+		return fmt.Errorf("write %s/%s: %w", collection, key, err)
 	}
 	if len(value) > MaxValueSize {
 		return fmt.Errorf("%w: value of %d bytes exceeds %d", ErrTooLarge, len(value), MaxValueSize)
@@ -322,12 +322,12 @@ func (t *Tx) Get(collection, key string) (*Record, error) {
 	if err := t.s.needKey("get"); err != nil {
 		return nil, err
 	}
-	if err := t.s.checkScope(collection); err != nil {
-		return nil, fmt.Errorf("get %s/%s: %w", collection, key, err)
-	}
 	collection, key, err := canonicalNames(collection, key, false)
 	if err != nil {
 		return nil, err
+	}
+	if err := t.s.checkScope(collection); err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", collection, key, err)
 	}
 	id := t.s.keys.recordID(collection, key)
 	set, err := t.antichain(id)
