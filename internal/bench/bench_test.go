@@ -23,17 +23,20 @@ func TestRun(t *testing.T) {
 	for _, r := range rows {
 		kinds = append(kinds, fmt.Sprintf("%T", r))
 	}
-	want := "bench.MachineRow bench.InitialSyncRow bench.SignaturesRow bench.ReconnectRow bench.UnlockRow bench.IncrementalRow bench.IncrementalRow bench.PushRow bench.RestRow bench.FootprintRow"
+	want := "bench.MachineRow bench.InitialSyncRow bench.SignaturesRow bench.ScopedSyncRow bench.ReconnectRow bench.UnlockRow bench.IncrementalRow bench.IncrementalRow bench.PushRow bench.RestRow bench.FootprintRow"
 	if got := strings.Join(kinds, " "); got != want {
 		t.Fatalf("rows %s\nwant %s", got, want)
 	}
 	if r := rows[1].(InitialSyncRow); r.Records != 40 || r.BoltPerS <= 0 {
 		t.Errorf("initial sync row %+v", r)
 	}
-	if r := rows[4].(UnlockRow); !r.TestKDF {
+	if r := rows[3].(ScopedSyncRow); r.Records != 100 || r.Held != 100 || r.OutOfScope != 40 || r.FullRecords != 40 {
+		t.Errorf("scoped sync row %+v: the scoped device takes its 100 records and nothing else", r)
+	}
+	if r := rows[5].(UnlockRow); !r.TestKDF {
 		t.Errorf("unlock row %+v: test mode uses the test KDF", r)
 	}
-	if r := rows[6].(IncrementalRow); r.Row != "incremental_fast" || r.Found != 3 {
+	if r := rows[7].(IncrementalRow); r.Row != "incremental_fast" || r.Found != 3 {
 		t.Errorf("fast row %+v", r)
 	}
 	var b bytes.Buffer
