@@ -341,7 +341,7 @@ func TestPairingOnPathMITM(t *testing.T) {
 		clean.mu.Unlock()
 		for _, toInviter := range []bool{true, false} {
 			dir := map[bool]string{true: "joiner to inviter", false: "inviter to joiner"}[toInviter]
-			failed, unaffected := 0, 0
+			failed, unaffected, lastMsg := 0, 0, 0
 			for k := range 9 {
 				at := 40 + k*(sent[toInviter]-40)/9 // byte 40 is in the handshake
 				inviter := newMesh(t, 1)[0]
@@ -360,7 +360,14 @@ func TestPairingOnPathMITM(t *testing.T) {
 					// Both fail: no store on the joiner, no new device on the inviter.
 					failed++
 					noStoreIn(t, cfg.Dir)
-					if n := len(inviter.Devices()); n != 1 {
+					switch n := len(inviter.Devices()); {
+					case n == 2 && !toInviter:
+						// The flip hit the inviter's last message, sent once it had admitted
+						// the joiner: the joiner has no store, and the inviter lists a device
+						// that never syncs (removable). Which flip lands there depends on the
+						// message sizes of the run.
+						lastMsg++
+					case n != 1:
 						t.Errorf("%s, flip at %d: the join failed (%v) but the inviter lists %d devices", dir, at, err, n)
 					}
 					continue
@@ -375,8 +382,8 @@ func TestPairingOnPathMITM(t *testing.T) {
 			if failed == 0 {
 				t.Errorf("%s: no flip made the pairing fail", dir)
 			}
-			t.Logf("tampering relay, %s (%d bytes in a clean run): 9 flips, %d made both fail, %d landed after the pairing was done; no key in clear",
-				dir, sent[toInviter], failed, unaffected)
+			t.Logf("tampering relay, %s (%d bytes in a clean run): 9 flips, %d made the join fail (%d of them in the inviter's last message, after it admitted the joiner), %d landed after the pairing was done; no key in clear",
+				dir, sent[toInviter], failed, lastMsg, unaffected)
 		}
 	})
 
