@@ -161,8 +161,7 @@ func (h Replication) SetScope(sc Scope, dryRun bool) (ScopeChange, error) {
 	old := s.scopeOf()
 	next := s.newScopeState(sc)
 	var ch ScopeChange
-	ch.Widened = !sc.All() && !old.scope.All() && slices.ContainsFunc(sc.Collections, func(c string) bool { return !old.scope.Contains(c) }) ||
-		sc.All() && !old.scope.All()
+	ch.Widened = !old.scope.All() && (sc.All() || slices.ContainsFunc(sc.Collections, func(c string) bool { return !old.scope.Contains(c) }))
 	roots, err := h.Roots()
 	if err != nil {
 		return ch, err

@@ -299,16 +299,21 @@ func syncTimeout(records int) time.Duration {
 	return 2*time.Minute + time.Duration(records)*time.Millisecond
 }
 
-// fillStore writes n raw records of size random bytes in transactions of limitBatch and
-// returns the rate.
+// fillStore writes n raw records of size random bytes into the bench's collection in
+// transactions of limitBatch and returns the rate.
 func fillStore(st *store.Store, n, size int) (float64, error) {
+	return fillCollection(st, collection, n, size)
+}
+
+// fillCollection is fillStore into coll.
+func fillCollection(st *store.Store, coll string, n, size int) (float64, error) {
 	val := make([]byte, size)
 	t0 := time.Now()
 	for i := 0; i < n; i += limitBatch {
 		err := st.Update(func(tx *store.Tx) error {
 			for j := i; j < min(n, i+limitBatch); j++ {
 				rand.Read(val)
-				if err := tx.PutRaw(collection, recordKey(j), val); err != nil {
+				if err := tx.PutRaw(coll, recordKey(j), val); err != nil {
 					return err
 				}
 			}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -37,20 +36,8 @@ const scopedCollection = "bench-scoped"
 func (r *run) scopedSync(ctx context.Context) error {
 	o := r.o
 	n := max(100, o.Records/100)
-	val := make([]byte, o.Size)
-	for i := 0; i < n; i += limitBatch {
-		err := r.a.Store().Update(func(tx *store.Tx) error {
-			for j := i; j < min(n, i+limitBatch); j++ {
-				rand.Read(val)
-				if err := tx.PutRaw(scopedCollection, recordKey(j), val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("scoped sync: fill: %w", err)
-		}
+	if _, err := fillCollection(r.a.Store(), scopedCollection, n, o.Size); err != nil {
+		return fmt.Errorf("scoped sync: %w", err)
 	}
 	r.log("C: joining A scoped to %d of its %d records", n, n+o.Records)
 	code, _, err := r.a.Invite(time.Minute)

@@ -3,6 +3,7 @@ package session
 import (
 	"slices"
 
+	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/node/internal/wire"
 )
 
@@ -62,28 +63,13 @@ func rootsOf(h *wire.Hello) []wire.TagRoot {
 // restrict returns h with its root replaced by the sum of its collection roots among
 // tags: the root the other side compares with its own over the same collections.
 func restrict(h *wire.Hello, tags [][8]byte) *wire.Hello {
-	c := *h
-	c.RootCount, c.RootFP = 0, [32]byte{}
+	var sum merkle.Node
 	for _, r := range rootsOf(h) {
 		if slices.Contains(tags, r.Tag) {
-			c.RootCount += r.Count
-			addFP(&c.RootFP, &r.FP)
+			sum.AddNode(merkle.Node{Count: r.Count, FP: r.FP})
 		}
 	}
+	c := *h
+	c.RootCount, c.RootFP = sum.Count, sum.FP
 	return &c
-}
-
-// addFP adds fingerprint b to a lane by lane, as merkle.Node.AddNode does.
-func addFP(a, b *[32]byte) {
-	for i := 0; i < 32; i += 8 {
-		var x, y uint64
-		for j := 7; j >= 0; j-- {
-			x = x<<8 | uint64(a[i+j])
-			y = y<<8 | uint64(b[i+j])
-		}
-		x += y
-		for j := 0; j < 8; j++ {
-			a[i+j] = byte(x >> (8 * j))
-		}
-	}
 }
