@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -55,11 +57,19 @@ func (h Replication) Apply(raw [][]byte) (ApplyResult, error) {
 // ApplyWith is Apply, and then calls fn (when not nil) in the same transaction, so that a
 // caller can record its progress (Tx.PutLocal) atomically with the envelopes.
 func (h Replication) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
+	return h.applyWith(h.s.prepare(raw, 1), fn, false)
+}
+
+func (h Replication) applyWith(pre *Prepared, fn func(*Tx, ApplyResult) error, inOrder bool) (ApplyResult, error) {
 	s := h.s
+	raw := pre.raw
 	var res ApplyResult
 	err := s.Update(func(t *Tx) error {
 		res = ApplyResult{}
-		if err := t.apply(raw, &res); err != nil {
+		if inOrder {
+			t.packIndexes()
+		}
+		if err := t.applyPrepared(pre, &res); err != nil {
 			return err
 		}
 		if fn != nil {
@@ -86,6 +96,10 @@ func (h Replication) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (A
 }
 
 func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
+	return t.applyPrepared(t.s.prepare(raw, 1), res)
+}
+
+func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 	changed := map[merkle.ID]int{} // id -> index in res.Changes
 	before := t.peekSeq()
 	defer func() {
@@ -107,21 +121,11 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		p   *payload
 	}
 	var members, rest []item
-	for _, i := range applyOrder(raw) {
-		env, err := UnmarshalEnvelope(raw[i])
-		if err == nil {
-			err = checkCounters(env.Version) // counters a local write could not pass (guard.go)
-		}
-		if err != nil {
-			reject(i, err)
+	for _, pe := range pre.items {
+		i, env, p := pe.i, pe.env, pe.p
+		if pe.err != nil {
+			reject(i, pe.err)
 			continue
-		}
-		var p *payload
-		if env.KeyEpoch == 0 {
-			if p, err = t.openForApply(env); err != nil {
-				reject(i, err)
-				continue
-			}
 		}
 		if !t.inScope(env, p) {
 			res.OutOfScope++
@@ -202,6 +206,82 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		return t.noteRollback(res.RolledBack)
 	}
 	return nil
+}
+
+// Prepared is a batch of envelopes decoded, checked and opened ahead of the transaction
+// that applies it (Replication.Prepare): what needs no store state. ApplyPrepared applies
+// it as ApplyWith applies the same bytes.
+type Prepared struct {
+	raw   [][]byte
+	items []preparedEnv // in applyOrder
+}
+
+type preparedEnv struct {
+	i   int
+	env *Envelope
+	p   *payload // opened (epoch 0, a device's store); nil on a blind replica or a later epoch
+	err error    // refused before the transaction: malformed, counters, tampered
+}
+
+// Len is the number of envelopes of the batch.
+func (p *Prepared) Len() int { return len(p.raw) }
+
+// Prepare decodes envelopes, checks their counters and opens those of key epoch 0 on up
+// to workers goroutines at once (workers < 1: one), without a transaction: the work of an
+// apply that needs no store state, so that a receiver can do it on every core while
+// another batch commits. Each envelope's outcome is kept for ApplyPrepared; Prepare
+// itself fails on nothing.
+func (h Replication) Prepare(raw [][]byte, workers int) *Prepared {
+	return h.s.prepare(raw, workers)
+}
+
+// ApplyPrepared is ApplyWith for a prepared batch: the store's authority, membership and
+// antichain checks run in its transaction. inOrder is ApplyInOrder's hint.
+func (h Replication) ApplyPrepared(pre *Prepared, fn func(*Tx, ApplyResult) error, inOrder bool) (ApplyResult, error) {
+	return h.applyWith(pre, fn, inOrder)
+}
+
+// prepareChunk is the envelopes one Prepare worker takes at a time.
+const prepareChunk = 256
+
+func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
+	order := applyOrder(raw)
+	pre := &Prepared{raw: raw, items: make([]preparedEnv, len(order))}
+	one := func(k int) {
+		i := order[k]
+		pe := preparedEnv{i: i}
+		pe.env, pe.err = UnmarshalEnvelope(raw[i])
+		if pe.err == nil {
+			pe.err = checkCounters(pe.env.Version) // counters a local write could not pass (guard.go)
+		}
+		if pe.err == nil && pe.env.KeyEpoch == 0 && !s.keys.blind {
+			pe.p, pe.err = s.keys.open(pe.env)
+		}
+		pre.items[k] = pe
+	}
+	if workers <= 1 || len(order) <= prepareChunk {
+		for k := range order {
+			one(k)
+		}
+		return pre
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, (len(order)+prepareChunk-1)/prepareChunk) {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(prepareChunk)) - prepareChunk
+				if from >= len(order) {
+					return
+				}
+				for k := from; k < min(from+prepareChunk, len(order)); k++ {
+					one(k)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return pre
 }
 
 // refusal marks an error that refuses one envelope, as opposed to one that fails the
