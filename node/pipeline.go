@@ -23,7 +23,7 @@ import (
 const (
 	// readAhead bounds the frames read ahead of the session loop (a Batch is about 1 MiB,
 	// at most wire.MaxFrame).
-	readAhead = 16
+	readAhead = 4
 	// applyAhead bounds the groups handed to the writer beyond the one it applies.
 	applyAhead = 1
 )

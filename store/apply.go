@@ -119,9 +119,11 @@ func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 		i   int
 		env *Envelope
 		p   *payload
+		h   *preparedHash
 	}
 	var members, rest []item
-	for _, pe := range pre.items {
+	for k := range pre.items {
+		pe := &pre.items[k]
 		i, env, p := pe.i, pe.env, pe.p
 		if pe.err != nil {
 			reject(i, pe.err)
@@ -132,9 +134,9 @@ func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 			continue
 		}
 		if p != nil && membershipCollection(p.Collection) {
-			members = append(members, item{i, env, p})
+			members = append(members, item{i, env, p, pe.h})
 		} else {
-			rest = append(rest, item{i, env, p})
+			rest = append(rest, item{i, env, p, pe.h})
 		}
 	}
 	for progress := true; progress && len(members) > 0; {
@@ -147,7 +149,7 @@ func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 				continue
 			}
 			if err == nil {
-				err = t.applyOne(it.env, it.p, res, changed, ak)
+				err = t.applyOne(it.env, it.p, it.h, res, changed, ak)
 			}
 			if err != nil {
 				if !isRefusal(err) {
@@ -188,7 +190,7 @@ func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 			err = t.admit(ak, it.env, p)
 		}
 		if err == nil {
-			err = t.applyOne(it.env, p, res, changed, ak)
+			err = t.applyOne(it.env, p, it.h, res, changed, ak)
 		}
 		if err != nil {
 			if !isRefusal(err) {
@@ -221,6 +223,14 @@ type preparedEnv struct {
 	env *Envelope
 	p   *payload // opened (epoch 0, a device's store); nil on a blind replica or a later epoch
 	err error    // refused before the transaction: malformed, counters, tampered
+	h   *preparedHash
+}
+
+// preparedHash is an envelope encoded and hashed by Prepare, with the collection tag it
+// had then (applyOne hashes again an envelope the transaction tagged since).
+type preparedHash struct {
+	h   hashed
+	tag Tag
 }
 
 // Len is the number of envelopes of the batch.
@@ -256,6 +266,11 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 		}
 		if pe.err == nil && pe.env.KeyEpoch == 0 && !s.keys.blind {
 			pe.p, pe.err = s.keys.open(pe.env)
+		}
+		if pe.err == nil {
+			if h, err := newHashed(pe.env); err == nil {
+				pe.h = &preparedHash{h, pe.env.Tag}
+			}
 		}
 		pre.items[k] = pe
 	}
@@ -352,10 +367,15 @@ func (t *Tx) check(ak *applyKeys, e *Envelope, p *payload) error {
 }
 
 // applyOne merges one checked envelope into its record's antichain.
-func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[merkle.ID]int, ak *applyKeys) error {
-	h, err := newHashed(env)
-	if err != nil {
-		return refusal{err}
+func (t *Tx) applyOne(env *Envelope, p *payload, pre *preparedHash, res *ApplyResult, changed map[merkle.ID]int, ak *applyKeys) error {
+	var h hashed
+	if pre != nil && pre.h.env == env && pre.tag == env.Tag {
+		h = pre.h // encoded and hashed by Prepare, and not retagged since
+	} else {
+		var err error
+		if h, err = newHashed(env); err != nil {
+			return refusal{err}
+		}
 	}
 	set, err := t.antichain(env.ID)
 	if err != nil {

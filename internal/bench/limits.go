@@ -34,7 +34,7 @@ import (
 const (
 	rawProtocol  = "/meshsync-bench/raw/1"
 	echoProtocol = "/meshsync-bench/echo/1"
-	limitBatch   = 4096 // envelopes per bbolt transaction: node.Config.ApplyBatch's default
+	limitBatch   = 16384 // envelopes per bbolt transaction: node.Config.ApplyBatch's default
 )
 
 // limits are the measured ceilings of an initial sync, in records per second.
