@@ -52,7 +52,7 @@ type Tx struct {
 	now      time.Time
 	changes  []Change
 	nodes    map[treeNode]*merkle.Node
-	lastPath *treePath // treeEdit's last path into nodes
+	lastPath *treePath            // treeEdit's last path into nodes
 	ids      map[merkle.ID][]byte // id index entries written by this transaction, flushed in key order
 	coll     map[string]struct{}  // collection index keys written by this transaction, likewise
 	seq      uint64
