@@ -262,6 +262,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		Now: started, TombstoneTTL: n.tombstoneTTL(), Blind: n.blind,
 		Echo:       n.progress.echoFilter(p),
 		ApplyBatch: n.cfg.ApplyBatch,
+		MaxBytes:   n.sessionMaxBytes,
 	})
 	var sent chan error // the Sender's goroutine, once the transfer began
 	// The receiving pipeline (pipeline.go): frames read ahead, groups applied by a writer.

@@ -377,7 +377,7 @@ func (t *Tx) applyOne(env *Envelope, p *payload, pre *preparedHash, res *ApplyRe
 			return refusal{err}
 		}
 	}
-	set, err := t.antichain(env.ID)
+	set, entry, existed, err := t.antichainEntry(env.ID)
 	if err != nil {
 		return err
 	}
@@ -403,11 +403,11 @@ func (t *Tx) applyOne(env *Envelope, p *payload, pre *preparedHash, res *ApplyRe
 	if !ok {
 		res.Stale++
 		if tagOf(held) != tagOf(set) { // nothing new, but what was held is tagged now
-			return t.replace(env.ID, held, set)
+			return t.replaceEntry(env.ID, held, set, entry, existed)
 		}
 		return nil
 	}
-	if err := t.replace(env.ID, held, next); err != nil {
+	if err := t.replaceEntry(env.ID, held, next, entry, existed); err != nil {
 		return err
 	}
 	if p != nil {

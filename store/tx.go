@@ -559,10 +559,23 @@ func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
 
 // antichain loads the envelopes currently held for id.
 func (t *Tx) antichain(id merkle.ID) ([]hashed, error) {
+	set, _, _, err := t.antichainEntry(id)
+	return set, err
+}
+
+// antichainEntry is antichain, with id's index entry and whether it has one (for
+// replaceEntry).
+func (t *Tx) antichainEntry(id merkle.ID) ([]hashed, idEntry, bool, error) {
 	e, ok, err := t.loadEntry(id)
 	if err != nil || !ok {
-		return nil, err
+		return nil, e, ok, err
 	}
+	set, err := t.loadSet(id, e)
+	return set, e, true, err
+}
+
+// loadSet loads the envelopes of id's index entry e.
+func (t *Tx) loadSet(id merkle.ID, e idEntry) ([]hashed, error) {
 	envs := t.tx.Bucket(bucketEnv)
 	set := make([]hashed, 0, len(e.seqs))
 	for _, seq := range e.seqs {
@@ -608,6 +621,11 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	if err != nil {
 		return err
 	}
+	return t.replaceEntry(id, old, next, entry, existed)
+}
+
+// replaceEntry is replace given id's index entry as loaded with old (antichainEntry).
+func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, existed bool) error {
 	oldSeq := map[[32]byte]uint64{}
 	for i, h := range old {
 		if i < len(entry.seqs) {
