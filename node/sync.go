@@ -31,8 +31,11 @@ import (
 // the outcome. See node/session's doc for the rules.
 //
 // A session applies every cfg.ApplyBatch envelopes or session.DefaultApplyBytes bytes,
-// ends after session.DefaultMaxBytes (the next one continues), and this node serves
-// maxInbound sessions per device at a time (limits.go).
+// in a pipeline (pipeline.go: frames read ahead, envelopes opened on every core, one
+// writer), ends after session.DefaultMaxBytes (the next one continues), and this node
+// serves maxInbound sessions per device at a time (limits.go). Two devices of sync version
+// 5 send a device that holds nothing of the other in record-id order
+// (node/session/ordered.go).
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // sessionResult reports one finished session: what the session did, and what the

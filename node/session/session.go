@@ -41,8 +41,8 @@ type Frame struct {
 // Defaults of Config's bounds.
 const (
 	DefaultApplyBatch = 4096
-	// DefaultApplyBytes bounds the envelope bytes a receiving session holds before it
-	// applies them: with a frame in flight, one session holds about 20 MiB at most.
+	// DefaultApplyBytes bounds the envelope bytes a receiving session gathers before it
+	// hands them over to be applied.
 	DefaultApplyBytes = 16 << 20
 	// DefaultMaxBytes bounds the envelope bytes one session receives. A 1M-record
 	// initial sync of 1 KiB records carries about 1.2 GiB, so it fits in one session; a
