@@ -681,12 +681,14 @@ func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, exist
 }
 
 func (t *Tx) treeUpdate(tag Tag, id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
-	return t.treeEdit(tag, id, func(n *merkle.Node) {
-		if old != nil {
-			n.Remove(merkle.Item{ID: id, Digest: *old})
-		}
-		n.Add(merkle.Item{ID: id, Digest: next})
-	})
+	// The change is the same on every node of the path: hash the items once and add the
+	// difference (counts and lanes add modulo 2^64, so a removal is an addition).
+	var delta merkle.Node
+	if old != nil {
+		delta.Remove(merkle.Item{ID: id, Digest: *old})
+	}
+	delta.Add(merkle.Item{ID: id, Digest: next})
+	return t.treeEdit(tag, id, func(n *merkle.Node) { n.AddNode(delta) })
 }
 
 // treeNode names a node of the Merkle forest: the tree of one collection tag, and a prefix
