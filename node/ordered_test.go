@@ -89,6 +89,15 @@ func TestOrderedSyncResumes(t *testing.T) {
 	if pr := b.progress.get(a.id); pr.Seq != snap || pr.Snap != 0 {
 		t.Fatalf("progress after the resumed session %+v, want a's first snapshot %d", pr, snap)
 	}
+	// a knows b holds its store up to the first snapshot only (not up to a's hello of the
+	// resumed session: b lacks the writes below the cursor since).
+	eventually(t, "a's mark of what b holds", func() error {
+		hs := a.holders()
+		if len(hs) != 1 || hs[0].Seq != snap {
+			return fmt.Errorf("holders %+v, want b at the first snapshot %d", hs, snap)
+		}
+		return nil
+	})
 	// The next session goes by sequence from the first snapshot: the writes below the
 	// cursor arrive, and the stores agree.
 	res, err = b.syncWith(ctxT(t, 60*time.Second), a.id)

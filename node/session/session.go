@@ -155,8 +155,11 @@ type Result struct {
 	Bad         int // of those, malformed or tampered: the peer misbehaved
 	Revoked     int // received envelopes of a removed device, refused for good
 	Conflicts   []merkle.ID
-	PeerApplied int    // what the peer reported applying of ours
-	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
+	PeerApplied int // what the peer reported applying of ours
+	// MyLastSeq is our last sequence at hello: the peer now holds everything up to it.
+	// After a resumed transfer in id order, it is the snapshot the transfer began at: the
+	// peer holds that, and the records past its cursor as of our hello.
+	MyLastSeq   uint64
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
 	// PeerRecords is the record count of the peer's store (its hello's Merkle root) in the
@@ -360,6 +363,9 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	s.recv = ordered(s.recv, recvFrom, theirs, mine)
 	if s.recv == modeOrdered {
 		s.ord = newOrderCheck(theirs, mine)
+	}
+	if s.send == modeOrdered && resumes(mine, theirs) {
+		s.res.MyLastSeq = theirs.ResumeSnap
 	}
 	self, peer := helloHorizon(mine), helloHorizon(theirs)
 	// A blind replica, which never collects, takes on a device's horizon first, so that it
