@@ -42,7 +42,7 @@ func idsAfter(t *testing.T, st *store.Store, after merkle.ID, upto uint64) int {
 // and the two stores end equal.
 func TestOrderedSyncResumes(t *testing.T) {
 	const records = 3000
-	a, b := pairFresh(t, records)
+	a, b := pairFresh(t, records, 200)
 	b.sessionMaxBytes = 200 << 10 // about 600 records of 200 bytes a session
 	snap, err := a.st.Replication().LastSeq()
 	if err != nil {
@@ -120,8 +120,9 @@ func TestOrderedSyncResumes(t *testing.T) {
 }
 
 // pairFresh returns a device holding records records of about 200 bytes and a device
-// that just joined it, both started without device loops and connected.
-func pairFresh(t *testing.T, records int) (a, b *Node) {
+// that just joined it and applies applyBatch envelopes per transaction, both started
+// without device loops and connected.
+func pairFresh(t *testing.T, records, applyBatch int) (a, b *Node) {
 	t.Helper()
 	a, err := Init(context.Background(), testConfig(t, "a"), "a")
 	if err != nil {
@@ -136,7 +137,7 @@ func pairFresh(t *testing.T, records int) (a, b *Node) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, "b")
-	cfg.ApplyBatch = 200
+	cfg.ApplyBatch = applyBatch
 	b, err = Join(ctxT(t, 30*time.Second), cfg, code, "b")
 	if err != nil {
 		t.Fatal(err)
