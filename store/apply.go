@@ -212,7 +212,7 @@ func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 
 // Prepared is a batch of envelopes decoded, checked and opened ahead of the transaction
 // that applies it (Replication.Prepare): what needs no store state. ApplyPrepared applies
-// it as ApplyWith applies the same bytes.
+// it as ApplyWith applies the same bytes, once (the transaction may edit its envelopes).
 type Prepared struct {
 	raw   [][]byte
 	items []preparedEnv // in applyOrder
@@ -232,9 +232,6 @@ type preparedHash struct {
 	h   hashed
 	tag Tag
 }
-
-// Len is the number of envelopes of the batch.
-func (p *Prepared) Len() int { return len(p.raw) }
 
 // Prepare decodes envelopes, checks their counters and opens those of key epoch 0 on up
 // to workers goroutines at once (workers < 1: one), without a transaction: the work of an

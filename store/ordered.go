@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -33,43 +35,64 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 	s := h.s
 	last = after
 	err = s.db.View(func(tx *bolt.Tx) error {
+		// The records first, from the id index in key order; then their envelopes, read in
+		// sequence order (the order of the file, so the pages come in order); then fn in id
+		// order.
+		type rec struct {
+			id       merkle.ID
+			from, to int // its envelopes in refs
+		}
+		type ref struct {
+			seq uint64
+			raw []byte
+		}
+		var recs []rec
+		var refs []ref
 		c := tx.Bucket(bucketIDs).Cursor()
-		envs := tx.Bucket(bucketEnv)
 		var k, v []byte
 		if first {
 			k, v = c.First()
 		} else if k, v = c.Seek(after[:]); k != nil && bytes.Equal(k, after[:]) {
 			k, v = c.Next()
 		}
-		n := 0
-		r := &HeldRecord{}
-		for ; k != nil; k, v = c.Next() {
-			if limit > 0 && n >= limit {
-				break
-			}
+		for ; k != nil && (limit <= 0 || len(recs) < limit); k, v = c.Next() {
 			if len(k) != len(merkle.ID{}) || len(v) < 40 || (len(v)-32)%8 != 0 {
 				return fmt.Errorf("%w: id index entry %x of %d bytes", ErrCorrupt, k, len(v))
 			}
-			copy(r.ID[:], k)
-			r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
+			r := rec{from: len(refs)}
+			copy(r.id[:], k)
 			for p := v[32:]; len(p) > 0; p = p[8:] {
-				seq := be64(p)
-				if seq > upto {
-					continue
+				if seq := be64(p); seq <= upto {
+					refs = append(refs, ref{seq: seq})
 				}
-				raw := envs.Get(u64be(seq))
-				if raw == nil {
-					return fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, k[:6])
-				}
-				r.Seqs, r.Raw = append(r.Seqs, seq), append(r.Raw, raw)
 			}
-			n++
+			r.to = len(refs)
+			recs = append(recs, r)
+		}
+		order := make([]int, len(refs))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(refs[a].seq, refs[b].seq) })
+		envs := tx.Bucket(bucketEnv)
+		for _, i := range order {
+			if refs[i].raw = envs.Get(u64be(refs[i].seq)); refs[i].raw == nil {
+				return fmt.Errorf("%w: envelope %d missing", ErrCorrupt, refs[i].seq)
+			}
+		}
+		r := &HeldRecord{}
+		for _, rc := range recs {
+			r.ID = rc.id
+			r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
+			for _, rf := range refs[rc.from:rc.to] {
+				r.Seqs, r.Raw = append(r.Seqs, rf.seq), append(r.Raw, rf.raw)
+			}
 			if len(r.Raw) > 0 {
 				if err := fn(r); err != nil {
 					return err
 				}
 			}
-			last, any = r.ID, true
+			last, any = rc.id, true
 		}
 		return nil
 	})
