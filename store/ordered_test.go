@@ -87,7 +87,7 @@ func TestPreparedApplyEqualsApply(t *testing.T) {
 	}
 	mustApply(t, src, allEnvelopes(t, other))
 	bySeq := allEnvelopes(t, src)
-	byID := orderedEnvelopes(t, src, 64)
+	byID := orderedEnvelopes(t, src, 300) // chunks of orderedChunk (256) inside each call
 	if len(byID) != len(bySeq) {
 		t.Fatalf("%d envelopes in id order, %d in sequence order", len(byID), len(bySeq))
 	}
