@@ -2,9 +2,7 @@ package store
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -35,21 +33,6 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 	s := h.s
 	last = after
 	err = s.db.View(func(tx *bolt.Tx) error {
-		// In chunks of orderedChunk records: the records from the id index in key order,
-		// then their envelopes read in sequence order (the order of the file, so its pages
-		// come in order), then fn in id order.
-		type rec struct {
-			id       merkle.ID
-			from, to int // its envelopes in refs
-		}
-		type ref struct {
-			seq uint64
-			raw []byte
-		}
-		var recs []rec
-		var refs []ref
-		var order []int
-		r := &HeldRecord{}
 		c := tx.Bucket(bucketIDs).Cursor()
 		envs := tx.Bucket(bucketEnv)
 		var k, v []byte
@@ -58,46 +41,35 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 		} else if k, v = c.Seek(after[:]); k != nil && bytes.Equal(k, after[:]) {
 			k, v = c.Next()
 		}
-		for visited := 0; k != nil && (limit <= 0 || visited < limit); {
-			recs, refs = recs[:0], refs[:0]
-			for ; k != nil && (limit <= 0 || visited < limit) && len(recs) < orderedChunk; k, v = c.Next() {
-				if len(k) != len(merkle.ID{}) || len(v) < 40 || (len(v)-32)%8 != 0 {
-					return fmt.Errorf("%w: id index entry %x of %d bytes", ErrCorrupt, k, len(v))
-				}
-				rc := rec{from: len(refs)}
-				copy(rc.id[:], k)
-				for p := v[32:]; len(p) > 0; p = p[8:] {
-					if seq := be64(p); seq <= upto {
-						refs = append(refs, ref{seq: seq})
-					}
-				}
-				rc.to = len(refs)
-				recs = append(recs, rc)
-				visited++
+		n := 0
+		r := &HeldRecord{}
+		for ; k != nil; k, v = c.Next() {
+			if limit > 0 && n >= limit {
+				break
 			}
-			order = order[:0]
-			for i := range refs {
-				order = append(order, i)
+			if len(k) != len(merkle.ID{}) || len(v) < 40 || (len(v)-32)%8 != 0 {
+				return fmt.Errorf("%w: id index entry %x of %d bytes", ErrCorrupt, k, len(v))
 			}
-			slices.SortFunc(order, func(a, b int) int { return cmp.Compare(refs[a].seq, refs[b].seq) })
-			for _, i := range order {
-				if refs[i].raw = envs.Get(u64be(refs[i].seq)); refs[i].raw == nil {
-					return fmt.Errorf("%w: envelope %d missing", ErrCorrupt, refs[i].seq)
+			copy(r.ID[:], k)
+			r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
+			for p := v[32:]; len(p) > 0; p = p[8:] {
+				seq := be64(p)
+				if seq > upto {
+					continue
+				}
+				raw := envs.Get(u64be(seq))
+				if raw == nil {
+					return fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, k[:6])
+				}
+				r.Seqs, r.Raw = append(r.Seqs, seq), append(r.Raw, raw)
+			}
+			n++
+			if len(r.Raw) > 0 {
+				if err := fn(r); err != nil {
+					return err
 				}
 			}
-			for _, rc := range recs {
-				r.ID = rc.id
-				r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
-				for _, rf := range refs[rc.from:rc.to] {
-					r.Seqs, r.Raw = append(r.Seqs, rf.seq), append(r.Raw, rf.raw)
-				}
-				if len(r.Raw) > 0 {
-					if err := fn(r); err != nil {
-						return err
-					}
-				}
-				last, any = rc.id, true
-			}
+			last, any = r.ID, true
 		}
 		return nil
 	})
@@ -121,10 +93,6 @@ func (t *Tx) packIndexes() {
 		}
 	}
 }
-
-// orderedChunk is the records OrderedUpTo reads ahead of fn, whose envelopes it fetches
-// in sequence order.
-const orderedChunk = 256
 
 // appendFill is the fill of index pages written by appends in key order: nearly full,
 // with a little room for the records' next versions.
