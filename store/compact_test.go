@@ -1,0 +1,152 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// TestCompactKeepsEveryRecord: a store with free pages (records overwritten and deleted)
+// compacts into a smaller file that opens, verifies, and holds the same records, Merkle
+// roots, envelopes, local state and device; and it takes writes afterwards.
+func TestCompactKeepsEveryRecord(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := Init(dir, testPass, testOpts("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(i, round int) []byte {
+		return fmt.Appendf(nil, "{\"i\":%d,\"round\":%d,\"pad\":%q}", i, round, bytes.Repeat([]byte{'x'}, 900))
+	}
+	for round := range 3 {
+		err := s.Update(func(tx *Tx) error {
+			for i := range 600 {
+				if err := tx.PutRaw([]string{"notes", "todo"}[i%2], fmt.Sprintf("k%04d", i), value(i, round)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 600; i += 3 {
+		if err := s.Delete([]string{"notes", "todo"}[i%2], fmt.Sprintf("k%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots, err := s.Replication().Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, envs, device := skewRecords(t, s), rawEnvelopes(t, s), s.Device()
+	hdr, sealed := rawStore(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := Compact(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FreePagesBefore == 0 || rep.BytesAfter >= rep.BytesBefore || fi.Size() != rep.BytesAfter {
+		t.Errorf("compaction report %+v (file now %d bytes): want free pages before and a smaller file", rep, fi.Size())
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName+compactSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the copy is left beside the store: %v", err)
+	}
+
+	s, err = Open(dir, testPass, testOpts("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Verify(); err != nil || !v.OK() {
+		t.Fatalf("verify after compaction: %v %+v", err, v)
+	}
+	again, err := s.Replication().Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(roots, again) {
+		t.Errorf("Merkle roots changed: %v, then %v", roots, again)
+	}
+	if got := skewRecords(t, s); got != recs {
+		t.Errorf("records changed:\n%s\nthen\n%s", recs, got)
+	}
+	if got := rawEnvelopes(t, s); !maps.EqualFunc(envs, got, bytes.Equal) {
+		t.Errorf("envelopes changed: %d, then %d", len(envs), len(got))
+	}
+	if h, sl := rawStore(t, s); !bytes.Equal(h, hdr) || !maps.EqualFunc(sl, sealed, bytes.Equal) {
+		t.Error("the header or the sealed local state changed")
+	}
+	if s.Device() != device {
+		t.Errorf("device %+v, then %+v", device, s.Device())
+	}
+	if err := s.Put("notes", "after", []byte(`"compacted"`)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Get("notes", "after"); err != nil || string(r.Value) != `"compacted"` {
+		t.Errorf("a write after compaction reads back %v, %v", r, err)
+	}
+	mustVerifyClose(t, s)
+}
+
+// TestCompactFixture: a committed fixture of an older layout compacts, then opens (and
+// migrates) holding what its expected.json says.
+func TestCompactFixture(t *testing.T) {
+	for _, ver := range []string{"v1", "v2"} {
+		t.Run(ver, func(t *testing.T) {
+			e := loadFixtureExpectOf(t, ver)
+			dir := fixtureDirOf(t, ver, "store")
+			if _, err := Compact(dir, nil); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, fixtureStorePass, fixtureOpts(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			checkFixtureStore(t, s, e)
+		})
+	}
+}
+
+// TestCompactRefusesOpenStore: a store another holder has open is not compacted, and
+// stays as it was; a directory without a store is named as such.
+func TestCompactRefusesOpenStore(t *testing.T) {
+	s := mustInit(t, nil)
+	if err := s.Put("notes", "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(s.Dir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Compact(s.Dir(), nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("compacting an open store: %v, want ErrLocked", err)
+	}
+	if r, err := s.Get("notes", "a"); err != nil || string(r.Value) != "1" {
+		t.Errorf("after a refused compaction the store reads %v, %v", r, err)
+	}
+	s.Close()
+	after, err := os.ReadFile(filepath.Join(s.Dir(), FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("a refused compaction changed the file")
+	}
+	if _, err := Compact(t.TempDir(), nil); !errors.Is(err, ErrNoStore) {
+		t.Errorf("compacting an empty directory: %v, want ErrNoStore", err)
+	}
+}
