@@ -34,7 +34,10 @@ type CompactReport struct {
 	BytesAfter  int64 `json:"bytes_after"`
 	// FreePagesBefore is the pages the old file held free (or pending release).
 	FreePagesBefore int `json:"free_pages_before"`
-	PageSize        int `json:"page_size"`
+	// PageSizeBefore is the old file's page size, PageSize the new one's: a new store's
+	// (16 KiB), whatever the old file had.
+	PageSizeBefore int `json:"page_size_before"`
+	PageSize       int `json:"page_size"`
 	// Keys is the keys copied, over every bucket.
 	Keys int64 `json:"keys"`
 }
@@ -61,7 +64,7 @@ func Compact(dir string, opts *Options) (CompactReport, error) {
 		return rep, fmt.Errorf("compact: %w", err)
 	}
 	defer src.Close()
-	rep.PageSize = src.Info().PageSize
+	rep.PageSizeBefore = src.Info().PageSize
 	st := src.Stats()
 	rep.FreePagesBefore = st.FreePageN + st.PendingPageN
 	before, err := bucketKeys(src)
@@ -81,7 +84,7 @@ func Compact(dir string, opts *Options) (CompactReport, error) {
 	// The copy is synced once, at its end: until the rename it is nobody's store.
 	dopts := boltOptions(o)
 	dopts.NoSync = true
-	dopts.PageSize = rep.PageSize
+	rep.PageSize = dopts.PageSize // a new file's (bulk.go)
 	dst, err := bolt.Open(tmp, 0o600, dopts)
 	if err != nil {
 		return fail(err)

@@ -101,15 +101,20 @@ func TestCompactKeepsEveryRecord(t *testing.T) {
 	mustVerifyClose(t, s)
 }
 
-// TestCompactFixture: a committed fixture of an older layout compacts, then opens (and
-// migrates) holding what its expected.json says.
+// TestCompactFixture: a committed fixture of an older layout (and 4 KiB pages) compacts
+// into a file of a new store's page size, then opens (and migrates) holding what its
+// expected.json says.
 func TestCompactFixture(t *testing.T) {
 	for _, ver := range []string{"v1", "v2"} {
 		t.Run(ver, func(t *testing.T) {
 			e := loadFixtureExpectOf(t, ver)
 			dir := fixtureDirOf(t, ver, "store")
-			if _, err := Compact(dir, nil); err != nil {
+			rep, err := Compact(dir, nil)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if rep.PageSizeBefore != 4096 || rep.PageSize != pageSize {
+				t.Errorf("compaction report %+v: want the fixture's 4 KiB pages rewritten into %d-byte ones", rep, pageSize)
 			}
 			s, err := Open(dir, fixtureStorePass, fixtureOpts(e))
 			if err != nil {
@@ -117,6 +122,9 @@ func TestCompactFixture(t *testing.T) {
 			}
 			defer s.Close()
 			checkFixtureStore(t, s, e)
+			if got := s.db.Info().PageSize; got != pageSize {
+				t.Errorf("the compacted fixture opens with %d-byte pages, want %d", got, pageSize)
+			}
 		})
 	}
 }
