@@ -97,11 +97,20 @@ func Compact(dir string, opts *Options) (CompactReport, error) {
 	if err == nil {
 		err = sameKeys(before, after)
 	}
+	var used int64
+	if err == nil {
+		err = dst.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	}
 	if err == nil {
 		err = dst.Sync()
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
+	}
+	// bbolt grows a file ahead of its use, by up to 16 MiB at a time; the copy's pages
+	// end at used, and the next commit grows it again when it needs to.
+	if err == nil {
+		err = truncateSynced(tmp, used)
 	}
 	if err != nil {
 		return fail(err)
@@ -150,6 +159,22 @@ func sameKeys(want, got map[string]int64) error {
 		return fmt.Errorf("the copy holds %d buckets, the store %d", len(got), len(want))
 	}
 	return nil
+}
+
+// truncateSynced cuts the file at path to n bytes, durably.
+func truncateSynced(path string, n int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() <= n {
+		return err
+	}
+	if err := f.Truncate(n); err != nil {
+		return fmt.Errorf("truncate the copy: %w", err)
+	}
+	return f.Sync()
 }
 
 // syncDir makes a rename in dir durable.
