@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestCompactKeepsEveryRecord: a store with free pages (records overwritten and deleted)
@@ -156,5 +159,65 @@ func TestCompactRefusesOpenStore(t *testing.T) {
 	}
 	if _, err := Compact(t.TempDir(), nil); !errors.Is(err, ErrNoStore) {
 		t.Errorf("compacting an empty directory: %v, want ErrNoStore", err)
+	}
+}
+
+// TestOpenTakesRenamedFile: an Open that waited for the lock of a file that a compaction
+// then renamed a new file over opens the new file, not the old one it locked.
+func TestOpenTakesRenamedFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := Init(dir, testPass, testOpts("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	path := filepath.Join(dir, FileName)
+	held, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second}) // as Compact holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := bolt.Open(path+compactSuffix, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bolt.Compact(copied, held, 0)
+	if err == nil {
+		err = copied.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("test-copy"), []byte{1}) })
+	}
+	if cerr := copied.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	type opened struct {
+		s   *Store
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		o := testOpts("dev")
+		o.LockTimeout = time.Minute
+		s, err := Open(dir, testPass, o)
+		done <- opened{s, err}
+	}()
+	// Give the Open time to wait on the held file's lock; the test holds either way.
+	time.Sleep(200 * time.Millisecond)
+	if err := os.Rename(path+compactSuffix, path); err != nil {
+		t.Fatal(err)
+	}
+	held.Close()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	var marked bool
+	_ = r.s.db.View(func(tx *bolt.Tx) error {
+		marked = tx.Bucket(bucketMeta).Get([]byte("test-copy")) != nil
+		return nil
+	})
+	if !marked {
+		t.Error("Open kept the file it locked, gone from the directory, instead of the one renamed in")
 	}
 }
