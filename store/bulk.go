@@ -31,13 +31,17 @@ func boltOptions(o Options) *bolt.Options {
 	// span maps each time (67 % of a push's CPU at 1M records, docs/perf.md). The map wins
 	// only at allocating runs of many pages in a fragmented file, which a store rarely does:
 	// its pages are single leaves and branches. The type is not part of the file.
-	return &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, FreelistType: bolt.FreelistArrayType, PageSize: pageSize}
+	return &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, FreelistType: bolt.FreelistArrayType}
 }
 
-// pageSize is the page size of a new store file (bbolt reads an existing file's own from
-// its meta page, so older files keep 4 KiB). An envelope of a 1 KiB value is about
-// 1.2 KiB: a 4 KiB page holds three (0.90 full), a 16 KiB one thirteen (0.98).
-const pageSize = 16 << 10
+// compactPageSize is the page size of a compacted store file (compact.go). An envelope of
+// a 1 KiB value is about 1.2 KiB: a 4 KiB page holds three (0.90 full), a 16 KiB one
+// thirteen (0.98). A new store keeps bbolt's default, the OS page size (4 KiB on most
+// machines): its initial sync inserts uniform ids in large transactions, each rewriting
+// a larger share of the index the larger its pages, and at 1M records a 16 KiB file held
+// 278 B of free pages per record against 99 with 4 KiB, more than the fill it saved
+// (docs/perf.md). bbolt reads a file's page size from its meta page.
+const compactPageSize = 16 << 10
 
 // appendEnvs returns the envelope bucket of tx, set up for appends in sequence order.
 func appendEnvs(tx *bolt.Tx) *bolt.Bucket {

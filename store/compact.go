@@ -34,8 +34,8 @@ type CompactReport struct {
 	BytesAfter  int64 `json:"bytes_after"`
 	// FreePagesBefore is the pages the old file held free (or pending release).
 	FreePagesBefore int `json:"free_pages_before"`
-	// PageSizeBefore is the old file's page size, PageSize the new one's: a new store's
-	// (16 KiB), whatever the old file had.
+	// PageSizeBefore is the old file's page size, PageSize the new one's (16 KiB, whatever
+	// the old file had).
 	PageSizeBefore int `json:"page_size_before"`
 	PageSize       int `json:"page_size"`
 	// Keys is the keys copied, over every bucket.
@@ -84,7 +84,8 @@ func Compact(dir string, opts *Options) (CompactReport, error) {
 	// The copy is synced once, at its end: until the rename it is nobody's store.
 	dopts := boltOptions(o)
 	dopts.NoSync = true
-	rep.PageSize = dopts.PageSize // a new file's (bulk.go)
+	dopts.PageSize = compactPageSize // bulk.go
+	rep.PageSize = compactPageSize
 	dst, err := bolt.Open(tmp, 0o600, dopts)
 	if err != nil {
 		return fail(err)

@@ -105,7 +105,7 @@ func TestCompactKeepsEveryRecord(t *testing.T) {
 }
 
 // TestCompactFixture: a committed fixture of an older layout (and 4 KiB pages) compacts
-// into a file of a new store's page size, then opens (and migrates) holding what its
+// into a file of 16 KiB pages, then opens (and migrates) holding what its
 // expected.json says.
 func TestCompactFixture(t *testing.T) {
 	for _, ver := range []string{"v1", "v2"} {
@@ -116,8 +116,8 @@ func TestCompactFixture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.PageSizeBefore != 4096 || rep.PageSize != pageSize {
-				t.Errorf("compaction report %+v: want the fixture's 4 KiB pages rewritten into %d-byte ones", rep, pageSize)
+			if rep.PageSizeBefore != 4096 || rep.PageSize != compactPageSize {
+				t.Errorf("compaction report %+v: want the fixture's 4 KiB pages rewritten into %d-byte ones", rep, compactPageSize)
 			}
 			s, err := Open(dir, fixtureStorePass, fixtureOpts(e))
 			if err != nil {
@@ -125,8 +125,8 @@ func TestCompactFixture(t *testing.T) {
 			}
 			defer s.Close()
 			checkFixtureStore(t, s, e)
-			if got := s.db.Info().PageSize; got != pageSize {
-				t.Errorf("the compacted fixture opens with %d-byte pages, want %d", got, pageSize)
+			if got := s.db.Info().PageSize; got != compactPageSize {
+				t.Errorf("the compacted fixture opens with %d-byte pages, want %d", got, compactPageSize)
 			}
 		})
 	}

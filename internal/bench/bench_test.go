@@ -39,8 +39,8 @@ func TestRun(t *testing.T) {
 	if r := rows[7].(IncrementalRow); r.Row != "incremental_fast" || r.Found != 3 {
 		t.Errorf("fast row %+v", r)
 	}
-	if r := rows[10].(FootprintRow); r.CompactedPerRecord <= 0 || r.CompactedPerRecord > r.PerRecord || r.CompactedFree > r.Free || r.PageSize <= 0 {
-		t.Errorf("footprint row %+v: the compacted store is measured, and no larger", r)
+	if r := rows[10].(FootprintRow); r.CompactedPerRecord <= 0 || r.CompactedPerRecord > r.PerRecord || r.CompactedFree > r.Free || r.PageSize <= 0 || r.CompactedPageSize != 16384 {
+		t.Errorf("footprint row %+v: the compacted store is measured, no larger, in 16 KiB pages", r)
 	}
 	var b bytes.Buffer
 	WriteTable(&b, rows, 64)

@@ -104,6 +104,7 @@ func (r *run) compacted(ctx context.Context, row *FootprintRow) error {
 	c := footprintRow(fp, row.ValueBytes)
 	row.CompactedPerRecord, row.CompactedFill, row.CompactedFree, row.CompactedOther = c.PerRecord, c.Fill, c.Free, c.Other
 	row.CompactedEnvelopeFill, row.CompactedIndexFill, row.CompactedMerkleFill = c.EnvelopeFillRate, c.IndexFillRate, c.MerkleFillRate
+	row.CompactedPageSize = c.PageSize
 	return nil
 }
 

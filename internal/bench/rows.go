@@ -152,6 +152,7 @@ type (
 		CompactedIndexFill    float64 `json:"compacted_index_fill"`
 		CompactedMerkleFill   float64 `json:"compacted_merkle_fill"`
 		CompactedEnvelopeFill float64 `json:"compacted_envelope_fill"`
+		CompactedPageSize     int     `json:"compacted_page_size"`
 	}
 	// SignaturesRow is what signed authority records cost (store/authority.go): every
 	// record of a reserved collection is signed by its writer and verified on arrival;
