@@ -39,7 +39,7 @@ func boltOptions(o Options) *bolt.Options {
 // thirteen (0.98). A new store keeps bbolt's default, the OS page size (4 KiB on most
 // machines): its initial sync inserts uniform ids in large transactions, each rewriting
 // a larger share of the index the larger its pages, and at 1M records a 16 KiB file held
-// 278 B of free pages per record against 99 with 4 KiB, more than the fill it saved
+// 278 B of free pages per record against 97 with 4 KiB, more than the fill it saved
 // (docs/perf.md). bbolt reads a file's page size from its meta page.
 const compactPageSize = 16 << 10
 
