@@ -17,15 +17,17 @@ func (n *Node) Scope() store.Scope { return n.st.Replication().Scope() }
 // scope makes every peer send the collections now held: the progress kept with each is
 // forgotten, so the next session reconciles by summary, and a session starts with every
 // connected peer now. A narrower one drops the records of the collections left out, on
-// this device only (no delete is written or sent); with dryRun nothing changes and the
-// result says what would be dropped. The device record carries the new scope, so that
-// the other devices show it.
-func (n *Node) SetScope(sc store.Scope, dryRun bool) (store.ScopeChange, error) {
+// this device only (no delete is written or sent), and refuses (store.ErrUnsent) to drop
+// a write made here that no other device holding that collection is known to have, unless
+// opts.Force; with opts.DryRun nothing changes and the result says what would be dropped.
+// The device record carries the new scope, so that the other devices show it.
+func (n *Node) SetScope(sc store.Scope, opts store.ScopeOptions) (store.ScopeChange, error) {
 	if n.blind {
 		return store.ScopeChange{}, fmt.Errorf("set scope: %w", store.ErrBlind)
 	}
-	ch, err := n.st.Replication().SetScope(sc, dryRun)
-	if err != nil || dryRun {
+	opts.Holders = n.holders()
+	ch, err := n.st.Replication().SetScope(sc, opts)
+	if err != nil || opts.DryRun {
 		return ch, err
 	}
 	if ch.Widened {

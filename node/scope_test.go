@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -59,7 +60,7 @@ func TestScopedPhone(t *testing.T) {
 	}
 	t.Cleanup(func() { phone.Close() })
 	notes, _ := store.NewScope("notes")
-	if _, err := phone.SetScope(notes, false); err != nil {
+	if _, err := phone.SetScope(notes, store.ScopeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mustStart(t, phone)
@@ -109,7 +110,7 @@ func TestScopedPhone(t *testing.T) {
 	})
 
 	wide, _ := store.NewScope("notes", "photos")
-	ch, err := phone.SetScope(wide, false)
+	ch, err := phone.SetScope(wide, store.ScopeOptions{})
 	if err != nil || !ch.Widened {
 		t.Fatalf("widen: %+v %v", ch, err)
 	}
@@ -124,6 +125,54 @@ func TestScopedPhone(t *testing.T) {
 	}
 }
 
+// TestNarrowingWaitsForAnotherDevice: a phone that wrote a photo while offline refuses to
+// narrow its scope to notes (the photo would be lost: no other device has it yet), says
+// so in the dry run, and keeps the photo; once the laptop has it, narrowing drops it here
+// and the laptop keeps it. What the laptop holds survives the phone's restart.
+func TestNarrowingWaitsForAnotherDevice(t *testing.T) {
+	nodes := newMesh(t, 2)
+	laptop, phone := nodes[0], nodes[1]
+	if err := phone.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Put("photos", "offline", []byte(`{"v":"only on the phone"}`)); err != nil {
+		t.Fatal(err)
+	}
+	notes, _ := store.NewScope("notes")
+	ch, err := phone.SetScope(notes, store.ScopeOptions{DryRun: true})
+	if err != nil || ch.Unsent != 1 {
+		t.Fatalf("dry run while the photo is on the phone only: %+v %v", ch, err)
+	}
+	if _, err := phone.SetScope(notes, store.ScopeOptions{}); !errors.Is(err, store.ErrUnsent) {
+		t.Fatalf("narrowing over the unsent photo: %v", err)
+	}
+	if err := hasValue(phone, "photos", "offline", `{"v":"only on the phone"}`); err != nil {
+		t.Fatalf("after the refused narrowing: %v", err)
+	}
+	mustStart(t, phone)
+	eventually(t, "the laptop has the photo", func() error { return hasValue(laptop, "photos", "offline", `{"v":"only on the phone"}`) })
+	eventually(t, "the phone knows the laptop has it", func() error {
+		ch, err := phone.SetScope(notes, store.ScopeOptions{DryRun: true})
+		if err == nil && ch.Unsent != 0 {
+			err = fmt.Errorf("%d unsent", ch.Unsent)
+		}
+		return err
+	})
+	if err := phone.Stop(); err != nil { // persists what the tracker learned
+		t.Fatal(err)
+	}
+	holders, err := Holders(phone.Store())
+	if err != nil || len(holders) != 1 || holders[0].Seq == 0 {
+		t.Fatalf("persisted holders: %+v %v", holders, err)
+	}
+	if _, err := phone.SetScope(notes, store.ScopeOptions{}); err != nil {
+		t.Fatalf("narrowing once the laptop holds the photo: %v", err)
+	}
+	if err := hasValue(laptop, "photos", "offline", `{"v":"only on the phone"}`); err != nil {
+		t.Fatalf("the laptop after the phone narrowed: %v", err)
+	}
+}
+
 // TestHostilePushOutsideScope: a member that ignores a phone's scope and pushes it photos,
 // by push and on the sync fast path, gets them acknowledged and dropped: the phone's store
 // never holds a record outside its scope.
@@ -131,7 +180,7 @@ func TestHostilePushOutsideScope(t *testing.T) {
 	nodes := newMesh(t, 2)
 	phone := nodes[0]
 	notes, _ := store.NewScope("notes")
-	if _, err := phone.SetScope(notes, false); err != nil {
+	if _, err := phone.SetScope(notes, store.ScopeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m := newHostile(t, phone, "m")

@@ -184,7 +184,9 @@ type tracker struct {
 	conflicts map[string][]peer.ID // open conflicts → the other devices involved
 	seqs      map[peer.ID]*seqInfo
 	dirty     map[peer.ID]bool
-	note      string // the Note of the events update sends (fullResync)
+	held      map[string]heldMark // what each device holds of this store (held.go)
+	heldDirty bool                // held changed since it was persisted
+	note      string              // the Note of the events update sends (fullResync)
 
 	subMu sync.Mutex
 	subs  map[*StateSubscription]struct{}
@@ -309,8 +311,17 @@ func (t *tracker) persistOne(p peer.ID) {
 	if s == nil || s.DeviceID == "" {
 		return
 	}
-	if err := t.n.st.Local().Put(stateName(s.DeviceID), s); err == nil {
+	err := t.n.st.Update(func(tx *store.Tx) error {
+		if t.heldDirty { // in the same transaction: one commit
+			if err := tx.PutLocal(heldName, t.held); err != nil {
+				return err
+			}
+		}
+		return tx.PutLocal(stateName(s.DeviceID), s)
+	})
+	if err == nil {
 		delete(t.dirty, p)
+		t.heldDirty = false
 	}
 }
 
@@ -539,6 +550,7 @@ func (t *tracker) sessionEnd(p peer.ID, res *sessionResult, err error, next time
 			si := t.seq(p)
 			si.sent, si.sentKnown = max(si.sent, res.MyLastSeq), true
 			si.theirs, si.theirsKnown = max(si.theirs, res.PeerLastSeq), true
+			t.noteHeld(p, res.MyLastSeq)
 		}
 		t.update(p, func(s *DeviceState) {
 			s.LastSeen = now.UTC()
@@ -559,6 +571,7 @@ func (t *tracker) pushed(p peer.ID, done uint64) {
 	t.do(func() {
 		si := t.seq(p)
 		si.sent, si.sentKnown = max(si.sent, done), true
+		t.noteHeld(p, done)
 		t.update(p, func(s *DeviceState) { s.LastSeen = now })
 	})
 }

@@ -148,12 +148,40 @@ type ScopeChange struct {
 	// Dropped counts the records of collections the new scope leaves out, dropped from
 	// this device only (no delete is written or sent).
 	Dropped int
+	// Unsent counts, of those, the records holding a write of this device that no holder
+	// (ScopeOptions.Holders) is known to have: dropping them loses that write.
+	Unsent int
 }
+
+// Holder is another device or a replica known to hold this store's envelopes of the
+// collections of Scope up to local sequence number Seq of store epoch Epoch: what a
+// finished sync session or an acknowledged push proved.
+type Holder struct {
+	Scope Scope
+	Epoch [16]byte
+	Seq   uint64
+}
+
+// ScopeOptions are the options of SetScope.
+type ScopeOptions struct {
+	// DryRun counts without changing anything.
+	DryRun bool
+	// Holders are what the other devices are known to hold of this store. A narrowing
+	// that would drop a write of this device no holder has fails with ErrUnsent, unless
+	// Force is set.
+	Holders []Holder
+	Force   bool
+}
+
+// ErrUnsent means a narrower scope would drop writes made on this device that no other
+// device is known to hold yet.
+var ErrUnsent = errors.New("writes made on this device have not reached another device yet")
 
 // SetScope makes the store hold the collections of sc. Narrowing drops the envelopes of
 // the collections left out, here only: no tombstone is written, nothing is sent, and the
-// other devices keep them. DryRun counts without changing anything.
-func (h Replication) SetScope(sc Scope, dryRun bool) (ScopeChange, error) {
+// other devices keep them; it refuses (ErrUnsent) to drop a write of this device that no
+// holder has, unless opts.Force.
+func (h Replication) SetScope(sc Scope, opts ScopeOptions) (ScopeChange, error) {
 	s := h.s
 	if err := s.needKey("set scope"); err != nil {
 		return ScopeChange{}, err
@@ -173,25 +201,29 @@ func (h Replication) SetScope(sc Scope, dryRun bool) (ScopeChange, error) {
 			ch.Dropped += int(r.Root.Count)
 		}
 	}
-	if dryRun {
-		return ch, nil
+	held := s.heldBy(opts.Holders)
+	if opts.DryRun {
+		err := s.View(func(t *Tx) error {
+			var err error
+			ch.Unsent, _, err = t.unsent(drop, held)
+			return err
+		})
+		return ch, err
 	}
 	err = s.Update(func(t *Tx) error {
 		if err := t.flushIndexes(); err != nil {
 			return err
 		}
-		for _, tag := range drop {
-			var ids []merkle.ID
-			c := t.tx.Bucket(bucketColl).Cursor()
-			for k, _ := c.Seek(tag[:]); k != nil && bytes.HasPrefix(k, tag[:]); k, _ = c.Next() {
-				var id merkle.ID
-				copy(id[:], k[len(tag):])
-				ids = append(ids, id)
-			}
-			for _, id := range ids {
-				if err := t.drop(id, false); err != nil {
-					return err
-				}
+		unsent, ids, err := t.unsent(drop, held)
+		if err != nil {
+			return err
+		}
+		if ch.Unsent = unsent; unsent > 0 && !opts.Force {
+			return fmt.Errorf("%w: %d records of the collections left out hold writes made here that no other device is known to have; sync first (meshsync sync --wait), or narrow with --force to lose them", ErrUnsent, unsent)
+		}
+		for _, id := range ids {
+			if err := t.drop(id, false); err != nil {
+				return err
 			}
 		}
 		return s.putLocalJSON(t.tx, localScope, sc)
@@ -201,4 +233,59 @@ func (h Replication) SetScope(sc Scope, dryRun bool) (ScopeChange, error) {
 	}
 	s.scope.Store(next)
 	return ch, nil
+}
+
+// heldBy returns, for a collection tag, the highest local sequence number of the store's
+// epoch that some holder of that collection is known to hold.
+func (s *Store) heldBy(holders []Holder) func(Tag) uint64 {
+	epoch := s.Replication().Epoch()
+	scopes := make([]*scopeState, len(holders))
+	for i, hd := range holders {
+		scopes[i] = s.newScopeState(hd.Scope)
+	}
+	return func(tag Tag) uint64 {
+		var seq uint64
+		for i, hd := range holders {
+			if hd.Epoch == epoch && scopes[i].wants(tag) {
+				seq = max(seq, hd.Seq)
+			}
+		}
+		return seq
+	}
+}
+
+// unsent lists the records of the collection tags drop and counts those holding an
+// envelope written by this device after what held says another device holds.
+func (t *Tx) unsent(drop []Tag, held func(Tag) uint64) (int, []merkle.ID, error) {
+	self := t.s.device.ID
+	envs := t.tx.Bucket(bucketEnv)
+	var n int
+	var ids []merkle.ID
+	for _, tag := range drop {
+		after := held(tag)
+		c := t.tx.Bucket(bucketColl).Cursor()
+		for k, _ := c.Seek(tag[:]); k != nil && bytes.HasPrefix(k, tag[:]); k, _ = c.Next() {
+			var id merkle.ID
+			copy(id[:], k[len(tag):])
+			ids = append(ids, id)
+			e, ok, err := t.loadEntry(id)
+			if err != nil || !ok {
+				return 0, nil, err
+			}
+			for _, seq := range e.seqs {
+				if seq <= after {
+					continue
+				}
+				env, err := UnmarshalEnvelope(envs.Get(u64be(seq)))
+				if err != nil {
+					return 0, nil, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, seq, err)
+				}
+				if env.Version.Device == self {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n, ids, nil
 }

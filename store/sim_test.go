@@ -114,7 +114,7 @@ func simulate(t *testing.T, seed uint64, scoped bool) (msgs, ops, crashes, round
 		for i, r := range reps {
 			scopes[i] = choices[rng.IntN(len(choices))]
 			sc, _ := NewScope(scopes[i]...)
-			if _, err := r.s.Replication().SetScope(sc, false); err != nil {
+			if _, err := r.s.Replication().SetScope(sc, ScopeOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}

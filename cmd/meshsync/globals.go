@@ -151,6 +151,7 @@ var hints = []struct {
 	{store.ErrInvalid, true, ""},
 	{store.ErrReserved, true, ""},
 	{store.ErrOutOfScope, true, ""},
+	{store.ErrUnsent, false, ""},
 	{store.ErrTooLarge, true, ""},
 	{errNoPassphrase, true, ""},
 	{node.ErrBadInvite, true, "check the code (copy it whole, as printed by `meshsync pair`; a short code from `pair --short` is a number and three words)"},

@@ -53,7 +53,7 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 			// Known only once the inviter answered (the invite is used by now).
 			fmt.Fprintln(g.stderr, "meshsync: --only ignored: a blind replica carries every collection")
 			sc = store.Scope{}
-		} else if _, err := n.SetScope(sc, false); err != nil {
+		} else if _, err := n.SetScope(sc, store.ScopeOptions{}); err != nil {
 			return err
 		}
 	}

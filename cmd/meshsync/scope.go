@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/meshsync/meshsync/node/localapi"
+	"github.com/meshsync/meshsync/store"
 )
 
 type scopeCmd struct {
@@ -24,6 +25,7 @@ type scopeShowCmd struct{}
 type scopeSetCmd struct {
 	Collections []string `arg:"" help:"Collections to hold."`
 	Yes         bool     `short:"y" help:"Drop the records of the collections left out without asking (the other devices keep them)."`
+	Force       bool     `help:"Narrow even over writes made here that no other device has yet (they are lost)."`
 }
 
 type scopeAllCmd struct{}
@@ -60,13 +62,16 @@ func (c *scopeSetCmd) Run(ctx context.Context, g *globals) error {
 	if len(cols) == 0 {
 		return usagef("name the collections to hold (or run `meshsync scope all`)")
 	}
-	return g.setScope(ctx, cols, c.Yes)
+	return g.setScope(ctx, cols, c.Yes, c.Force)
 }
 
-func (c *scopeAllCmd) Run(ctx context.Context, g *globals) error { return g.setScope(ctx, nil, false) }
+func (c *scopeAllCmd) Run(ctx context.Context, g *globals) error {
+	return g.setScope(ctx, nil, false, false)
+}
 
-// setScope changes the scope, asking before narrowing drops records.
-func (g *globals) setScope(ctx context.Context, cols []string, yes bool) error {
+// setScope changes the scope, asking before narrowing drops records; it refuses to drop
+// writes made here that no other device has yet unless force.
+func (g *globals) setScope(ctx context.Context, cols []string, yes, force bool) error {
 	cl, err := g.client(ctx, &netFlags{})
 	if err != nil {
 		return err
@@ -75,6 +80,9 @@ func (g *globals) setScope(ctx context.Context, cols []string, yes bool) error {
 	dry, err := cl.SetScope(ctx, cols, true)
 	if err != nil {
 		return err
+	}
+	if dry.Unsent > 0 && !force {
+		return fmt.Errorf("%w: %d of the %d records this drops hold writes made here that no other device has yet; sync first (meshsync sync --wait) and run again, or add --force to lose them", store.ErrUnsent, dry.Unsent, dry.Dropped)
 	}
 	if dry.Dropped > 0 && !yes {
 		f, ok := g.stdin.(*os.File)
@@ -87,7 +95,7 @@ func (g *globals) setScope(ctx context.Context, cols []string, yes bool) error {
 			return usagef("scope unchanged")
 		}
 	}
-	res, err := cl.SetScope(ctx, cols, false)
+	res, err := cl.SetScopeWith(ctx, localapi.ScopeRequest{Collections: cols, Force: force})
 	if err != nil {
 		return err
 	}

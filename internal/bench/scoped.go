@@ -53,7 +53,7 @@ func (r *run) scopedSync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.SetScope(sc, false); err != nil {
+	if _, err := c.SetScope(sc, store.ScopeOptions{}); err != nil {
 		return err
 	}
 	sub := c.Subscribe(1 << 16)

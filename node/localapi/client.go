@@ -263,8 +263,13 @@ func (c *Client) Scope(ctx context.Context) (ScopeView, error) {
 // SetScope makes this device hold collections (none: all); dryRun only counts what
 // narrowing would drop.
 func (c *Client) SetScope(ctx context.Context, collections []string, dryRun bool) (ScopeResult, error) {
+	return c.SetScopeWith(ctx, ScopeRequest{Collections: collections, DryRun: dryRun})
+}
+
+// SetScopeWith is SetScope with every option of the request (Force).
+func (c *Client) SetScopeWith(ctx context.Context, req ScopeRequest) (ScopeResult, error) {
 	var out ScopeResult
-	err := c.do(ctx, "PUT", "/scope", nil, ScopeRequest{Collections: collections, DryRun: dryRun}, &out)
+	err := c.do(ctx, "PUT", "/scope", nil, req, &out)
 	return out, err
 }
 

@@ -37,6 +37,7 @@ var codes = []struct {
 	{"invalid", store.ErrInvalid, http.StatusBadRequest},
 	{"reserved", store.ErrReserved, http.StatusBadRequest},
 	{"out_of_scope", store.ErrOutOfScope, http.StatusBadRequest},
+	{"unsent", store.ErrUnsent, http.StatusConflict},
 	{"too_large", store.ErrTooLarge, http.StatusBadRequest},
 	{"wrong_passphrase", store.ErrWrongPassphrase, http.StatusBadRequest},
 	{"stale", store.ErrStale, http.StatusConflict},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshsync/meshsync/consent"
+	"github.com/meshsync/meshsync/node"
 	"github.com/meshsync/meshsync/node/view"
 	"github.com/meshsync/meshsync/store"
 )
@@ -474,15 +475,19 @@ func (s *Server) setScope(r *http.Request) (any, error) {
 		return nil, badRequest{err.Error()}
 	}
 	var ch store.ScopeChange
+	opts := store.ScopeOptions{DryRun: req.DryRun, Force: req.Force}
 	if s.n != nil {
-		ch, err = s.n.SetScope(sc, req.DryRun)
+		ch, err = s.n.SetScope(sc, opts)
 	} else {
-		ch, err = s.st.Replication().SetScope(sc, req.DryRun)
+		if opts.Holders, err = node.Holders(s.st); err != nil {
+			return nil, err
+		}
+		ch, err = s.st.Replication().SetScope(sc, opts)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return ScopeResult{ScopeView: ScopeView{Collections: orEmpty(sc.Collections), All: sc.All()}, Widened: ch.Widened, Dropped: ch.Dropped, DryRun: req.DryRun}, nil
+	return ScopeResult{ScopeView: ScopeView{Collections: orEmpty(sc.Collections), All: sc.All()}, Widened: ch.Widened, Dropped: ch.Dropped, Unsent: ch.Unsent, DryRun: req.DryRun}, nil
 }
 
 func orEmpty(s []string) []string {

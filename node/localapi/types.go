@@ -187,6 +187,9 @@ type ScopeView struct {
 type ScopeRequest struct {
 	Collections []string `json:"collections"`
 	DryRun      bool     `json:"dry_run,omitempty"`
+	// Force narrows even over writes made here that no other device is known to hold
+	// (they are lost); without it such a narrowing fails with store.ErrUnsent.
+	Force bool `json:"force,omitempty"`
 }
 
 // ScopeResult is the scope after a change, whether it widened (the peers send the
@@ -195,5 +198,8 @@ type ScopeResult struct {
 	ScopeView
 	Widened bool `json:"widened"`
 	Dropped int  `json:"dropped"`
-	DryRun  bool `json:"dry_run,omitempty"`
+	// Unsent counts, of the records dropped, those holding a write made here that no
+	// other device is known to hold (store.ScopeChange.Unsent).
+	Unsent int  `json:"unsent"`
+	DryRun bool `json:"dry_run,omitempty"`
 }

@@ -455,11 +455,16 @@ func (s *Server) setScope(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "/policies", err)
 		return
 	}
+	force := r.PostFormValue("force") == "on"
+	if dry.Unsent > 0 && !force {
+		s.fail(w, r, "/policies", fmt.Errorf("%d of the %d records this drops hold writes made here that no other device has yet: sync first, or tick the box to lose them", dry.Unsent, dry.Dropped))
+		return
+	}
 	if dry.Dropped > 0 && r.PostFormValue("confirm") != "on" {
 		s.fail(w, r, "/policies", fmt.Errorf("this drops %d records of the collections left out from this device (the other devices keep them): tick the box to confirm", dry.Dropped))
 		return
 	}
-	res, err := s.c.SetScope(r.Context(), cols, false)
+	res, err := s.c.SetScopeWith(r.Context(), localapi.ScopeRequest{Collections: cols, Force: force})
 	if err != nil {
 		s.fail(w, r, "/policies", err)
 		return

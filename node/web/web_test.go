@@ -496,7 +496,8 @@ func TestPairShortCode(t *testing.T) {
 }
 
 // TestScopeForm: the policies view shows this device's scope and changes it; narrowing
-// that drops records needs the confirmation box.
+// that drops records needs the confirmation box, and one that drops writes no other
+// device has yet needs the second box too.
 func TestScopeForm(t *testing.T) {
 	ws, cl := serve(t)
 	c, csrf := login(t, ws)
@@ -511,14 +512,23 @@ func TestScopeForm(t *testing.T) {
 	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "Every collection.") {
 		t.Fatalf("the policies view does not show the scope:\n%s", page)
 	}
-	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "csrf": {csrf}}, origin)
+	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "force": {"on"}, "csrf": {csrf}}, origin)
 	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "tick the box to confirm") {
 		t.Error("narrowing without the box: no message asking to confirm")
 	}
 	if v, err := cl.Scope(ctx); err != nil || !v.All {
 		t.Fatalf("narrowing without the box changed the scope: %+v %v", v, err)
 	}
+	// The photo was written here and no other device has it: the confirmation is not
+	// enough, the page asks for the second box.
 	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "confirm": {"on"}, "csrf": {csrf}}, origin)
+	if _, page := do(t, c, "GET", base+"/policies", nil, nil); !strings.Contains(page, "no other device has yet") {
+		t.Error("narrowing over an unsent write: no message saying it would be lost")
+	}
+	if v, err := cl.Scope(ctx); err != nil || !v.All {
+		t.Fatalf("narrowing over an unsent write changed the scope: %+v %v", v, err)
+	}
+	do(t, c, "POST", base+"/scope", url.Values{"collections": {"notes"}, "confirm": {"on"}, "force": {"on"}, "csrf": {csrf}}, origin)
 	if v, err := cl.Scope(ctx); err != nil || v.All || len(v.Collections) != 1 || v.Collections[0] != "notes" {
 		t.Fatalf("scope after the form: %+v %v", v, err)
 	}
