@@ -352,7 +352,19 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 }
 
 func openDB(path string, o Options) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions(o)) // bulk.go
+	var held *os.File
+	bo := boltOptions(o) // bulk.go
+	bo.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		held = f
+		return f, err
+	}
+	db, err := bolt.Open(path, 0o600, bo)
+	if err == nil && !lockedPath(held, path) {
+		// Compact renamed a new file over the one this open waited for: take the new one.
+		db.Close()
+		db, err = bolt.Open(path, 0o600, boltOptions(o))
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: %w%s; waited %s", filepath.Dir(path), ErrLocked, lockHolder(filepath.Dir(path)), o.LockTimeout)
@@ -368,6 +380,19 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 	// Record who holds the store, so that a second opener can name the process.
 	_ = os.WriteFile(filepath.Join(filepath.Dir(path), lockFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	return db, nil
+}
+
+// lockedPath reports whether the file bbolt opened and locked is still the one path names.
+func lockedPath(f *os.File, path string) bool {
+	if f == nil {
+		return true
+	}
+	held, err := f.Stat()
+	if err != nil {
+		return true // nothing better to do than go on with the file held
+	}
+	named, err := os.Stat(path)
+	return err != nil || os.SameFile(held, named)
 }
 
 // lockHolder names the process that holds the store, as " (process N)", with its command

@@ -40,6 +40,7 @@ type cli struct {
 	Ls        lsCmd        `cmd:"" help:"List records."`
 	Passwd    passwdCmd    `cmd:"" help:"Change the passphrase (re-encrypts nothing)."`
 	Verify    verifyCmd    `cmd:"" help:"Check every record and index of the store."`
+	Compact   compactCmd   `cmd:"" help:"Rewrite the store file without its free pages (stop the daemon first)."`
 	Export    exportCmd    `cmd:"" help:"Write an encrypted backup of the whole mesh."`
 	Import    importCmd    `cmd:"" help:"Merge a backup into this store, or restore it into an empty directory."`
 	Daemon    daemonCmd    `cmd:"" help:"Run the node in the foreground: sync with the mesh's devices, serve the CLI."`

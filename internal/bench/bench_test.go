@@ -39,6 +39,9 @@ func TestRun(t *testing.T) {
 	if r := rows[7].(IncrementalRow); r.Row != "incremental_fast" || r.Found != 3 {
 		t.Errorf("fast row %+v", r)
 	}
+	if r := rows[10].(FootprintRow); r.CompactedPerRecord <= 0 || r.CompactedPerRecord > r.PerRecord || r.CompactedFree > r.Free || r.PageSize <= 0 || r.CompactedPageSize != 16384 {
+		t.Errorf("footprint row %+v: the compacted store is measured, no larger, in 16 KiB pages", r)
+	}
 	var b bytes.Buffer
 	WriteTable(&b, rows, 64)
 	if !strings.Contains(b.String(), "initial sync") || !strings.Contains(b.String(), "RATIO") {

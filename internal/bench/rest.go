@@ -63,6 +63,10 @@ func (r *run) rest(ctx context.Context) error {
 		return err
 	}
 	r.b = nil
+	fpRow := footprintRow(fp, o.Size)
+	if err := r.compacted(ctx, &fpRow); err != nil {
+		return err
+	}
 
 	base := min(o.Idle, 10*time.Second)
 	r.log("rest: %s with no node open (the Go runtime alone)", base)
@@ -74,7 +78,33 @@ func (r *run) rest(ctx context.Context) error {
 		row.BaselineCPUFraction = cpu.Seconds() / idle.Seconds()
 		row.BaselineWakeupsPerMin = float64(wk) / idle.Minutes()
 	}
-	r.rows = append(r.rows, row, footprintRow(fp, o.Size))
+	r.rows = append(r.rows, row, fpRow)
+	return nil
+}
+
+// compacted compacts B's store (closed) and adds its footprint afterwards to row.
+func (r *run) compacted(ctx context.Context, row *FootprintRow) error {
+	r.log("footprint: B's store compacted")
+	t0 := time.Now()
+	if _, err := store.Compact(r.config("b").Dir, nil); err != nil {
+		return err
+	}
+	row.CompactSeconds = time.Since(t0).Seconds()
+	if _, err := r.reopenB(ctx); err != nil {
+		return err
+	}
+	fp, err := r.b.Store().Replication().Footprint()
+	if cerr := r.b.Close(); err == nil {
+		err = cerr
+	}
+	r.b = nil
+	if err != nil {
+		return err
+	}
+	c := footprintRow(fp, row.ValueBytes)
+	row.CompactedPerRecord, row.CompactedFill, row.CompactedFree, row.CompactedOther = c.PerRecord, c.Fill, c.Free, c.Other
+	row.CompactedEnvelopeFill, row.CompactedIndexFill, row.CompactedMerkleFill = c.EnvelopeFillRate, c.IndexFillRate, c.MerkleFillRate
+	row.CompactedPageSize = c.PageSize
 	return nil
 }
 
@@ -94,7 +124,7 @@ func footprintRow(fp store.Footprint, size int) FootprintRow {
 		PerRecord: per(fp.FileBytes), EnvelopeHeader: per(fp.EnvelopeHeaderBytes), Ciphertext: per(fp.CiphertextBytes),
 		ValueBytes: size, IndexEntries: per(ids.InuseBytes + coll.InuseBytes), MerkleNodes: per(tree.InuseBytes),
 		EnvelopePages: per(env.InuseBytes - envBytes), Fill: per(alloc - inuse), Free: per(fp.FreeBytes),
-		EnvelopeFillRate: rate(env), IndexFillRate: rate(ids), MerkleFillRate: rate(tree)}
+		EnvelopeFillRate: rate(env), IndexFillRate: rate(ids), MerkleFillRate: rate(tree), PageSize: fp.PageSize}
 	row.Other = row.PerRecord - row.EnvelopeHeader - row.Ciphertext - row.IndexEntries - row.MerkleNodes -
 		row.EnvelopePages - row.Fill - row.Free
 	return row

@@ -140,6 +140,19 @@ type (
 		EnvelopeFillRate float64 `json:"envelope_fill"` // used ÷ allocated in the envelope bucket
 		IndexFillRate    float64 `json:"index_fill"`
 		MerkleFillRate   float64 `json:"merkle_fill"`
+		PageSize         int     `json:"page_size"` // of B's bbolt file
+		// The same store after store.Compact (`meshsync compact`, B closed): its time, and
+		// the bytes per record of the compacted file, of which unused bytes in pages,
+		// free pages and the rest (as above).
+		CompactSeconds        float64 `json:"compact_seconds"`
+		CompactedPerRecord    float64 `json:"compacted_bytes_per_record"`
+		CompactedFill         float64 `json:"compacted_fill_per_record"`
+		CompactedFree         float64 `json:"compacted_free_per_record"`
+		CompactedOther        float64 `json:"compacted_other_per_record"`
+		CompactedIndexFill    float64 `json:"compacted_index_fill"`
+		CompactedMerkleFill   float64 `json:"compacted_merkle_fill"`
+		CompactedEnvelopeFill float64 `json:"compacted_envelope_fill"`
+		CompactedPageSize     int     `json:"compacted_page_size"`
 	}
 	// SignaturesRow is what signed authority records cost (store/authority.go): every
 	// record of a reserved collection is signed by its writer and verified on arrival;

@@ -53,6 +53,9 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 			fmt.Fprintf(tw, "disk per record\t%.0f B\ttarget 1,300 B\t%.2f\theader %.0f, ciphertext %.0f (value %d), index %.0f, merkle %.0f, env pages %.0f, fill %.0f, free %.0f, other %.0f; fill rates env %.2f ids %.2f tree %.2f\n",
 				r.PerRecord, r.PerRecord/1300, r.EnvelopeHeader, r.Ciphertext, r.ValueBytes, r.IndexEntries, r.MerkleNodes,
 				r.EnvelopePages, r.Fill, r.Free, r.Other, r.EnvelopeFillRate, r.IndexFillRate, r.MerkleFillRate)
+			fmt.Fprintf(tw, "disk compacted	%.0f B	target 1,300 B	%.2f	meshsync compact: %.1f s; fill %.0f, free %.0f, other %.0f; fill rates env %.2f ids %.2f tree %.2f; %d B pages\n",
+				r.CompactedPerRecord, r.CompactedPerRecord/1300, r.CompactSeconds, r.CompactedFill, r.CompactedFree, r.CompactedOther,
+				r.CompactedEnvelopeFill, r.CompactedIndexFill, r.CompactedMerkleFill, r.CompactedPageSize)
 		case ReconnectRow:
 			fmt.Fprintf(tw, "reconnect\tfirst %.1f ms, p50 %.1f ms (n=%d)\tfirst %.1f ms, p50 %.1f ms (n=%d)\t%.2f\tnothing to send; ratio of the firsts (p50s: %.2f); first: %s B out, %s B in, %d commits\n",
 				r.FirstSeconds*1e3, r.P50Seconds*1e3, r.N, r.SmallFirstSeconds*1e3, r.SmallP50Seconds*1e3, r.SmallN, r.FirstRatio, r.P50Ratio,
