@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -265,9 +266,9 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 			pe.p, pe.err = s.keys.open(pe.env)
 		}
 		if pe.err == nil {
-			if h, err := newHashed(pe.env); err == nil {
-				pe.h = &preparedHash{h, pe.env.Tag}
-			}
+			// Decoding is canonical (FuzzEnvelope): the bytes received are the envelope's
+			// encoding, hashed as they are.
+			pe.h = &preparedHash{hashed{env: pe.env, raw: raw[i], hash: sha256.Sum256(raw[i])}, pe.env.Tag}
 		}
 		pre.items[k] = pe
 	}
