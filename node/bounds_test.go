@@ -56,7 +56,9 @@ func TestHostileCountersOverHosts(t *testing.T) {
 	if _, err := m.syncWith(ctxT(t, 30*time.Second), a.id); err != nil {
 		t.Fatal(err)
 	}
-	sess, err := m.openSync(ctxT(t, 10*time.Second), func(h *wire.Hello) { h.RootFP[0] ^= 1; h.LastSeq += 1 })
+	// Version 4: the sequence order, which a version-5 device still speaks with an older
+	// one (the id order from nothing has its own bounds: TestHostileOrderedStream).
+	sess, err := m.openSync(ctxT(t, 10*time.Second), func(h *wire.Hello) { h.RootFP[0] ^= 1; h.LastSeq += 1; h.Version = 4 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +177,8 @@ func TestHostileBeyondClaim(t *testing.T) {
 	for i, c := range cases {
 		// Claims two envelopes past what the target holds of it.
 		known := a.progress.get(m.id).Seq
-		sess, err := m.openSync(ctxT(t, 10*time.Second), func(h *wire.Hello) { h.RootFP[0] ^= 1; h.LastSeq = known + 2 })
+		// Version 4: the sequence order from what the target holds, even from nothing.
+		sess, err := m.openSync(ctxT(t, 10*time.Second), func(h *wire.Hello) { h.RootFP[0] ^= 1; h.LastSeq = known + 2; h.Version = 4 })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,8 +83,8 @@ type Config struct {
 	// restarts (the first runs at the first Start of a store, then CollectEvery after the
 	// last one). Default 24 hours. How long tombstones live is Store.TombstoneTTL.
 	CollectEvery time.Duration
-	// ApplyBatch is how many envelopes a sync session applies per store transaction.
-	// Default 4096.
+	// ApplyBatch is how many envelopes a sync session applies per store transaction, at
+	// most session.DefaultApplyBytes of them. Default 16384.
 	ApplyBatch int
 
 	// Store is passed to store.Open and store.Init (KDF parameters, NoSync for
@@ -126,7 +126,7 @@ func (c Config) withDefaults() Config {
 		c.CollectEvery = 24 * time.Hour
 	}
 	if c.ApplyBatch <= 0 {
-		c.ApplyBatch = 4096
+		c.ApplyBatch = 16384
 	}
 	if c.Bootstrap == nil && !testmode.Enabled() {
 		c.Bootstrap = DefaultBootstrap()

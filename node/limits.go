@@ -16,8 +16,9 @@ import (
 // more than a few frames and one apply group per allowed session.
 //
 // What one session holds and receives is bounded in package session: it applies every
-// session.DefaultApplyBytes (16 MiB) besides cfg.ApplyBatch envelopes, so one session
-// holds about 20 MiB at most with a frame in flight, and ends after
+// session.DefaultApplyBytes (16 MiB) besides cfg.ApplyBatch envelopes, and the receiving
+// pipeline (pipeline.go) holds readAhead frames, the group being gathered and applyAhead+1
+// groups with the writer, so one session holds about 50 MiB at most, and ends after
 // session.DefaultMaxBytes (2 GiB; a 1M-record initial sync of 1 KiB records carries about
 // 1.2 GiB), applying what arrived; the next session continues from there.
 

@@ -235,30 +235,8 @@ func fill(t testing.TB, st *store.Store, n, size int) {
 // A fresh device receives 10,000 records; an interrupted transfer resumes without
 // sending again what was applied.
 func TestBulkSyncResumes(t *testing.T) {
-	a, err := Init(context.Background(), testConfig(t, "a"), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	a.manual = true
-	mustStart(t, a)
-	fill(t, a.st, 10000, 200)
-	code, _, err := a.Invite(time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, "b")
-	cfg.ApplyBatch = 1000
-	b, err := Join(ctxT(t, 30*time.Second), cfg, code, "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.manual = true
-	mustStart(t, b)
-	if err := b.Host().Connect(ctxT(t, 10*time.Second), a.Host().Peerstore().PeerInfo(a.id)); err != nil {
-		t.Fatal(err)
-	}
+	const applyBatch = 1000
+	a, b := pairFresh(t, 10000, applyBatch)
 	sub := b.Subscribe(20000)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -284,7 +262,7 @@ func TestBulkSyncResumes(t *testing.T) {
 		t.Fatalf("b holds %d records, want 10000", len(all))
 	}
 	t.Logf("first session applied %d records, second received %d (%s)", applied, res.Received, res.Mode)
-	if applied > 0 && applied < 10000 && res.Received > 10000-applied+cfg.ApplyBatch {
+	if applied > 0 && applied < 10000 && res.Received > 10000-applied+applyBatch {
 		t.Fatalf("resume re-sent too much: %d received after %d applied", res.Received, applied)
 	}
 	// Nothing left: a third session moves nothing but b's own device record (its

@@ -58,6 +58,10 @@ type Node struct {
 	closed bool                   // Close was called
 	net    atomic.Pointer[netRun] // the running network; nil while down. Read without mu.
 	manual bool                   // tests, set before Start: no device loops
+
+	// sessionMaxBytes, when set by a test, caps the envelope bytes one session receives
+	// (session.Config.MaxBytes) so that a transfer ends part-way at a known point.
+	sessionMaxBytes int
 }
 
 // netRun is the network between one Start and the next Stop: the host and everything

@@ -131,7 +131,9 @@ func (t *progressTable) set(p peer.ID, pr progress, saved bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur, held := t.m[p]
-	if held && cur.Epoch == pr.Epoch && pr.Seq <= cur.Seq {
+	// An id-ordered cursor moves on at the same sequence (0).
+	cursor := pr.Seq == cur.Seq && pr.Snap > 0 && pr != cur
+	if held && cur.Epoch == pr.Epoch && pr.Seq <= cur.Seq && !cursor {
 		if saved && pr == cur {
 			delete(t.dirty, p)
 		}
@@ -239,14 +241,15 @@ func (t *progressTable) echoFilter(p peer.ID) session.Echo {
 	}
 }
 
-// applyFrom applies envelopes received from p in one store transaction. It records the
+// applyFrom applies envelopes received from p (prepared: store.Replication.Prepare; in
+// record-id order when inOrder) in one store transaction. It records the
 // sequence numbers they got as echo of p (ApplyResult.FirstSeq..LastSeq: nothing else
 // writes in between), and, when pr is not nil and the store refused none of them, writes
 // pr as p's progress in the same transaction.
-func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyResult, error) {
+func (n *Node) applyFrom(p peer.ID, pre *store.Prepared, pr *progress, inOrder bool) (store.ApplyResult, error) {
 	var echoFrom, echoTo uint64
 	wrote := false
-	ar, err := n.st.Replication().ApplyWith(envs, func(tx *store.Tx, ar store.ApplyResult) error {
+	ar, err := n.st.Replication().ApplyPrepared(pre, func(tx *store.Tx, ar store.ApplyResult) error {
 		if ar.LastSeq > 0 {
 			echoFrom, echoTo = ar.FirstSeq-1, ar.LastSeq
 			n.progress.received(p, echoFrom, echoTo)
@@ -259,7 +262,7 @@ func (n *Node) applyFrom(p peer.ID, envs [][]byte, pr *progress) (store.ApplyRes
 			return tx.PutLocal(progressName(p), *pr)
 		}
 		return nil
-	})
+	}, inOrder)
 	if err != nil {
 		if echoTo > 0 {
 			n.progress.forget(p, echoFrom, echoTo)

@@ -175,7 +175,7 @@ func (n *Node) receivePush(s network.Stream, p peer.ID) error {
 			}
 		}
 		if len(batch.Envelopes) > 0 {
-			ar, err := n.applyFrom(p, batch.Envelopes, pr)
+			ar, err := n.applyFrom(p, n.st.Replication().Prepare(batch.Envelopes, 1), pr, false)
 			if err != nil {
 				return err
 			}

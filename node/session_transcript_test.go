@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,16 +23,20 @@ import (
 // TestSessionTranscripts runs the sync session's state machines (node/session) against
 // each other over in-memory stores, as written in testdata/session/*.txt. Commands:
 //
-//	store NAME [contact=-Nd] [horizon=-Nd] [blind]  a store with its own epoch
+//	store NAME [contact=-Nd] [horizon=-Nd] [blind] [version=N]
+//	                                                a store with its own epoch, whose
+//	                                                sessions speak sync version N
 //	put NAME KEY… [at=-Nd]                          local writes (each a new version)
 //	known NAME PEER SEQ                             NAME holds PEER's store up to SEQ
 //	echo NAME PEER FROM TO                          NAME's (FROM, TO] came from PEER
-//	sync A B [lie=B.FIELD=V,…] [hostile=B] [cap=N] [applybatch=N]
+//	sync A B [lie=B.FIELD=V,…] [hostile=B] [cap=N] [applybatch=N] [batch=N]
 //	                                                (FIELD: last, root, known, epoch,
-//	                                                version, proof, horizon=±Nd)
+//	                                                version, proof, resume, horizon=±Nd)
 //	                                                a session, A initiating; a hostile
 //	                                                side sends the frames listed as input
-//	                                                instead of its own envelopes
+//	                                                instead of its own envelopes; cap
+//	                                                bounds A's received bytes, batch the
+//	                                                envelopes of an id-ordered Batch
 //	show NAME                                       the store, in sequence order
 //
 // Keys are named by their record; a key starting with "bad" is refused by the receiving
@@ -70,6 +76,7 @@ type memStore struct {
 	blind    bool
 	peerIDs  map[string]peer.ID
 	selfPeer peer.ID
+	version  byte
 }
 
 var _ session.Source = (*memStore)(nil)
@@ -93,6 +100,27 @@ func (m *memStore) SinceUpTo(after, upto uint64, limit int, fn func(uint64, []by
 		n++
 	}
 	return last, nil
+}
+
+func (m *memStore) Ordered(after merkle.ID, first bool, upto uint64, limit int, fn func(merkle.ID, []uint64, [][]byte) error) (merkle.ID, bool, error) {
+	ids := slices.SortedFunc(maps.Keys(m.ids), func(a, b merkle.ID) int { return bytes.Compare(a[:], b[:]) })
+	last, any, n := after, false, 0
+	for _, id := range ids {
+		if !first && bytes.Compare(id[:], after[:]) <= 0 {
+			continue
+		}
+		if limit > 0 && n >= limit {
+			break
+		}
+		n++
+		if seq := m.ids[id]; seq <= upto {
+			if err := fn(id, []uint64{seq}, [][]byte{m.bySeq[seq]}); err != nil {
+				return last, any, err
+			}
+		}
+		last, any = id, true
+	}
+	return last, any, nil
 }
 
 func (m *memStore) Envelopes(ids []merkle.ID, fn func([]byte) error) error {
@@ -122,8 +150,10 @@ func (m *memStore) add(id merkle.ID, raw []byte) uint64 {
 func (m *memStore) hello(peerName string, initiator bool, key []byte) wire.Hello {
 	root := m.sum.Root()
 	pr := m.known[peerName]
+	snap, after := pr.Cursor()
 	return wire.Hello{
-		Version: wire.Version, Proof: session.Proof(key, session.Role(initiator), m.selfPeer, m.peerIDs[peerName]),
+		ResumeSnap: snap, ResumeAfter: after,
+		Version: m.version, Proof: session.Proof(key, session.Role(initiator), m.selfPeer, m.peerIDs[peerName]),
 		Epoch: m.epoch, KnownEpoch: pr.Epoch, KnownSeq: pr.Seq, LastSeq: m.seq,
 		RootCount: root.Count, RootFP: root.FP,
 		Horizon: session.TimeMs(m.horizon), LastContact: session.TimeMs(m.contact),
@@ -201,8 +231,12 @@ func (e *sessionEnv) frame(f session.Frame) string {
 		if err != nil {
 			return "hello ?" + err.Error()
 		}
-		return fmt.Sprintf("hello epoch=%s last=%d known=%s:%d root=%d", e.epochName(h.Epoch), h.LastSeq,
+		line := fmt.Sprintf("hello epoch=%s last=%d known=%s:%d root=%d", e.epochName(h.Epoch), h.LastSeq,
 			e.epochName(h.KnownEpoch), h.KnownSeq, h.RootCount)
+		if h.ResumeSnap > 0 {
+			line += fmt.Sprintf(" resume=%d:%s", h.ResumeSnap, e.keys[h.ResumeAfter])
+		}
+		return line
 	case wire.TypeMerkle:
 		return fmt.Sprintf("merkle %dB", len(f.Body))
 	case wire.TypeBatch:
@@ -232,6 +266,11 @@ func (e *sessionEnv) run(c *transcriptCmd) string {
 			known: map[string]session.Progress{}, echo: map[string][][2]uint64{}, blind: slices.Contains(c.args, "blind"),
 			peerIDs: map[string]peer.ID{}, selfPeer: peer.ID("peer-" + name)}
 		copy(m.epoch[:], name)
+		m.version = wire.Version
+		if v, ok := c.opts["version"]; ok {
+			n, _ := strconv.Atoi(v)
+			m.version = byte(n)
+		}
 		if v, ok := c.opts["contact"]; ok {
 			m.contact = e.days(v)
 		}
@@ -287,13 +326,22 @@ func (e *sessionEnv) show(m *memStore) string {
 	lines := []string{line, fmt.Sprintf("epoch=%s last=%d", m.name, m.seq)}
 	for _, p := range e.order {
 		if pr, ok := m.known[p]; ok {
-			lines = append(lines, fmt.Sprintf("knows %s: %s:%d", p, e.epochName(pr.Epoch), pr.Seq))
+			lines = append(lines, fmt.Sprintf("knows %s: %s", p, e.progress(pr)))
 		}
 	}
 	if !m.horizon.IsZero() {
 		lines = append(lines, "horizon "+m.horizon.Format(time.DateOnly))
 	}
 	return strings.Join(lines, "\n")
+}
+
+// progress prints a progress: epoch:seq, and the id-ordered cursor when there is one.
+func (e *sessionEnv) progress(pr session.Progress) string {
+	out := fmt.Sprintf("%s:%d", e.epochName(pr.Epoch), pr.Seq)
+	if snap, after := pr.Cursor(); snap > 0 {
+		out += fmt.Sprintf(" cursor=%d:%s", snap, e.keys[after])
+	}
+	return out
 }
 
 // side is one end of a transcript session.
@@ -329,6 +377,9 @@ func (e *sessionEnv) sync(c *transcriptCmd) string {
 		}
 		if v, ok := c.opts["applybatch"]; ok {
 			cfg.ApplyBatch, _ = strconv.Atoi(v)
+		}
+		if v, ok := c.opts["batch"]; ok {
+			cfg.BatchEnvelopes, _ = strconv.Atoi(v)
 		}
 		s.sess = session.New(cfg)
 		if c.opts["hostile"] == s.name {
@@ -394,6 +445,8 @@ func (e *sessionEnv) lie(c *transcriptCmd, name string, h *wire.Hello) {
 			h.Proof[0] ^= 1
 		case "known":
 			h.KnownSeq = n
+		case "resume":
+			h.ResumeSnap = n
 		case "epoch":
 			copy(h.Epoch[:], v)
 		case "horizon":
@@ -575,7 +628,7 @@ func (e *sessionEnv) apply(s *side, a *session.Apply, logf func(string, ...any))
 	}
 	if pr != nil && (len(a.Envelopes) == 0 || r.Bad == 0 && r.Later == 0) {
 		m.known[s.peer.name] = *pr
-		what += fmt.Sprintf(" progress=%s:%d", e.epochName(pr.Epoch), pr.Seq)
+		what += " progress=" + e.progress(*pr)
 	}
 	logf("%s: %s", s.name, what)
 	return r

@@ -31,8 +31,11 @@ import (
 // the outcome. See node/session's doc for the rules.
 //
 // A session applies every cfg.ApplyBatch envelopes or session.DefaultApplyBytes bytes,
-// ends after session.DefaultMaxBytes (the next one continues), and this node serves
-// maxInbound sessions per device at a time (limits.go).
+// in a pipeline (pipeline.go: frames read ahead, envelopes opened on every core, one
+// writer), ends after session.DefaultMaxBytes (the next one continues), and this node
+// serves maxInbound sessions per device at a time (limits.go). Two devices of sync version
+// 5 send a device that holds nothing of the other in record-id order
+// (node/session/ordered.go).
 const SyncProtocol = "/meshsync/sync/1.0.0"
 
 // sessionResult reports one finished session: what the session did, and what the
@@ -105,7 +108,10 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 	}
 	pr := n.progress.get(p)
 	hz := n.myHorizon()
+	snap, after := pr.Cursor()
 	return &wire.Hello{
+		ResumeSnap:  snap,
+		ResumeAfter: after,
 		ScopeAll:    all,
 		Scope:       scope,
 		Roots:       tagRoots,
@@ -156,6 +162,12 @@ func (s storeSource) SinceUpTo(after, upto uint64, limit int, fn func(seq uint64
 
 func (s storeSource) Envelopes(ids []merkle.ID, fn func(raw []byte) error) error {
 	return s.st.Replication().Envelopes(ids, fn)
+}
+
+func (s storeSource) Ordered(after merkle.ID, first bool, upto uint64, limit int, fn func(id merkle.ID, seqs []uint64, raws [][]byte) error) (merkle.ID, bool, error) {
+	return s.st.Replication().OrderedUpTo(after, first, upto, limit, func(r *store.HeldRecord) error {
+		return fn(r.ID, r.Seqs, r.Raw)
+	})
 }
 
 // syncWith opens a session with p as the initiator.
@@ -253,11 +265,29 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		Now: started, TombstoneTTL: n.tombstoneTTL(), Blind: n.blind,
 		Echo:       n.progress.echoFilter(p),
 		ApplyBatch: n.cfg.ApplyBatch,
+		MaxBytes:   n.sessionMaxBytes,
 	})
 	var sent chan error // the Sender's goroutine, once the transfer began
+	// The receiving pipeline (pipeline.go): frames read ahead, groups applied by a writer.
+	var frames <-chan frameIn
+	stopRead := make(chan struct{})
+	var writer *groupWriter
+	wctx, wcancel := context.WithCancel(ctx)
+	defer func() {
+		wcancel()
+		close(stopRead)
+		if frames != nil {
+			s.Reset() // a read in flight returns
+			for range frames {
+			}
+		}
+		if writer != nil {
+			writer.close()
+		}
+	}()
 	// A session that starts with nothing received from p yet brings this device p's
 	// whole store: status shows how far it has come.
-	initial := n.progress.get(p) == (progress{})
+	initial := n.progress.get(p).Seq == 0
 	out, err := sess.Start()
 	for {
 		for _, f := range out.Send {
@@ -282,18 +312,17 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			sent = make(chan error, 1)
 			snd := sess.Sender()
 			go func() { sent <- runSender(rw, snd) }()
+			frames = readAheadFrames(rw, stopRead)
+			writer = n.newGroupWriter(wctx, p)
 		}
 		switch {
 		case out.Apply != nil:
-			r, aerr := n.applyGroup(p, out.Apply)
-			if aerr != nil {
-				out, err = session.Output{}, aerr
-				continue
-			}
-			out, err = sess.Applied(r)
-			if res := sess.Result(); initial && res.Applied > 0 {
-				n.track.initialProgress(p, int64(res.Applied), int64(res.PeerRecords), start)
-			}
+			writer.jobs <- writer.prepare(out.Apply) // at most applyAhead+1 out: never waits long
+			out = session.Output{}
+		case sess.InFlight() > 0 && (!sess.Ready() || sess.InFlight() > applyAhead || frames == nil):
+			out, err = n.appliedGroup(sess, writer, <-writer.results, initial, start)
+		case sess.InFlight() > 0 && len(writer.results) > 0:
+			out, err = n.appliedGroup(sess, writer, <-writer.results, initial, start)
 		case out.Received:
 			if err := <-sent; err != nil {
 				res.Result = sess.Result()
@@ -305,6 +334,29 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			res.Result = sess.Result()
 			n.progress.setScope(p, res.PeerScope)
 			return res, n.sessionDone(p, res, started, start, rw)
+		case frames != nil:
+			var in frameIn
+			var ok bool
+			if sess.InFlight() > 0 {
+				select {
+				case r := <-writer.results:
+					out, err = n.appliedGroup(sess, writer, r, initial, start)
+					continue
+				case in, ok = <-frames:
+				}
+			} else {
+				in, ok = <-frames
+			}
+			if !ok { // the reader ended after the End frame: read on directly
+				frames = nil
+				out = session.Output{}
+				continue
+			}
+			if in.err != nil {
+				out, err = session.Output{}, fmt.Errorf("read %s: %w", sess.Waiting(), in.err)
+				continue
+			}
+			out, err = sess.Step(session.Frame{Type: in.t, Body: in.body})
 		default:
 			t, b, rerr := rw.readFrame()
 			if rerr != nil {
@@ -314,6 +366,18 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			out, err = sess.Step(session.Frame{Type: t, Body: b})
 		}
 	}
+}
+
+// appliedGroup reports one group the writer applied to the session.
+func (n *Node) appliedGroup(sess *session.Session, w *groupWriter, r applyOut, initial bool, start time.Time) (session.Output, error) {
+	if r.err != nil {
+		return session.Output{}, r.err
+	}
+	out, err := sess.Applied(r.r)
+	if res := sess.Result(); initial && res.Applied > 0 {
+		w.n.track.initialProgress(w.p, int64(res.Applied), int64(res.PeerRecords), start)
+	}
+	return out, err
 }
 
 // runSender writes the Sender's frames until its End.
@@ -329,10 +393,14 @@ func runSender(rw *frameRW, snd *session.Sender) error {
 	}
 }
 
-// applyGroup applies one group of received envelopes with the progress it earns, in one
-// transaction, and reports what the store did.
-func (n *Node) applyGroup(p peer.ID, a *session.Apply) (session.Applied, error) {
+// applyGroup applies one group of received envelopes (prepared: pre) with the progress it
+// earns, in one transaction, and reports what the store did. rejected counts the
+// envelopes refused earlier in the session: progress passes none of them.
+func (n *Node) applyGroup(p peer.ID, a *session.Apply, pre *store.Prepared, rejected int) (session.Applied, error) {
 	pr := a.Progress(n.progress.get(p))
+	if rejected > 0 {
+		pr = nil
+	}
 	if len(a.Envelopes) == 0 {
 		if pr != nil {
 			if err := n.progress.save(p, *pr); err != nil {
@@ -341,7 +409,7 @@ func (n *Node) applyGroup(p peer.ID, a *session.Apply) (session.Applied, error) 
 		}
 		return session.Applied{}, nil
 	}
-	ar, err := n.applyFrom(p, a.Envelopes, pr)
+	ar, err := n.applyFrom(p, pre, pr, a.InOrder)
 	if err != nil {
 		return session.Applied{}, fmt.Errorf("apply: %w", err)
 	}

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -55,11 +58,19 @@ func (h Replication) Apply(raw [][]byte) (ApplyResult, error) {
 // ApplyWith is Apply, and then calls fn (when not nil) in the same transaction, so that a
 // caller can record its progress (Tx.PutLocal) atomically with the envelopes.
 func (h Replication) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
+	return h.applyWith(h.s.prepare(raw, 1), fn, false)
+}
+
+func (h Replication) applyWith(pre *Prepared, fn func(*Tx, ApplyResult) error, inOrder bool) (ApplyResult, error) {
 	s := h.s
+	raw := pre.raw
 	var res ApplyResult
 	err := s.Update(func(t *Tx) error {
 		res = ApplyResult{}
-		if err := t.apply(raw, &res); err != nil {
+		if inOrder {
+			t.packIndexes()
+		}
+		if err := t.applyPrepared(pre, &res); err != nil {
 			return err
 		}
 		if fn != nil {
@@ -86,6 +97,10 @@ func (h Replication) ApplyWith(raw [][]byte, fn func(*Tx, ApplyResult) error) (A
 }
 
 func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
+	return t.applyPrepared(t.s.prepare(raw, 1), res)
+}
+
+func (t *Tx) applyPrepared(pre *Prepared, res *ApplyResult) error {
 	changed := map[merkle.ID]int{} // id -> index in res.Changes
 	before := t.peekSeq()
 	defer func() {
@@ -105,32 +120,24 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		i   int
 		env *Envelope
 		p   *payload
+		h   *preparedHash
 	}
 	var members, rest []item
-	for _, i := range applyOrder(raw) {
-		env, err := UnmarshalEnvelope(raw[i])
-		if err == nil {
-			err = checkCounters(env.Version) // counters a local write could not pass (guard.go)
-		}
-		if err != nil {
-			reject(i, err)
+	for k := range pre.items {
+		pe := &pre.items[k]
+		i, env, p := pe.i, pe.env, pe.p
+		if pe.err != nil {
+			reject(i, pe.err)
 			continue
-		}
-		var p *payload
-		if env.KeyEpoch == 0 {
-			if p, err = t.openForApply(env); err != nil {
-				reject(i, err)
-				continue
-			}
 		}
 		if !t.inScope(env, p) {
 			res.OutOfScope++
 			continue
 		}
 		if p != nil && membershipCollection(p.Collection) {
-			members = append(members, item{i, env, p})
+			members = append(members, item{i, env, p, pe.h})
 		} else {
-			rest = append(rest, item{i, env, p})
+			rest = append(rest, item{i, env, p, pe.h})
 		}
 	}
 	for progress := true; progress && len(members) > 0; {
@@ -143,7 +150,7 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 				continue
 			}
 			if err == nil {
-				err = t.applyOne(it.env, it.p, res, changed, ak)
+				err = t.applyOne(it.env, it.p, it.h, res, changed, ak)
 			}
 			if err != nil {
 				if !isRefusal(err) {
@@ -184,7 +191,7 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 			err = t.admit(ak, it.env, p)
 		}
 		if err == nil {
-			err = t.applyOne(it.env, p, res, changed, ak)
+			err = t.applyOne(it.env, p, it.h, res, changed, ak)
 		}
 		if err != nil {
 			if !isRefusal(err) {
@@ -202,6 +209,92 @@ func (t *Tx) apply(raw [][]byte, res *ApplyResult) error {
 		return t.noteRollback(res.RolledBack)
 	}
 	return nil
+}
+
+// Prepared is a batch of envelopes decoded, checked and opened ahead of the transaction
+// that applies it (Replication.Prepare): what needs no store state. ApplyPrepared applies
+// it as ApplyWith applies the same bytes, once (the transaction may edit its envelopes).
+type Prepared struct {
+	raw   [][]byte
+	items []preparedEnv // in applyOrder
+}
+
+type preparedEnv struct {
+	i   int
+	env *Envelope
+	p   *payload // opened (epoch 0, a device's store); nil on a blind replica or a later epoch
+	err error    // refused before the transaction: malformed, counters, tampered
+	h   *preparedHash
+}
+
+// preparedHash is an envelope encoded and hashed by Prepare, with the collection tag it
+// had then (applyOne hashes again an envelope the transaction tagged since).
+type preparedHash struct {
+	h   hashed
+	tag Tag
+}
+
+// Prepare decodes envelopes, checks their counters and opens those of key epoch 0 on up
+// to workers goroutines at once (workers < 1: one), without a transaction: the work of an
+// apply that needs no store state, so that a receiver can do it on every core while
+// another batch commits. Each envelope's outcome is kept for ApplyPrepared; Prepare
+// itself fails on nothing.
+func (h Replication) Prepare(raw [][]byte, workers int) *Prepared {
+	return h.s.prepare(raw, workers)
+}
+
+// ApplyPrepared is ApplyWith for a prepared batch: the store's authority, membership and
+// antichain checks run in its transaction. inOrder is ApplyInOrder's hint.
+func (h Replication) ApplyPrepared(pre *Prepared, fn func(*Tx, ApplyResult) error, inOrder bool) (ApplyResult, error) {
+	return h.applyWith(pre, fn, inOrder)
+}
+
+// prepareChunk is the envelopes one Prepare worker takes at a time.
+const prepareChunk = 256
+
+func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
+	order := applyOrder(raw)
+	pre := &Prepared{raw: raw, items: make([]preparedEnv, len(order))}
+	one := func(k int) {
+		i := order[k]
+		pe := preparedEnv{i: i}
+		pe.env, pe.err = UnmarshalEnvelope(raw[i])
+		if pe.err == nil {
+			pe.err = checkCounters(pe.env.Version) // counters a local write could not pass (guard.go)
+		}
+		if pe.err == nil && pe.env.KeyEpoch == 0 && !s.keys.blind {
+			pe.p, pe.err = s.keys.open(pe.env)
+		}
+		if pe.err == nil {
+			// Decoding is canonical (FuzzEnvelope): the bytes received are the envelope's
+			// encoding, hashed as they are.
+			pe.h = &preparedHash{hashed{env: pe.env, raw: raw[i], hash: sha256.Sum256(raw[i])}, pe.env.Tag}
+		}
+		pre.items[k] = pe
+	}
+	if workers <= 1 || len(order) <= prepareChunk {
+		for k := range order {
+			one(k)
+		}
+		return pre
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, (len(order)+prepareChunk-1)/prepareChunk) {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(prepareChunk)) - prepareChunk
+				if from >= len(order) {
+					return
+				}
+				for k := from; k < min(from+prepareChunk, len(order)); k++ {
+					one(k)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return pre
 }
 
 // refusal marks an error that refuses one envelope, as opposed to one that fails the
@@ -272,12 +365,17 @@ func (t *Tx) check(ak *applyKeys, e *Envelope, p *payload) error {
 }
 
 // applyOne merges one checked envelope into its record's antichain.
-func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[merkle.ID]int, ak *applyKeys) error {
-	h, err := newHashed(env)
-	if err != nil {
-		return refusal{err}
+func (t *Tx) applyOne(env *Envelope, p *payload, pre *preparedHash, res *ApplyResult, changed map[merkle.ID]int, ak *applyKeys) error {
+	var h hashed
+	if pre != nil && pre.h.env == env && pre.tag == env.Tag {
+		h = pre.h // encoded and hashed by Prepare, and not retagged since
+	} else {
+		var err error
+		if h, err = newHashed(env); err != nil {
+			return refusal{err}
+		}
 	}
-	set, err := t.antichain(env.ID)
+	set, entry, existed, err := t.antichainEntry(env.ID)
 	if err != nil {
 		return err
 	}
@@ -303,11 +401,11 @@ func (t *Tx) applyOne(env *Envelope, p *payload, res *ApplyResult, changed map[m
 	if !ok {
 		res.Stale++
 		if tagOf(held) != tagOf(set) { // nothing new, but what was held is tagged now
-			return t.replace(env.ID, held, set)
+			return t.replaceEntry(env.ID, held, set, entry, existed)
 		}
 		return nil
 	}
-	if err := t.replace(env.ID, held, next); err != nil {
+	if err := t.replaceEntry(env.ID, held, next, entry, existed); err != nil {
 		return err
 	}
 	if p != nil {

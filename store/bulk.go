@@ -107,7 +107,8 @@ func openBulkFile(path string) (*bulkFile, error) {
 }
 
 // Write appends envs under fresh sequence numbers, each with an index entry whose id
-// stands in for the antichain digest (the same size), in one committed transaction.
+// stands in for the antichain digest (the same size), in one committed transaction. The
+// id index pages are packed as an initial sync in record-id order packs them.
 func (f *bulkFile) Write(envs [][]byte, ids []merkle.ID) error {
 	if len(envs) != len(ids) {
 		return fmt.Errorf("bulk write: %d envelopes, %d ids", len(envs), len(ids))
@@ -122,7 +123,9 @@ func (f *bulkFile) Write(envs [][]byte, ids []merkle.ID) error {
 			}
 			idx[ids[i]] = idEntry{digest: merkle.Digest(ids[i]), seqs: []uint64{f.seq}}.marshal()
 		}
-		return putIDs(tx.Bucket(bucketIDs), idx)
+		ids := tx.Bucket(bucketIDs)
+		ids.FillPercent = appendFill // as an initial sync in record-id order writes it (ordered.go)
+		return putIDs(ids, idx)
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"io"
 	"slices"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -384,12 +386,19 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 
 // recordID is the keyed hash that names a record everywhere outside a device.
 func (k *keyring) recordID(collection, key string) merkle.ID {
-	m := hmac.New(sha256.New, k.id)
-	m.Write(binary.AppendUvarint(nil, uint64(len(collection))))
-	m.Write([]byte(collection))
-	m.Write([]byte(key))
+	m, _ := k.idMACs.Get().(hash.Hash) // a MAC under k.id costs two hash blocks to set up
+	if m == nil {
+		m = hmac.New(sha256.New, k.id)
+	} else {
+		m.Reset()
+	}
+	var n [binary.MaxVarintLen64]byte
+	m.Write(binary.AppendUvarint(n[:0], uint64(len(collection))))
+	io.WriteString(m, collection)
+	io.WriteString(m, key)
 	var id merkle.ID
-	copy(id[:], m.Sum(nil))
+	m.Sum(id[:0])
+	k.idMACs.Put(m)
 	return id
 }
 
@@ -405,8 +414,22 @@ func (t Tag) Reserved() bool { return t[0]&0x80 != 0 }
 // String returns the tag in hex.
 func (t Tag) String() string { return fmt.Sprintf("%x", t[:]) }
 
+// maxTagCache bounds the collection tags a keyring remembers.
+const maxTagCache = 4096
+
 // tag is the collection's Tag.
 func (k *keyring) tag(collection string) Tag {
+	if t, ok := k.tags.Load(collection); ok {
+		return t.(Tag)
+	}
+	t := k.newTag(collection)
+	if k.tagged.Add(1) <= maxTagCache { // the id key never rotates: a tag never changes
+		k.tags.Store(collection, t)
+	}
+	return t
+}
+
+func (k *keyring) newTag(collection string) Tag {
 	m := hmac.New(sha256.New, k.id)
 	m.Write([]byte("meshsync collection tag\x00"))
 	m.Write([]byte(collection))

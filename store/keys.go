@@ -273,6 +273,12 @@ type keyring struct {
 	epochMu sync.Mutex
 	// excluded are the key ids the membership forbids sealing under (authority.go).
 	excluded atomic.Pointer[map[string]bool]
+
+	// idMACs holds HMAC states under id for reuse (recordID); tags remembers collection
+	// tags (tag), tagged counts those computed, and at most maxTagCache are kept.
+	idMACs sync.Pool
+	tags   sync.Map
+	tagged atomic.Int64
 }
 
 func newKeyring(meshKey []byte) *keyring {

@@ -52,6 +52,7 @@ type Tx struct {
 	now      time.Time
 	changes  []Change
 	nodes    map[treeNode]*merkle.Node
+	lastPath *treePath            // treeEdit's last path into nodes
 	ids      map[merkle.ID][]byte // id index entries written by this transaction, flushed in key order
 	coll     map[string]struct{}  // collection index keys written by this transaction, likewise
 	seq      uint64
@@ -125,28 +126,31 @@ func (t *Tx) flush() error {
 		}
 	}
 	tree := t.tx.Bucket(bucketTree)
-	keys := make([]treeNode, 0, len(t.nodes))
-	for p := range t.nodes {
-		keys = append(keys, p)
+	type keyed struct {
+		key []byte
+		n   *merkle.Node
 	}
-	slices.SortFunc(keys, func(a, b treeNode) int { return bytes.Compare(a.key(), b.key()) })
-	for _, p := range keys {
-		n := t.nodes[p]
-		if n.Count == 0 {
-			if err := tree.Delete(p.key()); err != nil {
+	keys := make([]keyed, 0, len(t.nodes))
+	for p, n := range t.nodes {
+		keys = append(keys, keyed{p.key(), n})
+	}
+	slices.SortFunc(keys, func(a, b keyed) int { return bytes.Compare(a.key, b.key) })
+	for _, k := range keys {
+		if k.n.Count == 0 {
+			if err := tree.Delete(k.key); err != nil {
 				return err
 			}
 			continue
 		}
-		b, err := n.MarshalBinary()
+		b, err := k.n.MarshalBinary()
 		if err != nil {
 			return err
 		}
-		if err := tree.Put(p.key(), b); err != nil {
+		if err := tree.Put(k.key, b); err != nil {
 			return err
 		}
 	}
-	t.nodes = nil
+	t.nodes, t.lastPath = nil, nil
 	meta := t.tx.Bucket(bucketMeta)
 	if t.seqDirty {
 		if err := meta.Put(metaSeq, u64be(t.seq)); err != nil {
@@ -555,10 +559,23 @@ func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
 
 // antichain loads the envelopes currently held for id.
 func (t *Tx) antichain(id merkle.ID) ([]hashed, error) {
+	set, _, _, err := t.antichainEntry(id)
+	return set, err
+}
+
+// antichainEntry is antichain, with id's index entry and whether it has one (for
+// replaceEntry).
+func (t *Tx) antichainEntry(id merkle.ID) ([]hashed, idEntry, bool, error) {
 	e, ok, err := t.loadEntry(id)
 	if err != nil || !ok {
-		return nil, err
+		return nil, e, ok, err
 	}
+	set, err := t.loadSet(id, e)
+	return set, e, true, err
+}
+
+// loadSet loads the envelopes of id's index entry e.
+func (t *Tx) loadSet(id merkle.ID, e idEntry) ([]hashed, error) {
 	envs := t.tx.Bucket(bucketEnv)
 	set := make([]hashed, 0, len(e.seqs))
 	for _, seq := range e.seqs {
@@ -604,6 +621,11 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	if err != nil {
 		return err
 	}
+	return t.replaceEntry(id, old, next, entry, existed)
+}
+
+// replaceEntry is replace given id's index entry as loaded with old (antichainEntry).
+func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, existed bool) error {
 	oldSeq := map[[32]byte]uint64{}
 	for i, h := range old {
 		if i < len(entry.seqs) {
@@ -659,12 +681,14 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 }
 
 func (t *Tx) treeUpdate(tag Tag, id merkle.ID, old *merkle.Digest, next merkle.Digest) error {
-	return t.treeEdit(tag, id, func(n *merkle.Node) {
-		if old != nil {
-			n.Remove(merkle.Item{ID: id, Digest: *old})
-		}
-		n.Add(merkle.Item{ID: id, Digest: next})
-	})
+	// The change is the same on every node of the path: hash the items once and add the
+	// difference (counts and lanes add modulo 2^64, so a removal is an addition).
+	var delta merkle.Node
+	if old != nil {
+		delta.Remove(merkle.Item{ID: id, Digest: *old})
+	}
+	delta.Add(merkle.Item{ID: id, Digest: next})
+	return t.treeEdit(tag, id, func(n *merkle.Node) { n.AddNode(delta) })
 }
 
 // treeNode names a node of the Merkle forest: the tree of one collection tag, and a prefix
@@ -687,21 +711,46 @@ func (t *Tx) treeEdit(tag Tag, id merkle.ID, edit func(*merkle.Node)) error {
 		t.nodes = map[treeNode]*merkle.Node{}
 	}
 	tree := t.tx.Bucket(bucketTree)
-	for _, q := range merkle.Path(id) {
+	// Consecutive edits of nearby ids (an initial sync in id order) share the top of their
+	// paths: those nodes are taken from the last path without a map lookup.
+	if t.lastPath == nil {
+		t.lastPath = &treePath{}
+	}
+	lp := t.lastPath
+	same := lp.set && lp.tag == tag
+	for l := range merkle.Depth {
+		q := merkle.PrefixOf(id, l)
+		if same && lp.prefix[l] == q {
+			edit(lp.node[l])
+			continue
+		}
+		same = false
 		p := treeNode{tag, q}
 		n, ok := t.nodes[p]
 		if !ok {
 			n = &merkle.Node{}
 			if b := tree.Get(p.key()); b != nil {
 				if err := n.UnmarshalBinary(b); err != nil {
+					lp.set = false
 					return fmt.Errorf("%w: merkle node: %v", ErrCorrupt, err)
 				}
 			}
 			t.nodes[p] = n
 		}
+		lp.prefix[l], lp.node[l] = q, n
 		edit(n)
 	}
+	lp.tag, lp.set = tag, true
 	return nil
+}
+
+// treePath is the last path treeEdit walked: its tag, prefixes and nodes (held in
+// Tx.nodes).
+type treePath struct {
+	set    bool
+	tag    Tag
+	prefix [merkle.Depth]merkle.Prefix
+	node   [merkle.Depth]*merkle.Node
 }
 
 // Put writes a JSON document in its own transaction.

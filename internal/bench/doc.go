@@ -6,8 +6,9 @@
 // push latency, and the nodes at rest (memory, disk, idle CPU and wake-ups). Each figure is
 // set beside a limit measured in the same run, alone, in the same process: a raw libp2p
 // stream between two bare hosts configured like a node's, the store's bulk layout written
-// by package store's own code (internal/storehook), XChaCha20-Poly1305 opening, one round
-// trip and one committed transaction. Reconcile measures the reconciliation algorithm on
+// by package store's own code (internal/storehook) in the order an initial sync writes it
+// (record-id order, in transactions of a session's apply group), XChaCha20-Poly1305
+// opening, one round trip and one committed transaction. Reconcile measures the reconciliation algorithm on
 // two in-memory sets.
 //
 // # Usage

@@ -34,7 +34,7 @@ import (
 const (
 	rawProtocol  = "/meshsync-bench/raw/1"
 	echoProtocol = "/meshsync-bench/echo/1"
-	limitBatch   = 4096 // envelopes per bbolt transaction: node.Config.ApplyBatch's default
+	limitBatch   = 16384 // envelopes per bbolt transaction: node.Config.ApplyBatch's default
 )
 
 // limits are the measured ceilings of an initial sync, in records per second.
@@ -203,7 +203,9 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 // boltLimit is the store's bulk layout alone (storehook.BulkFile, written by package
 // store's own code): envelopes appended under their sequence numbers, the id index in key
-// order, a store's bbolt options, nothing parsed, no Merkle tree.
+// order, a store's bbolt options, nothing parsed, no Merkle tree. measureLimits writes it
+// in the order an initial sync between two current devices writes: record-id order
+// (node/session/ordered.go), so the id index grows by appends as the receiver's does.
 type boltLimit struct{ storehook.BulkFile }
 
 func openBoltLimit(path string) (*boltLimit, error) {
@@ -214,9 +216,9 @@ func openBoltLimit(path string) (*boltLimit, error) {
 	return &boltLimit{f}, nil
 }
 
-// measureLimits replays src's envelopes (every envelope it holds, in sequence order, the
-// bytes an initial sync carries) through a raw libp2p stream, a raw bbolt file and
-// XChaCha20-Poly1305 opening, each alone.
+// measureLimits replays src's envelopes (every envelope it holds, in record-id order as an
+// initial sync sends them, the bytes it carries) through a raw libp2p stream, a raw bbolt
+// file and XChaCha20-Poly1305 opening, each alone.
 func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *boltLimit) (limits, error) {
 	var l limits
 	var boltTime, aeadTime time.Duration
@@ -232,26 +234,32 @@ func measureLimits(ctx context.Context, src *store.Store, hosts *rawHosts, db *b
 	type box struct{ ct, ad []byte }
 	sealed := map[int]box{} // a ciphertext of each length met, with its associated data
 	var plain []byte
-	after := uint64(0)
-	for {
+	upto, err := src.Replication().LastSeq()
+	if err != nil {
+		return l, fmt.Errorf("read envelopes: %w", err)
+	}
+	var after merkle.ID
+	for first := true; ; first = false {
 		var envs [][]byte
 		var ids []merkle.ID
 		var boxes []box
-		last, err := src.Replication().Since(after, limitBatch, func(_ uint64, raw []byte) error {
-			e, err := store.UnmarshalEnvelope(raw)
-			if err != nil {
-				return err
+		last, _, err := src.Replication().OrderedUpTo(after, first, upto, limitBatch, func(r *store.HeldRecord) error {
+			for _, raw := range r.Raw {
+				e, err := store.UnmarshalEnvelope(raw)
+				if err != nil {
+					return err
+				}
+				envs = append(envs, bytes.Clone(raw))
+				ids = append(ids, e.ID)
+				b, ok := sealed[len(e.Ciphertext)]
+				if !ok && len(e.Ciphertext) >= aead.Overhead() {
+					// The envelope's clear header stands in for its id and version.
+					b.ad = bytes.Clone(raw[:min(len(raw), 128)])
+					b.ct = aead.Seal(nil, nonce, make([]byte, len(e.Ciphertext)-aead.Overhead()), b.ad)
+					sealed[len(e.Ciphertext)] = b
+				}
+				boxes = append(boxes, b)
 			}
-			envs = append(envs, bytes.Clone(raw))
-			ids = append(ids, e.ID)
-			b, ok := sealed[len(e.Ciphertext)]
-			if !ok && len(e.Ciphertext) >= aead.Overhead() {
-				// The envelope's clear header stands in for its id and version.
-				b.ad = bytes.Clone(raw[:min(len(raw), 128)])
-				b.ct = aead.Seal(nil, nonce, make([]byte, len(e.Ciphertext)-aead.Overhead()), b.ad)
-				sealed[len(e.Ciphertext)] = b
-			}
-			boxes = append(boxes, b)
 			return nil
 		})
 		if err != nil {

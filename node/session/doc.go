@@ -16,19 +16,24 @@
 //
 // Each direction uses the fast path ("every envelope after sequence S of my epoch E")
 // when the receiver remembers the sender's epoch or holds nothing yet, and nothing at all
-// when the roots are equal; otherwise both directions use the result of one Merkle
+// when the roots are equal. From nothing (S = 0) between two sides of sync version 5,
+// the fast path goes in record-id order instead (ordered.go): the sender's records as its
+// store held them at its hello, so that the receiver's indexes grow by appends, with a
+// cursor that lets an interrupted transfer resume; otherwise both directions use the result of one Merkle
 // reconciliation over the stores' summaries. A side whose last contact is older than the
 // other's tombstone horizon resyncs fully over that reconciliation (PlanResync).
 //
 // A receiver takes only what it asked for: after a reconciliation, envelopes of the ids
 // it lacks; on the fast path, batches that continue the sequence range from the number it
 // remembers up to the LastSeq of the sender's hello, with at most one envelope per
-// number. Anything else, and any envelope its store refuses as malformed or tampered
+// number; in id order, records of growing ids past its cursor, at most as many as the
+// sender's hello counts. Anything else, and any envelope its store refuses as malformed or tampered
 // (Applied.Bad), ends the session with ErrProtocol (Result.Violation names the bound). It
 // applies every Config.ApplyBatch envelopes or ApplyBytes bytes, at frame boundaries, and
 // ends after MaxBytes with ErrSessionCapped, once what arrived is applied. Each group
 // carries the progress it earns (Apply.Progress); the last one records that everything
-// the peer held at its hello is here.
+// the peer held at its hello is here. The caller may apply groups while it reads on
+// (Ready, InFlight), reporting them in order.
 //
 // # Usage
 //

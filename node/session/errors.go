@@ -28,9 +28,11 @@ type Violation int
 const (
 	// NoViolation: the session ended well, or for a reason not counted.
 	NoViolation Violation = iota
-	// Unasked: after a reconciliation, an envelope of an id that was not asked for.
+	// Unasked: after a reconciliation, an envelope of an id that was not asked for; in an
+	// id-ordered stream, a record out of order or an envelope sent twice.
 	Unasked
-	// Claim: on the fast path, a batch beyond the range the peer's hello claimed.
+	// Claim: on the fast path, a batch beyond the range the peer's hello claimed; in an
+	// id-ordered stream, more records than it claimed.
 	Claim
 	// Capped: the session reached Config.MaxBytes.
 	Capped

@@ -22,6 +22,13 @@ type Apply struct {
 	ranged   bool     // fast path: the group covers (from, to] of the peer's sequence
 	from, to uint64
 	rejected int // envelopes refused earlier in the session: progress may not pass them
+
+	// InOrder is set on a group of an id-ordered transfer: the envelopes come in record-id
+	// order (store.Replication.ApplyInOrder).
+	InOrder bool
+	snap    uint64    // ordered: the sequence of the peer held once the walk is whole
+	after   merkle.ID // ordered: the last record of the group
+	anyID   bool      // ordered: after is set
 }
 
 // Progress returns the progress to record with the group, given cur, what this side holds
@@ -31,6 +38,9 @@ type Apply struct {
 // covers what it applied; the final one records that everything the peer held at its
 // hello is here.
 func (a *Apply) Progress(cur Progress) *Progress {
+	if a.InOrder {
+		return a.orderedProgress(cur)
+	}
 	var pr *Progress
 	if a.ranged {
 		if next, ok := cur.AfterRange(a.epoch, a.from, a.to); ok {
@@ -54,6 +64,22 @@ func (a *Apply) Progress(cur Progress) *Progress {
 		return nil // an earlier group had a refused envelope: the range is not whole
 	}
 	return pr
+}
+
+// orderedProgress is Progress for a group of an id-ordered transfer: the cursor after its
+// last record, and at the end the sequence of the first snapshot.
+func (a *Apply) orderedProgress(cur Progress) *Progress {
+	switch {
+	case a.rejected > 0:
+		return nil
+	case a.Final:
+		next := cur.AtLeast(a.epoch, a.snap)
+		return &next
+	case len(a.Envelopes) == 0 || !a.anyID:
+		return nil
+	}
+	next := cur.withCursor(a.epoch, a.snap, a.after)
+	return &next
 }
 
 // Applied is what the store did with an Apply group.
@@ -83,6 +109,12 @@ func (s *Session) check(b *wire.Batch) error {
 			return fmt.Errorf("%w: batch (%d, %d] of %d envelopes beyond the %d claimed", ErrProtocol, b.From, b.To, len(b.Envelopes), s.theirs.LastSeq)
 		}
 		s.recvFrom = b.To
+	case modeOrdered:
+		v, err := s.ord.batch(b)
+		if err != nil {
+			s.res.Violation = v
+			return err
+		}
 	case modeMerkle:
 		for _, e := range b.Envelopes {
 			id, err := store.EnvelopeID(e)
@@ -98,10 +130,21 @@ func (s *Session) check(b *wire.Batch) error {
 	return nil
 }
 
+// Ready reports whether the session takes the peer's next frame before the groups handed
+// over are reported applied: not while the last group (the final one, or the one that
+// reached the byte cap) is still out. A caller may apply groups while it reads further
+// frames (a pipeline), reporting each with Applied in the order it got them.
+func (s *Session) Ready() bool {
+	return len(s.applying) == 0 || s.cappedErr == nil && !s.applying[len(s.applying)-1].Final
+}
+
+// InFlight is the number of groups handed over and not yet reported applied.
+func (s *Session) InFlight() int { return len(s.applying) }
+
 // stepTransfer takes a Batch or the End of the peer's envelopes.
 func (s *Session) stepTransfer(f Frame) (Output, error) {
-	if s.applying != nil {
-		return s.fail(fmt.Errorf("frame while a group is being applied"))
+	if !s.Ready() {
+		return s.fail(fmt.Errorf("frame while the last group is being applied"))
 	}
 	switch f.Type {
 	case wire.TypeBatch:
@@ -154,20 +197,25 @@ func (s *Session) group(final bool) *Apply {
 	}
 	a := &Apply{Envelopes: s.pending, Final: final, epoch: s.theirs.Epoch, upto: s.theirs.LastSeq,
 		ranged: s.ranged, from: s.rFrom, to: s.rTo, rejected: s.res.Rejected}
-	s.applying = a
+	if s.recv == modeOrdered {
+		a.InOrder, a.snap, a.after, a.anyID = true, s.ord.snap, s.ord.last, s.ord.any
+	}
+	s.applying = append(s.applying, a)
+	s.pending, s.held, s.ranged = nil, 0, false
 	return a
 }
 
-// Applied reports what the store did with the group of the last Output.Apply.
+// Applied reports what the store did with the oldest group handed over (Output.Apply) and
+// not reported yet.
 func (s *Session) Applied(r Applied) (Output, error) {
 	if s.err != nil {
 		return Output{}, s.err
 	}
-	a := s.applying
-	if a == nil {
+	if len(s.applying) == 0 {
 		return s.fail(fmt.Errorf("applied without a group"))
 	}
-	s.applying = nil
+	a := s.applying[0]
+	s.applying = s.applying[1:]
 	if len(a.Envelopes) > 0 {
 		s.res.Applied += r.Added
 		s.res.Rejected += r.Bad + r.Later // either leaves the range not whole
@@ -177,9 +225,8 @@ func (s *Session) Applied(r Applied) (Output, error) {
 			return s.fail(fmt.Errorf("%w: peer sent %d envelopes the store refused", ErrProtocol, r.Bad))
 		}
 		s.res.Conflicts = append(s.res.Conflicts, r.Conflicts...)
-		s.pending, s.held, s.ranged = nil, 0, false
 	}
-	if s.cappedErr != nil {
+	if s.cappedErr != nil && len(s.applying) == 0 {
 		s.res.Violation = Capped
 		return s.fail(s.cappedErr)
 	}

@@ -95,6 +95,10 @@ type Sender struct {
 	have       []merkle.ID
 	keep       func([]byte) bool
 
+	after   merkle.ID // ordered: the last record visited
+	first   bool      // ordered: nothing visited yet
+	maxEnvs int       // ordered: envelopes per batch
+
 	next  int      // merkle: the next id of have to look up
 	queue [][]byte // merkle: envelopes looked up, not yet in a batch
 	sent  int
@@ -124,6 +128,10 @@ func (s *Sender) Next() (f Frame, ok bool, err error) {
 			s.sent += len(envs)
 			s.from = last
 			return Frame{wire.TypeBatch, b.Marshal()}, true, nil
+		}
+	case modeOrdered:
+		if f, ok, err := s.nextOrdered(); err != nil || ok {
+			return f, ok, err
 		}
 	case modeMerkle:
 		size := 0

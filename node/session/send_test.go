@@ -35,6 +35,10 @@ func (s *seqSource) SinceUpTo(after, upto uint64, limit int, fn func(uint64, []b
 
 func (s *seqSource) Envelopes([]merkle.ID, func([]byte) error) error { return nil }
 
+func (s *seqSource) Ordered(merkle.ID, bool, uint64, int, func(merkle.ID, []uint64, [][]byte) error) (merkle.ID, bool, error) {
+	return merkle.ID{}, false, nil
+}
+
 // echoes is an Echo over the ranges (from, to].
 func echoes(rs ...[2]uint64) Echo {
 	return func(seq uint64) (uint64, bool) {

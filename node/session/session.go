@@ -24,6 +24,12 @@ type Source interface {
 	// Envelopes calls fn with every envelope held for each of ids (none for an unknown
 	// id).
 	Envelopes(ids []merkle.ID, fn func(raw []byte) error) error
+	// Ordered calls fn with the records whose ids come after after (every record when
+	// first is set), in id order, each with its envelopes numbered up to upto and their
+	// sequence numbers (a record with none left is not called), until fn returns an error
+	// or limit records were visited; raws may alias the store's memory for the call only.
+	// It returns the last id visited and whether it visited any.
+	Ordered(after merkle.ID, first bool, upto uint64, limit int, fn func(id merkle.ID, seqs []uint64, raws [][]byte) error) (last merkle.ID, any bool, err error)
 }
 
 // Frame is one frame of the sync protocol, as package wire reads and writes it.
@@ -35,8 +41,8 @@ type Frame struct {
 // Defaults of Config's bounds.
 const (
 	DefaultApplyBatch = 4096
-	// DefaultApplyBytes bounds the envelope bytes a receiving session holds before it
-	// applies them: with a frame in flight, one session holds about 20 MiB at most.
+	// DefaultApplyBytes bounds the envelope bytes a receiving session gathers before it
+	// hands them over to be applied.
 	DefaultApplyBytes = 16 << 20
 	// DefaultMaxBytes bounds the envelope bytes one session receives. A 1M-record
 	// initial sync of 1 KiB records carries about 1.2 GiB, so it fits in one session; a
@@ -80,11 +86,15 @@ type Config struct {
 	// ApplyBatch and ApplyBytes bound one apply group, MaxBytes the envelope bytes the
 	// session receives. Zero means the default.
 	ApplyBatch, ApplyBytes, MaxBytes int
+	// BatchEnvelopes bounds the envelopes of one Batch this side sends in id order (0:
+	// 4,096); tests make it small to interrupt a transfer between batches.
+	BatchEnvelopes int
 }
 
 // Output is what one step asks of the caller, in this order: write Send, adopt the
 // horizon, start the Sender, apply Apply and report it with Applied; then, unless Done,
-// read the next frame for Step. With an error the caller still writes Send, notes a
+// read the next frame for Step. A caller may report Apply groups later, in order, and
+// read further frames meanwhile while Ready says so (Session.Ready). With an error the caller still writes Send, notes a
 // rollback when Rollback is set, and ends the stream with a reset.
 type Output struct {
 	// Send holds the frames to write now, in order.
@@ -128,9 +138,12 @@ const (
 	modeNone mode = iota
 	modeFast
 	modeMerkle
+	// modeOrdered is the fast path from nothing between two version-5 sides: the sender's
+	// records in id order as its store held them at its hello's last sequence (ordered.go).
+	modeOrdered
 )
 
-func (m mode) String() string { return [...]string{"none", "fast", "merkle"}[m] }
+func (m mode) String() string { return [...]string{"none", "fast", "merkle", "ordered"}[m] }
 
 // Result reports a session, complete once Output.Done.
 type Result struct {
@@ -142,8 +155,11 @@ type Result struct {
 	Bad         int // of those, malformed or tampered: the peer misbehaved
 	Revoked     int // received envelopes of a removed device, refused for good
 	Conflicts   []merkle.ID
-	PeerApplied int    // what the peer reported applying of ours
-	MyLastSeq   uint64 // our last sequence at hello: the peer now holds everything up to it
+	PeerApplied int // what the peer reported applying of ours
+	// MyLastSeq is our last sequence at hello: the peer now holds everything up to it.
+	// After a resumed transfer in id order, it is the snapshot the transfer began at: the
+	// peer holds that, and the records past its cursor as of our hello.
+	MyLastSeq   uint64
 	PeerLastSeq uint64
 	PeerEpoch   [16]byte
 	// PeerRecords is the record count of the peer's store (its hello's Merkle root) in the
@@ -188,8 +204,9 @@ type Session struct {
 	ranged    bool
 	rFrom     uint64
 	rTo       uint64
-	applying  *Apply
-	cappedErr error // the cap was reached: end once the group in flight is applied
+	ord       orderCheck // ordered: what the peer sent so far
+	applying  []*Apply   // handed over, not reported applied yet, oldest first
+	cappedErr error      // the cap was reached: end once the group in flight is applied
 	err       error
 }
 
@@ -292,10 +309,10 @@ func (s *Session) readHello(f Frame) (*wire.Hello, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
-	if h.Version < wire.Version {
+	if h.Version < wire.MinVersion {
 		return nil, fmt.Errorf("%w: it speaks sync version %d, this device %d: upgrade meshsync on it", ErrOldPeer, h.Version, wire.Version)
 	}
-	if h.Version != wire.Version {
+	if h.Version > wire.Version {
 		return nil, fmt.Errorf("%w: peer speaks sync version %d, this device %d: upgrade meshsync on this device", ErrProtocol, h.Version, wire.Version)
 	}
 	want := Proof(s.cfg.ProofKey, Role(!s.cfg.Initiator), s.cfg.Peer, s.cfg.Self)
@@ -311,11 +328,14 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 		return s.fail(err)
 	}
 	s.theirs = theirs
+	mine := &s.cfg.Hello
+	if theirs.Version < mine.Version {
+		speak(mine, theirs.Version) // the responder answers an older peer in its version
+	}
 	var out Output
 	if !s.cfg.Initiator {
 		out.Send = append(out.Send, s.hello())
 	}
-	mine := &s.cfg.Hello
 	s.res.PeerLastSeq, s.res.PeerEpoch, s.res.PeerRecords = theirs.LastSeq, theirs.Epoch, theirs.RootCount
 	// The peer remembers more of this store's epoch than the store holds: the file was put
 	// back from an older copy, and a fast path from the peer's number would skip what the
@@ -339,6 +359,14 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	s.send, sendFrom = direction(myView, theirView)
 	s.recv, recvFrom = direction(theirView, myView)
 	s.from, s.recvFrom = sendFrom, recvFrom
+	s.send = ordered(s.send, sendFrom, mine, theirs)
+	s.recv = ordered(s.recv, recvFrom, theirs, mine)
+	if s.recv == modeOrdered {
+		s.ord = newOrderCheck(theirs, mine)
+	}
+	if s.send == modeOrdered && resumes(mine, theirs) {
+		s.res.MyLastSeq = theirs.ResumeSnap
+	}
 	self, peer := helloHorizon(mine), helloHorizon(theirs)
 	// A blind replica, which never collects, takes on a device's horizon first, so that it
 	// can tell a device back from a long absence to resync.
@@ -431,6 +459,13 @@ func (s *Session) transfer(out Output) Output {
 	s.phase = phaseTransfer
 	s.sender = &Sender{src: s.cfg.Source, mode: s.send, from: s.from, upto: s.cfg.Hello.LastSeq,
 		skip: s.skipFor(), have: s.have, keep: s.keep}
+	if s.send == modeOrdered {
+		s.sender.after, s.sender.first = resumeFrom(&s.cfg.Hello, s.theirs)
+		s.sender.maxEnvs = batchMaxEnvs
+		if n := s.cfg.BatchEnvelopes; n > 0 && n < batchMaxEnvs {
+			s.sender.maxEnvs = n
+		}
+	}
 	out.Transfer = true
 	return out
 }

@@ -11,8 +11,15 @@ import (
 // refused one by one, is told to upgrade instead. An older hello still decodes, so that a
 // node can name the version an old peer speaks. Version 4 adds the sender's scope and the
 // root of each collection tree it holds (after the fixed part): envelopes carry
-// collection tags, and two devices reconcile over the collections both hold.
-const Version = 4
+// collection tags, and two devices reconcile over the collections both hold. Version 5
+// adds the resume cursor of an initial sync in record-id order (ResumeSnap, ResumeAfter,
+// in the fixed part) and means that the side can send and receive that order: two
+// version-5 sides send a receiver that holds nothing of the sender in id order. A
+// version-5 node still speaks version 4 (the sequence order) with a version-4 peer.
+const Version = 5
+
+// MinVersion is the oldest version this side still speaks with a peer.
+const MinVersion = 4
 
 // Bounds of a version-4 hello's lists.
 const (
@@ -65,15 +72,27 @@ type Hello struct {
 	// Roots is the root of every collection tree the sender holds, in tag order.
 	// Version 4 on.
 	Roots []TagRoot
+	// ResumeSnap, when not zero, says that the sender of this hello received part of an
+	// initial sync in record-id order from the receiver's store epoch KnownEpoch: every
+	// record of ids up to ResumeAfter as the receiver held it at its sequence ResumeSnap.
+	// Version 5 on.
+	ResumeSnap  uint64
+	ResumeAfter [32]byte
 }
 
-// HelloSize is the length of an encoded Hello of this Version.
+// HelloSize is the length of the fixed part of an encoded version-4 Hello (the scope and
+// roots follow it).
 const HelloSize = helloSizeV1 + 8 + 8
+
+// helloSizeV5 is the length of the fixed part of a version-5 Hello: the resume cursor
+// follows the last contact.
+const helloSizeV5 = HelloSize + 8 + 32
 
 // helloSizeV1 is the length of a version-1 Hello (no horizon, no last contact).
 const helloSizeV1 = 1 + 32 + 16 + 16 + 8 + 8 + 8 + 32
 
-// Marshal encodes h: HelloSize bytes, or the shorter version-1 form when h.Version is 1.
+// Marshal encodes h in the form of h.Version: the version-1, version-2/3, version-4 or
+// version-5 form.
 func (h *Hello) Marshal() []byte {
 	b := make([]byte, 0, HelloSize)
 	b = append(b, h.Version)
@@ -91,6 +110,10 @@ func (h *Hello) Marshal() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(h.LastContact))
 	if h.Version < 4 {
 		return b
+	}
+	if h.Version >= 5 {
+		b = binary.BigEndian.AppendUint64(b, h.ResumeSnap)
+		b = append(b, h.ResumeAfter[:]...)
 	}
 	all := byte(0)
 	if h.ScopeAll {
@@ -113,8 +136,11 @@ func (h *Hello) Marshal() []byte {
 // UnmarshalHello decodes a Hello. Its length must be that of its version's form.
 func UnmarshalHello(b []byte) (*Hello, error) {
 	want := HelloSize
-	if len(b) > 0 && b[0] == 1 {
+	switch {
+	case len(b) > 0 && b[0] == 1:
 		want = helloSizeV1
+	case len(b) > 0 && b[0] >= 5:
+		want = helloSizeV5
 	}
 	var rest []byte
 	if len(b) > 0 && b[0] >= 4 && len(b) >= want {
@@ -135,6 +161,10 @@ func UnmarshalHello(b []byte) (*Hello, error) {
 	if h.Version != 1 {
 		h.Horizon = int64(binary.BigEndian.Uint64(p))
 		h.LastContact = int64(binary.BigEndian.Uint64(p[8:]))
+	}
+	if h.Version >= 5 {
+		h.ResumeSnap = binary.BigEndian.Uint64(p[16:])
+		copy(h.ResumeAfter[:], p[24:])
 	}
 	if h.Version >= 4 {
 		if err := h.unmarshalScope(rest); err != nil {

@@ -23,8 +23,13 @@ var wireVectors = []struct {
 	msg     interface{ Marshal() []byte }
 	decode  func([]byte) (any, error)
 }{
+	{"hello_v5", "sync Hello, version 5: version, proof, epoch, known epoch, known seq, last seq, root count, root fingerprint, horizon, last contact, resume snapshot, resume after (id), scope (all flag, tags), collection roots (tag, count, fingerprint)",
+		TypeHello, &Hello{Version: Version, Proof: arr32(0x10), Epoch: arr16(0x40), KnownEpoch: arr16(0x50), KnownSeq: 0, LastSeq: 1234,
+			RootCount: 99, RootFP: arr32(0x60), Horizon: 1767323045000, LastContact: 1767323046000, ResumeSnap: 900, ResumeAfter: arr32(0xa0),
+			Scope: [][8]byte{{0x11, 1}}, Roots: []TagRoot{{Tag: [8]byte{0x11, 1}, Count: 90, FP: arr32(0x70)}, {Tag: [8]byte{0x81, 2}, Count: 9, FP: arr32(0x90)}}},
+		func(b []byte) (any, error) { return UnmarshalHello(b) }},
 	{"hello", "sync Hello, version 4: version, proof, epoch, known epoch, known seq, last seq, root count, root fingerprint, horizon, last contact, scope (all flag, tags), collection roots (tag, count, fingerprint)",
-		TypeHello, &Hello{Version: Version, Proof: arr32(0x10), Epoch: arr16(0x40), KnownEpoch: arr16(0x50), KnownSeq: 1000, LastSeq: 1234,
+		TypeHello, &Hello{Version: 4, Proof: arr32(0x10), Epoch: arr16(0x40), KnownEpoch: arr16(0x50), KnownSeq: 1000, LastSeq: 1234,
 			RootCount: 99, RootFP: arr32(0x60), Horizon: 1767323045000, LastContact: 1767323046000,
 			Scope: [][8]byte{{0x11, 1}}, Roots: []TagRoot{{Tag: [8]byte{0x11, 1}, Count: 90, FP: arr32(0x70)}, {Tag: [8]byte{0x81, 2}, Count: 9, FP: arr32(0x90)}}},
 		func(b []byte) (any, error) { return UnmarshalHello(b) }},

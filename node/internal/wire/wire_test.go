@@ -117,11 +117,12 @@ func TestBatchRoundTrip(t *testing.T) {
 
 func TestHelloRoundTrip(t *testing.T) {
 	h := &Hello{Version: Version, KnownSeq: 7, LastSeq: 99, RootCount: 3, Horizon: 1767225600000, LastContact: -5,
+		ResumeSnap: 5, ResumeAfter: [32]byte{7, 31: 8},
 		Scope: [][8]byte{{1, 2}, {3}}, Roots: []TagRoot{{Tag: [8]byte{1}, Count: 5}, {Tag: [8]byte{0x80, 1}, Count: 1, FP: [32]byte{9}}}}
 	h.Epoch[0], h.Proof[31], h.RootFP[5] = 1, 2, 3
 	b := h.Marshal()
-	if len(b) != HelloSize+3+16+2+96 {
-		t.Fatalf("hello of %d bytes, want %d", len(b), HelloSize+3+16+2+96)
+	if len(b) != helloSizeV5+3+16+2+96 {
+		t.Fatalf("hello of %d bytes, want %d", len(b), helloSizeV5+3+16+2+96)
 	}
 	got, err := UnmarshalHello(b)
 	if err != nil || !reflect.DeepEqual(got, h) {
@@ -136,6 +137,20 @@ func TestHelloRoundTrip(t *testing.T) {
 	h.Roots[0], h.Roots[1] = h.Roots[1], h.Roots[0]
 	if _, err := UnmarshalHello(h.Marshal()); err == nil {
 		t.Error("roots out of order accepted")
+	}
+	// A version-4 hello (no resume cursor) still decodes: a version-5 node speaks it.
+	v4 := *h
+	v4.Version, v4.ResumeSnap, v4.ResumeAfter = 4, 0, [32]byte{}
+	v4.Roots[0], v4.Roots[1] = v4.Roots[1], v4.Roots[0]
+	if b := v4.Marshal(); len(b) != HelloSize+3+16+2+96 {
+		t.Fatalf("version-4 hello of %d bytes", len(b))
+	}
+	if got, err := UnmarshalHello(v4.Marshal()); err != nil || !reflect.DeepEqual(got, &v4) {
+		t.Fatalf("version 4: got %+v, %v", got, err)
+	}
+	// A version-5 hello without its cursor is refused.
+	if _, err := UnmarshalHello(append([]byte{5}, v4.Marshal()[1:]...)); err == nil {
+		t.Fatal("a version-5 hello of the version-4 length was accepted")
 	}
 	// A version-1 hello still decodes, so that the node can name the old version.
 	old := &Hello{Version: 1, LastSeq: 4}
