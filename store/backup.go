@@ -447,13 +447,12 @@ func (s *Store) Import(r io.Reader, pass []byte, dryRun bool) (ImportStats, erro
 	if !bytes.Equal(b.hdr.MeshKey, s.keys.mesh) {
 		return ImportStats{}, fmt.Errorf("import: %w: it was made on mesh %s", ErrOtherMesh, b.hdr.MeshID)
 	}
-	return s.importBody(b, dryRun, false)
+	return s.importBody(b, dryRun)
 }
 
-// importBody applies a backup's envelopes. A restore (trusted) takes its reserved records
-// without checking signatures: the backup is the user's own, opened with their passphrase,
-// and the new store knows no member yet to check them against (node upgrades it on open).
-func (s *Store) importBody(b *backupReader, dryRun, trusted bool) (ImportStats, error) {
+// importBody applies a backup's envelopes to this store in one transaction (Restore has
+// its own, restoreBody).
+func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 	if dryRun {
 		return s.importDryRun(b)
 	}
@@ -462,7 +461,6 @@ func (s *Store) importBody(b *backupReader, dryRun, trusted bool) (ImportStats, 
 	var prev, mine *epochSet // the keyring's rotated keys before and after the import's
 	err := s.update(func(btx *bolt.Tx) error {
 		t := s.newTx(btx)
-		t.trusted = trusted
 		// The keys of rotated epochs open the envelopes re-sealed under them; they come from
 		// a backup of this very mesh (the mesh key matched). They are installed for this
 		// transaction and kept only if it commits: a file that fails its manifest leaves the
@@ -501,7 +499,7 @@ func (s *Store) importBody(b *backupReader, dryRun, trusted bool) (ImportStats, 
 		return ImportStats{}, err
 	}
 	s.feed.publish(changes)
-	if !trusted && slices.ContainsFunc(changes, func(c Change) bool { return c.Collection == RemovalsCollection }) {
+	if slices.ContainsFunc(changes, func(c Change) bool { return c.Collection == RemovalsCollection }) {
 		if err := s.writeViews(); err != nil { // as after a sync (apply.go)
 			return st, fmt.Errorf("import: write this device's view of a removal: %w", err)
 		}
@@ -536,34 +534,40 @@ func (s *Store) importDryRun(b *backupReader) (ImportStats, error) {
 // what the store holds, until the manifest checked out.
 func (b *backupReader) each(t *Tx, st *ImportStats, fn func(raw []byte, env *Envelope) error) error {
 	for {
-		raw, err := b.next()
-		if err != nil {
-			return err
-		}
-		if raw == nil {
-			return nil
-		}
-		st.Envelopes++
-		env, err := UnmarshalEnvelope(raw)
-		if err != nil {
-			return fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
-		}
-		set, err := t.antichain(env.ID)
-		if err != nil {
-			return err
-		}
-		if env.Tag == (Tag{}) {
-			env.Tag = tagOf(set) // a backup from before tags: compare as the store tagged it
-		}
-		h, err := newHashed(env)
-		if err != nil {
-			return err
-		}
-		st.count(classify(set, h))
-		if err := fn(raw, env); err != nil {
+		more, err := b.step(t, st, fn)
+		if err != nil || !more {
 			return err
 		}
 	}
+}
+
+// step is one envelope of each: it reports false at the verified end of the backup.
+func (b *backupReader) step(t *Tx, st *ImportStats, fn func(raw []byte, env *Envelope) error) (bool, error) {
+	raw, err := b.next()
+	if err != nil {
+		return false, err
+	}
+	if raw == nil {
+		return false, nil
+	}
+	st.Envelopes++
+	env, err := UnmarshalEnvelope(raw)
+	if err != nil {
+		return false, fmt.Errorf("import: %w: envelope %d: %v", ErrBadBackup, st.Envelopes, err)
+	}
+	set, err := t.antichain(env.ID)
+	if err != nil {
+		return false, err
+	}
+	if env.Tag == (Tag{}) {
+		env.Tag = tagOf(set) // a backup from before tags: compare as the store tagged it
+	}
+	h, err := newHashed(env)
+	if err != nil {
+		return false, err
+	}
+	st.count(classify(set, h))
+	return true, fn(raw, env)
 }
 
 // withEpochKeys returns a keyring that opens envelopes (it has the id key and the data
@@ -580,31 +584,94 @@ func (k *keyring) withEpochKeys(extra []epochKey) *keyring {
 
 // Restore creates a new store in dir from a backup: the same mesh key under a new device
 // identity, protected by storePass, holding every envelope of the backup. A damaged backup
-// leaves no store behind.
+// leaves no store behind. The new store is written beside its final place, in
+// transactions of RestoreBatchBytes of envelopes (memory stays bounded whatever the size
+// of the backup), and moved into place only once the whole backup checked out.
 func Restore(dir string, r io.Reader, backupPass, storePass []byte, opts *Options) (*Store, ImportStats, error) {
 	b, err := openBackup(r, backupPass)
 	if err != nil {
 		return nil, ImportStats{}, err
 	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+		return nil, ImportStats{}, fmt.Errorf("restore into %s: %w", dir, ErrExists)
+	}
+	tmp := filepath.Join(dir, restoreDir)
+	if err := os.RemoveAll(tmp); err != nil { // what an interrupted restore left
+		return nil, ImportStats{}, fmt.Errorf("restore: remove the remains of an earlier restore: %w", err)
+	}
 	o := opts.withDefaults()
 	o.MeshKey = b.hdr.MeshKey
-	s, err := Init(dir, storePass, &o)
+	s, err := Init(tmp, storePass, &o)
 	if err != nil {
+		os.RemoveAll(tmp)
 		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
 	}
-	st, err := s.importBody(b, false, true)
+	st, err := s.restoreBody(b)
 	if err == nil {
 		err = s.update(func(tx *bolt.Tx) error {
 			return s.newTx(tx).addAnchors(restoredAnchors(b.hdr.Members, s), false)
 		})
 	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(tmp, FileName), filepath.Join(dir, FileName))
+	}
+	os.RemoveAll(tmp)
 	if err != nil {
-		s.Close()
-		os.Remove(filepath.Join(dir, FileName))
-		os.Remove(filepath.Join(dir, lockFileName))
 		return nil, ImportStats{}, fmt.Errorf("restore: %w", err)
 	}
+	if s, err = Open(dir, storePass, opts); err != nil {
+		return nil, ImportStats{}, fmt.Errorf("restore: open the restored store: %w", err)
+	}
 	return s, st, nil
+}
+
+// restoreDir is where Restore writes the new store before it moves it into place.
+const restoreDir = ".restoring"
+
+// RestoreBatchBytes is how many bytes of envelopes Restore writes per transaction.
+var RestoreBatchBytes = 64 << 20
+
+// restoreBody applies a backup's envelopes to a new store (Restore) in transactions of
+// RestoreBatchBytes. The reserved records are taken without checking signatures, as in
+// importBody: the backup is the user's own, opened with their passphrase, and the new
+// store knows no member yet to check them against (node upgrades it on open).
+func (s *Store) restoreBody(b *backupReader) (ImportStats, error) {
+	var st ImportStats
+	for first, more := true, true; more; first = false {
+		err := s.update(func(btx *bolt.Tx) error {
+			t := s.newTx(btx)
+			t.trusted = true
+			if first && len(b.hdr.EpochKeys) > 0 { // the keys that open re-sealed envelopes
+				s.keys.install(b.hdr.EpochKeys...)
+				if err := s.saveEpochKeys(btx, b.hdr.EpochKeys...); err != nil {
+					return err
+				}
+			}
+			for size := 0; more && size < RestoreBatchBytes; {
+				var err error
+				more, err = b.step(t, &st, func(raw []byte, _ *Envelope) error {
+					size += len(raw)
+					var res ApplyResult
+					if err := t.apply([][]byte{raw}, &res); err != nil {
+						return err
+					}
+					st.Rejected += len(res.Rejected)
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return t.flush()
+		})
+		if err != nil {
+			return ImportStats{}, err
+		}
+	}
+	return st, nil
 }
 
 // ImportFile imports the backup at path into s (see Store.Import).

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var backupPass = []byte("backup passphrase")
@@ -51,6 +54,72 @@ func TestBackupRestore(t *testing.T) {
 	mustApply(t, a, allEnvelopes(t, r))
 	if rec, _ := a.Get("c", "1"); string(rec.Value) != `{"i":"restored"}` {
 		t.Errorf("a sees %s", rec.Value)
+	}
+}
+
+// TestRestoreInBatches: a restore writes its store in several transactions beside its
+// final place and moves it there at the end: the restored store holds the same envelopes
+// and root and verifies; a backup cut after several batches leaves no store and nothing of
+// the attempt, and a later restore into the same directory works.
+func TestRestoreInBatches(t *testing.T) {
+	a := mustInit(t, testOpts("a"))
+	err := a.Update(func(tx *Tx) error {
+		for i := range 300 {
+			if err := tx.Put("c", fmt.Sprint(i), []byte(fmt.Sprintf(`{"i":%d,"pad":"%0500d"}`, i, i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := exportBytes(t, a)
+	defer func(n int) { RestoreBatchBytes = n }(RestoreBatchBytes)
+	RestoreBatchBytes = 16 << 10 // about 20 envelopes per transaction
+
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, _, err := Restore(dir, bytes.NewReader(file[:len(file)*3/4]), backupPass, testPass, testOpts("r")); !errors.Is(err, ErrBadBackup) {
+		t.Fatalf("restore of a backup cut after several batches: %v", err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("a failed restore left %v (%v)", ents, err)
+	}
+	r, st, err := Restore(dir, bytes.NewReader(file), backupPass, testPass, testOpts("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Envelopes != 300 || st.New != 300 {
+		t.Errorf("restore stats %+v", st)
+	}
+	if envelopeSet(t, r) != envelopeSet(t, a) {
+		t.Error("restored envelopes differ")
+	}
+	ra, _ := a.Replication().Root()
+	rr, _ := r.Replication().Root()
+	if ra != rr {
+		t.Errorf("restored root %v, want %v", rr, ra)
+	}
+	if rec, err := r.Get("c", "299"); err != nil || !bytes.Contains(rec.Value, []byte(`"i":299`)) {
+		t.Errorf("a restored record: %v %v", rec, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, restoreDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the restore left its working directory: %v", err)
+	}
+	// bbolt numbers its commits: the restore took more than a dozen, against one for the
+	// envelopes of the same backup in one batch.
+	RestoreBatchBytes = 64 << 20
+	one, _, err := Restore(filepath.Join(t.TempDir(), "one"), bytes.NewReader(file), backupPass, testPass, testOpts("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if batched, whole := lastTxID(t, r), lastTxID(t, one); batched < whole+10 {
+		t.Errorf("restore in batches of 16 KiB committed %d transactions, in one batch %d", batched, whole)
+	}
+	mustVerifyClose(t, one)
+	mustVerifyClose(t, r)
+	if _, _, err := Restore(dir, bytes.NewReader(file), backupPass, testPass, testOpts("r")); !errors.Is(err, ErrExists) {
+		t.Errorf("restore over a store: %v", err)
 	}
 }
 
@@ -176,4 +245,14 @@ func FuzzBackupReader(f *testing.F) {
 			t.Fatalf("a refused backup wrote to the store: %v", err)
 		}
 	})
+}
+
+// lastTxID is the id of the last transaction committed to s's file.
+func lastTxID(t *testing.T, s *Store) int {
+	t.Helper()
+	var id int
+	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
