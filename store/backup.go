@@ -476,14 +476,7 @@ func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 				return err
 			}
 		}
-		err := b.each(t, &st, func(raw []byte, _ *Envelope) error {
-			var res ApplyResult
-			if err := t.apply([][]byte{raw}, &res); err != nil {
-				return err
-			}
-			st.Rejected += len(res.Rejected)
-			return nil
-		})
+		err := b.each(t, &st, func(raw []byte, _ *Envelope) error { return t.applyBackup(raw, &st) })
 		if err != nil {
 			return err
 		}
@@ -505,6 +498,16 @@ func (s *Store) importBody(b *backupReader, dryRun bool) (ImportStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// applyBackup applies one envelope of a backup, counting a refusal in st.
+func (t *Tx) applyBackup(raw []byte, st *ImportStats) error {
+	var res ApplyResult
+	if err := t.apply([][]byte{raw}, &res); err != nil {
+		return err
+	}
+	st.Rejected += len(res.Rejected)
+	return nil
 }
 
 // importDryRun reads a whole backup in a read-only transaction and counts what an import
@@ -654,12 +657,7 @@ func (s *Store) restoreBody(b *backupReader) (ImportStats, error) {
 				var err error
 				more, err = b.step(t, &st, func(raw []byte, _ *Envelope) error {
 					size += len(raw)
-					var res ApplyResult
-					if err := t.apply([][]byte{raw}, &res); err != nil {
-						return err
-					}
-					st.Rejected += len(res.Rejected)
-					return nil
+					return t.applyBackup(raw, &st)
 				})
 				if err != nil {
 					return err
