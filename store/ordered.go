@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,6 +42,9 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 		} else if k, v = c.Seek(after[:]); k != nil && bytes.Equal(k, after[:]) {
 			k, v = c.Next()
 		}
+		// One cursor for every envelope read: Bucket.Get allocates one per call.
+		ec := envs.Cursor()
+		var key [8]byte
 		n := 0
 		r := &HeldRecord{}
 		for ; k != nil; k, v = c.Next() {
@@ -57,8 +61,9 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 				if seq > upto {
 					continue
 				}
-				raw := envs.Get(u64be(seq))
-				if raw == nil {
+				binary.BigEndian.PutUint64(key[:], seq)
+				ek, raw := ec.Seek(key[:])
+				if !bytes.Equal(ek, key[:]) || raw == nil {
 					return fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, k[:6])
 				}
 				r.Seqs, r.Raw = append(r.Seqs, seq), append(r.Raw, raw)
