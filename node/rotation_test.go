@@ -303,6 +303,10 @@ func TestConcurrentRemovals(t *testing.T) {
 		})
 		waitSynced(t, n)
 	}
+	before, err := sealingEpoch(a)
+	if err != nil {
+		t.Fatal(err)
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- a.RemoveDevice(c.DeviceID()) }()
 	go func() { errs <- b.RemoveDevice(d.DeviceID()) }()
@@ -328,6 +332,11 @@ func TestConcurrentRemovals(t *testing.T) {
 		}
 		if keys[0].KeyID == "" || keys[0].KeyID != keys[1].KeyID {
 			return fmt.Errorf("sealing keys differ: %+v / %+v", keys[0], keys[1])
+		}
+		// The key of before the removals (c and d hold it) is no answer: a write sealed
+		// under it now is refused by b until a re-seals it.
+		if keys[0].Epoch <= before {
+			return fmt.Errorf("a and b still seal under epoch %d, from before the removals", keys[0].Epoch)
 		}
 		for _, dev := range keys[0].Recipients {
 			if dev == resolve.DeviceID(c.DeviceID()) || dev == resolve.DeviceID(d.DeviceID()) {
