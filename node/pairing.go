@@ -193,16 +193,32 @@ func (n *Node) serveInvite(s network.Stream, short bool, serve func(context.Cont
 	s.Close()
 }
 
+// servingPair bounds the inviter's side of one pairing on s to timeout (the stream is
+// reset when it passes, or when ctx ends); done releases it.
+func servingPair(ctx context.Context, s network.Stream, timeout, step time.Duration) (pc *pairChan, done func()) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	return newPairChan(s, step), func() { stop(); cancel() }
+}
+
+// openPairChan opens a pairing stream of proto to target for the joiner, reset when
+// ctx ends; done resets it (the exchange is over, or failed).
+func openPairChan(ctx context.Context, h host.Host, target peer.AddrInfo, proto protocol.ID, step time.Duration) (pc *pairChan, done func(), err error) {
+	s, err := openPairStream(ctx, h, target, proto)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	return newPairChan(s, step), func() { stop(); s.Reset() }, nil
+}
+
 // storeInitAllowance is how long an inviter waits for the joiner's device id: the joiner
 // derives its store key (Argon2id) between the offer and the confirm.
 const storeInitAllowance = 30 * time.Second
 
 func (n *Node) servePair(ctx context.Context, s network.Stream, p peer.ID, inv *openInvite) (ok, wrongSecret bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*n.cfg.StepTimeout+storeInitAllowance)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-	pc := newPairChan(s, n.cfg.StepTimeout)
+	pc, done := servingPair(ctx, s, 3*n.cfg.StepTimeout+storeInitAllowance, n.cfg.StepTimeout)
+	defer done()
 	req, err := pc.read()
 	if err != nil {
 		return false, false, err
@@ -465,21 +481,18 @@ func pairLong(ctx context.Context, h host.Host, cfg Config, inv *wire.Invite, na
 // at addrs.
 func pairWith(ctx context.Context, h host.Host, inv *wire.Invite, addrs []ma.Multiaddr, name string, step time.Duration, create createFunc) error {
 	target := peer.AddrInfo{ID: inv.Peer, Addrs: addrs}
-	s, err := openPairStream(ctx, h, target, PairProtocol)
+	pc, done, err := openPairChan(ctx, h, target, PairProtocol, step)
 	if err != nil {
 		return err
 	}
-	defer s.Reset()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-	pc := newPairChan(s, step)
+	defer done()
 	if err := pc.write(&pairMsg{Proof: pairProof(inv.Secret, inv.Peer, h.ID()), Name: name}); err != nil {
 		return pairFailed(err)
 	}
 	if err := finishPair(pc, target, create); err != nil {
 		return err
 	}
-	s.Close()
+	pc.rw.s.Close()
 	return nil
 }
 

@@ -157,11 +157,8 @@ func (n *Node) handlePairShort(s network.Stream) {
 }
 
 func (n *Node) servePairShort(ctx context.Context, s network.Stream, p peer.ID, inv *openInvite) (ok, wrongCode bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*n.cfg.StepTimeout+storeInitAllowance)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-	pc := newPairChan(s, n.cfg.StepTimeout)
+	pc, done := servingPair(ctx, s, 5*n.cfg.StepTimeout+storeInitAllowance, n.cfg.StepTimeout)
+	defer done()
 	req, err := pc.read()
 	if err != nil {
 		return false, false, err
@@ -260,14 +257,11 @@ func pairShort(ctx context.Context, h host.Host, cfg Config, sc wire.ShortCode, 
 
 // pairShortWith runs one attempt with the device at target.
 func pairShortWith(ctx context.Context, h host.Host, target peer.AddrInfo, code []byte, name string, step time.Duration, rnd io.Reader, create createFunc) error {
-	s, err := openPairStream(ctx, h, target, PairShortProtocol)
+	pc, done, err := openPairChan(ctx, h, target, PairShortProtocol, step)
 	if err != nil {
 		return err
 	}
-	defer s.Reset()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
-	pc := newPairChan(s, step)
+	defer done()
 	nonce := make([]byte, shortNonceSize)
 	if _, err := io.ReadFull(rnd, nonce); err != nil {
 		return err
@@ -306,6 +300,6 @@ func pairShortWith(ctx context.Context, h host.Host, target peer.AddrInfo, code 
 	if err := finishPair(pc, target, create); err != nil {
 		return err
 	}
-	s.Close()
+	pc.rw.s.Close()
 	return nil
 }
