@@ -42,18 +42,7 @@ func TestPairFoundOnDHT(t *testing.T) {
 		t.Fatal("the inviter does not list the joiner")
 	}
 
-	code, _, err := inviter.Invite(time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	long, err := wire.ParseInvite(code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	long.Addrs = nil
-	if code, err = long.Encode(); err != nil {
-		t.Fatal(err)
-	}
+	code := inviteWithoutAddrs(t, inviter)
 	cfg = testConfig(t, "long")
 	cfg.LANOnly, cfg.Bootstrap = false, boot
 	start = time.Now()
@@ -84,7 +73,28 @@ func TestPairFoundOnLAN(t *testing.T) {
 	}
 	j.Close()
 
-	code, _, err := inviter.Invite(time.Minute)
+	code := inviteWithoutAddrs(t, inviter)
+	cfg = testConfig(t, "long")
+	cfg.EnableMDNS = true
+	j, err = Join(ctxT(t, time.Minute), cfg, code, "long")
+	if err != nil {
+		t.Fatalf("join by a long code without address on the LAN: %v", err)
+	}
+	j.Close()
+
+	// Without mDNS (and no DHT), nothing finds it, and the error says what was tried.
+	code = inviteWithoutAddrs(t, inviter)
+	_, err = Join(ctxT(t, time.Minute), testConfig(t, "blind"), code, "blind")
+	if !errors.Is(err, ErrInviterUnreachable) {
+		t.Fatalf("join without any way to find the inviter: %v, want ErrInviterUnreachable", err)
+	}
+}
+
+// inviteWithoutAddrs is a long invite code of n that names no address: the joiner has to
+// find the inviter.
+func inviteWithoutAddrs(t *testing.T, n *Node) string {
+	t.Helper()
+	code, _, err := n.Invite(time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,21 +106,5 @@ func TestPairFoundOnLAN(t *testing.T) {
 	if code, err = long.Encode(); err != nil {
 		t.Fatal(err)
 	}
-	cfg = testConfig(t, "long")
-	cfg.EnableMDNS = true
-	j, err = Join(ctxT(t, time.Minute), cfg, code, "long")
-	if err != nil {
-		t.Fatalf("join by a long code without address on the LAN: %v", err)
-	}
-	j.Close()
-
-	// Without mDNS (and no DHT), nothing finds it, and the error says what was tried.
-	code, _, _ = inviter.Invite(time.Minute)
-	long, _ = wire.ParseInvite(code)
-	long.Addrs = nil
-	code, _ = long.Encode()
-	_, err = Join(ctxT(t, time.Minute), testConfig(t, "blind"), code, "blind")
-	if !errors.Is(err, ErrInviterUnreachable) {
-		t.Fatalf("join without any way to find the inviter: %v, want ErrInviterUnreachable", err)
-	}
+	return code
 }
