@@ -311,15 +311,11 @@ func (t *tracker) persistOne(p peer.ID) {
 	if s == nil || s.DeviceID == "" {
 		return
 	}
-	err := t.n.st.Update(func(tx *store.Tx) error {
-		if t.heldDirty { // in the same transaction: one commit
-			if err := tx.PutLocal(heldName, t.held); err != nil {
-				return err
-			}
-		}
-		return tx.PutLocal(stateName(s.DeviceID), s)
-	})
-	if err == nil {
+	values := map[string]any{stateName(s.DeviceID): s}
+	if t.heldDirty {
+		values[heldName] = t.held // in the same commit
+	}
+	if err := t.n.st.Local().PutAll(values); err == nil {
 		delete(t.dirty, p)
 		t.heldDirty = false
 	}

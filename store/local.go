@@ -87,6 +87,19 @@ func (h Local) Put(name string, v any) error {
 	return s.update(func(tx *bolt.Tx) error { return s.putLocalJSON(tx, "x/"+name, v) })
 }
 
+// PutAll stores several device-local values (Put) in one transaction.
+func (h Local) PutAll(values map[string]any) error {
+	s := h.s
+	return s.update(func(tx *bolt.Tx) error {
+		for name, v := range values {
+			if err := s.putLocalJSON(tx, "x/"+name, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // GetLocal reads a value stored with PutLocal into v. It reports whether the value existed.
 func (h Local) Get(name string, v any) (bool, error) {
 	s := h.s
