@@ -345,11 +345,13 @@ func (t *Tx) flushLeaves() error {
 	return nil
 }
 
-// heldRecord is one record as a scan of the index visits it.
+// heldRecord is one record as a scan of the index visits it: first is the envelope of
+// seqs[0] (read for the id; it aliases the transaction).
 type heldRecord struct {
-	id   merkle.ID
-	tag  Tag
-	seqs []uint64
+	id    merkle.ID
+	tag   Tag
+	seqs  []uint64
+	first []byte
 }
 
 // walkRecords calls fn with every record whose id comes after after (every record when
@@ -378,17 +380,19 @@ func (t *Tx) walkRecords(after merkle.ID, first bool, fn func(r heldRecord) (sto
 			}
 			tag := leafKey(k).tag()
 			for _, it := range l.items {
-				id, err := t.envID(it.seqs[0])
-				if err != nil {
-					return err
+				raw := t.envGet(it.seqs[0])
+				var id merkle.ID
+				if len(raw) < 1+len(id) {
+					return fmt.Errorf("%w: envelope %d missing or short", ErrCorrupt, it.seqs[0])
 				}
+				copy(id[:], raw[1:])
 				if !bytes.Equal(id[:leafPrefix], p) || !bytes.Equal(id[leafPrefix:leafPrefix+leafSuffix], it.suffix[:]) {
 					return fmt.Errorf("%w: envelope %d holds id %x, indexed under %x", ErrCorrupt, it.seqs[0], id[:8], append(slices.Clone(p), it.suffix[:]...))
 				}
 				if !first && bytes.Compare(id[:], after[:]) <= 0 {
 					continue
 				}
-				group = append(group, heldRecord{id: id, tag: tag, seqs: it.seqs})
+				group = append(group, heldRecord{id: id, tag: tag, seqs: it.seqs, first: raw})
 			}
 		}
 		slices.SortFunc(group, func(a, b heldRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
@@ -412,6 +416,7 @@ func (t *Tx) recordsIn(tag Tag, fn func(id merkle.ID, seqs []uint64) error) erro
 // in id order.
 func (t *Tx) recordsUnder(tag Tag, p merkle.Prefix, fn func(id merkle.ID, seqs []uint64) error) error {
 	lo, hi := p.Range()
+	known8 := merkle.PrefixOf(lo, min(p.Level(), 2*(leafPrefix+leafSuffix))) // p, to the digits a leaf knows
 	visit := func(k leafKey) error {
 		v := t.itemsGet(k[:])
 		if v == nil {
@@ -427,6 +432,14 @@ func (t *Tx) recordsUnder(tag Tag, p merkle.Prefix, fn func(id merkle.ID, seqs [
 		}
 		var recs []rec
 		for _, it := range l.items {
+			// The leaf's key and the item's suffix are the id's first eight bytes: enough
+			// to leave out, without reading its envelope, a record outside p.
+			var known merkle.ID
+			copy(known[:], k[:leafPrefix])
+			copy(known[leafPrefix:], it.suffix[:])
+			if !known8.Contains(known) {
+				continue
+			}
 			id, err := t.envID(it.seqs[0])
 			if err != nil {
 				return err

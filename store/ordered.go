@@ -41,11 +41,14 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 			}
 			r.ID = hr.id
 			r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
-			for _, seq := range hr.seqs {
+			for i, seq := range hr.seqs {
 				if seq > upto {
 					continue
 				}
-				raw := t.envGet(seq)
+				raw := hr.first
+				if i > 0 {
+					raw = t.envGet(seq)
+				}
 				if raw == nil {
 					return false, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, hr.id[:6])
 				}
