@@ -13,7 +13,7 @@ import (
 // Tombstone collection and the bookkeeping of long absences.
 //
 // A delete is a tombstone version. A record whose antichain is a single tombstone older
-// than the horizon is removed whole (envelopes, id index, collection index, Merkle tree).
+// than the horizon is removed whole (envelopes, record index, Merkle tree).
 // The horizon is the collection cut-off: now − TombstoneTTL, but never later than the last
 // completed session with another device (LastContact), so that a device never drops a
 // tombstone it may not have shown the mesh yet. The horizon only moves forward.
@@ -230,8 +230,8 @@ func (h Replication) ForgetBefore(ids []merkle.ID, before time.Time) (int, error
 	return removed, nil
 }
 
-// drop removes the record id whole: its envelopes, its id and collection index entries
-// and its item in the Merkle tree. With notify, a record that read as live is reported to
+// drop removes the record id whole: its envelopes, its record index entry and its item
+// in the Merkle tree. With notify, a record that read as live is reported to
 // subscribers as deleted.
 func (t *Tx) drop(id merkle.ID, notify bool) error {
 	set, entry, ok, err := t.antichainEntry(id)

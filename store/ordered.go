@@ -68,8 +68,8 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 }
 
 // ApplyInOrder is ApplyWith for envelopes that arrive in record-id order into a store
-// that holds little of them (an initial sync): the transaction writes the id and
-// collection index and the Merkle tree as appends, packing their pages full. The result
+// that holds little of them (an initial sync): the transaction writes the record index
+// and the Merkle tree as appends, packing their pages full. The result
 // is the same as ApplyWith's; only the fill of the pages differs.
 func (h Replication) ApplyInOrder(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
 	return h.applyWith(h.s.prepare(raw, 1), fn, true)

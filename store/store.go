@@ -27,7 +27,7 @@ const FileName = "meshsync.db"
 const lockFileName = "meshsync.pid"
 
 // Bucket names. The bulk of the bytes (envelopes) sits under the local sequence number so
-// that bulk writes go in key order; a small id index points at them.
+// that bulk writes go in key order; a small record index points at them (items.go).
 var (
 	bucketMeta  = []byte("meta")  // header, store epoch, last sequence, clock
 	bucketEnv   = []byte("env")   // seq (8 bytes, big endian) -> envelope

@@ -567,8 +567,8 @@ func (t *Tx) peekSeq() uint64 {
 }
 
 // replace swaps the antichain of id from old to next: envelopes kept keep their sequence
-// numbers, new ones get fresh ones, dropped ones are deleted, and the id index and Merkle
-// tree follow in the same transaction.
+// numbers, new ones get fresh ones, dropped ones are deleted, and the record index and
+// Merkle tree follow in the same transaction.
 func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	entry, existed, err := t.loadEntry(id)
 	if err != nil {
