@@ -378,6 +378,7 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", filepath.Dir(path), err)
 	}
+	db.AllocSize = storeAllocSize // bulk.go
 	// Record who holds the store, so that a second opener can name the process.
 	_ = os.WriteFile(filepath.Join(filepath.Dir(path), lockFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	return db, nil
