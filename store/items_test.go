@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -219,6 +220,82 @@ func TestLeafFullRefusesCraftedIDs(t *testing.T) {
 	for _, rj := range res.Rejected {
 		if !errors.Is(rj.Err, ErrIndexFull) {
 			t.Errorf("refused for %v, want ErrIndexFull", rj.Err)
+		}
+	}
+}
+
+// TestSummaryBelowStoredLevels: the store keeps tree levels 0 to 4 and computes level 5
+// and the items below from its record index; every node and item list a reconciliation
+// can ask for matches an in-memory tree of the records' envelopes, for every collection
+// and for one alone.
+func TestSummaryBelowStoredLevels(t *testing.T) {
+	s := mustInit(t, testOpts("a"))
+	defer mustVerifyClose(t, s)
+	err := s.Update(func(tx *Tx) error {
+		for i := range 3000 {
+			if err := tx.PutRaw(fmt.Sprint("c", i%2), fmt.Sprint("k", i), []byte{byte(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, one := range []bool{false, true} {
+		var tags []Tag
+		if one {
+			tags = []Tag{s.keys.tag("c1")}
+		}
+		// The expected items: each record's digest from its envelopes, read by sequence.
+		byID := map[merkle.ID][]hashed{}
+		if _, err := s.Replication().Since(0, 0, func(_ uint64, raw []byte) error {
+			h, err := newHashed(mustEnvelope(t, raw))
+			if err != nil {
+				return err
+			}
+			if tags == nil || h.env.Tag == tags[0] {
+				byID[h.env.ID] = append(byID[h.env.ID], h)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var items []merkle.Item
+		for id, set := range byID {
+			sortByHash(set)
+			items = append(items, merkle.Item{ID: id, Digest: antichainDigest(set)})
+		}
+		mem := merkle.NewMemFrom(items)
+		src := s.Replication().Summary(tags)
+		for i, it := range items {
+			if i%97 != 0 {
+				continue
+			}
+			for l := range 9 {
+				p := merkle.PrefixOf(it.ID, l)
+				got, err := src.Node(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want, _ := mem.Node(p); got != want {
+					t.Fatalf("one collection %v: node %v (level %d) differs from the in-memory tree", one, p, l)
+				}
+				if l < 3 {
+					continue // item lists of the upper levels are long; checked below for the root
+				}
+				gotItems, err := src.Items(p, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if wantItems, _ := mem.Items(p, 0); !slices.Equal(gotItems, wantItems) {
+					t.Fatalf("one collection %v: items under %v (level %d): %d, want %d", one, p, l, len(gotItems), len(wantItems))
+				}
+			}
+		}
+		got, err := src.Items(merkle.Root(), 10)
+		if want, _ := mem.Items(merkle.Root(), 10); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("first ten items of the store: %v", err)
 		}
 	}
 }
