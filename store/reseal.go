@@ -55,11 +55,14 @@ func (h Keys) Reseal(limit int) (ResealStats, error) {
 		if err := t.flushIndexes(); err != nil { // the walk reads the buckets directly
 			return err
 		}
+		// The walk starts after an id: the one just before the cursor.
 		var after merkle.ID
 		copy(after[:], from)
+		first := from == nil || after == (merkle.ID{})
+		after = idBefore(after)
 		var ids []merkle.ID
 		var next []byte
-		err := t.walkRecords(after, from == nil, func(r heldRecord) (bool, error) {
+		err := t.walkRecords(after, first, func(r heldRecord) (bool, error) {
 			if len(ids) >= 64*limit {
 				next = bytes.Clone(r.id[:])
 				return true, nil
@@ -92,6 +95,17 @@ func (h Keys) Reseal(limit int) (ResealStats, error) {
 		return ResealStats{}, fmt.Errorf("reseal: %w", err)
 	}
 	return st, nil
+}
+
+// idBefore is the id just below id (id must not be zero).
+func idBefore(id merkle.ID) merkle.ID {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]--
+		if id[i] != 0xff {
+			break
+		}
+	}
+	return id
 }
 
 // resealRecord re-seals the envelopes of one record that are under an epoch older than

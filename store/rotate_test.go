@@ -766,3 +766,41 @@ func TestOwnWriteAfterRemovalResealedAtOnce(t *testing.T) {
 	mustVerifyClose(t, a)
 	mustVerifyClose(t, b)
 }
+
+// TestResealInBatchesMissesNone: a re-seal pass in batches of three, each starting where
+// the one before stopped, re-seals every record (the cursor names the first record not
+// looked at yet: a resumed walk must start at it, not after it).
+func TestResealInBatchesMissesNone(t *testing.T) {
+	a := mustInit(t, testOpts("a"))
+	writeNotes(t, a, "n", 50)
+	if _, err := a.Keys().RotateKey(map[resolve.DeviceID]string{a.Device().ID: kx(t, a)}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for range 1000 {
+		st, err := a.Keys().Reseal(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Resealed
+		if st.Done {
+			break
+		}
+	}
+	if total != 50 {
+		t.Errorf("re-sealed %d envelopes in batches of 3, want the 50 notes", total)
+	}
+	if old := epochsOf(t, a)[0]; old != 50-50+len(mustList(t, a, KeysCollection))+len(mustList(t, a, DevicesCollection)) {
+		t.Errorf("%d envelopes left under epoch 0", old)
+	}
+	mustVerifyClose(t, a)
+}
+
+func mustList(t *testing.T, s *Store, c string) []Record {
+	t.Helper()
+	recs, err := s.List(c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
