@@ -141,10 +141,48 @@ func (n *Node) keysChanged() error {
 			n.log.Warn("grant keys", "device", g.dev, "err", err)
 		}
 	}
+	if !need {
+		n.resealOwn(kes)
+	}
 	if start, delay := planReseal(len(kes), need, r.resealing, n.cfg.resealDelay); start {
 		r.resealing = n.goSafe(func() { n.resealLoop(r, delay) })
 	}
 	return nil
+}
+
+// localOwnResealed names the sealing key under which this device last re-sealed its own
+// writes made after a removal (store.Keys.ResealOwn), so that it scans once per new key.
+const localOwnResealed = "own-resealed-under"
+
+// resealOwn re-seals at once this device's writes that the others refuse until re-sealed:
+// made after a removal, before the new key epoch another device started reached this one.
+// The full re-seal pass would get to them only after Config.resealDelay. It runs once per
+// new sealing key (the scan reads every envelope's header).
+func (n *Node) resealOwn(kes []store.KeyEpoch) {
+	var sealing string
+	for _, ke := range kes {
+		if ke.Sealing {
+			sealing = ke.KeyID
+		}
+	}
+	var done string
+	if _, err := n.st.Local().Get(localOwnResealed, &done); sealing == "" || err != nil || done == sealing {
+		return
+	}
+	k, err := n.st.Keys().ResealOwn()
+	if err != nil {
+		if !errors.Is(err, store.ErrClosed) {
+			n.log.Warn("re-seal own writes", "err", err)
+		}
+		return
+	}
+	if k > 0 {
+		n.log.Info("re-sealed own writes made after a removal", "envelopes", k, "key", sealing)
+		n.rot.stats.Resealed += k
+	}
+	if err := n.st.Local().Put(localOwnResealed, sealing); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Warn("re-seal own writes", "err", err)
+	}
 }
 
 // removedPeers is the sticky list of peers this device has seen removed.

@@ -359,3 +359,41 @@ func TestConcurrentRemovals(t *testing.T) {
 		}
 	}
 }
+
+// A device that writes after a removal it has not heard of yet (it was offline) seals the
+// write under a key the removed device holds; the others refuse it until it is re-sealed.
+// Once the new key reaches the writer, it re-seals that write of its own at once, not
+// after the re-seal delay (an hour here), and the other device reads it.
+func TestOwnWriteAfterRemovalArrives(t *testing.T) {
+	nodes := newMeshEach(t, 3, func(_ int, c *Config) { c.resealDelay = time.Hour })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	for _, n := range nodes {
+		eventually(t, "key-agreement keys everywhere", func() error {
+			for _, dev := range n.Devices() {
+				if dev.KeyAgreement == "" {
+					return fmt.Errorf("%s has no key-agreement key on %s", dev.Name, n.self.Name)
+				}
+			}
+			return nil
+		})
+		waitSynced(t, n)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RemoveDevice(c.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // a's clock passes the removal's
+	if err := a.Put("notes", "offline", []byte(`"written before the news"`)); err != nil {
+		t.Fatal(err)
+	}
+	mustStart(t, a)
+	eventually(t, "b reads a's write made after the removal", func() error {
+		a.SyncNow(context.Background())
+		return hasValue(b, "notes", "offline", `"written before the news"`)
+	})
+	if p := a.Reseal(); p.Resealed != 1 || !p.Started.IsZero() {
+		t.Errorf("a's re-seal: %+v, want its one write re-sealed and no full pass started", p)
+	}
+}

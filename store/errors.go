@@ -45,6 +45,9 @@ var (
 	ErrTampered = errors.New("envelope failed authentication (tampered or from another mesh)")
 	// ErrUnknownKeyEpoch means an envelope names a key epoch this device holds no key for.
 	ErrUnknownKeyEpoch = errors.New("envelope sealed under an unknown key epoch")
+	// ErrIndexFull means the records of one collection whose ids share their first two
+	// bytes reached maxLeafRecords: only ids made to collide do (items.go).
+	ErrIndexFull = errors.New("record index full at this id prefix")
 )
 
 // Errors returned by backups.

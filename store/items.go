@@ -37,6 +37,13 @@ const (
 	minItemLen = leafSuffix + 1 + 1      // suffix, count, one sequence number
 )
 
+// maxLeafRecords bounds the records of one leaf: the records of one collection whose ids
+// share their first two bytes. Ids are keyed hashes, so a store reaches it at about two
+// billion records; a member that makes ids collide on purpose (a blind replica cannot
+// check them) reaches it sooner, and its further records there are refused
+// (ErrIndexFull), so that one leaf never costs more than about 350 KB per write.
+var maxLeafRecords = 1 << 15
+
 // leafKey names a leaf: an id's first bytes, then a collection tag.
 type leafKey [leafKeyLen]byte
 
@@ -285,6 +292,19 @@ func (t *Tx) setEntry(id merkle.ID, tag Tag, seqs []uint64, old idEntry, existed
 		l.items = slices.Insert(l.items, i, it)
 	}
 	l.dirty = true
+	return nil
+}
+
+// leafRoom fails when id's leaf in tag is full (maxLeafRecords), before anything of a
+// new record is written.
+func (t *Tx) leafRoom(id merkle.ID, tag Tag) error {
+	l, err := t.leafOf(leafKeyOf(id, tag))
+	if err != nil {
+		return err
+	}
+	if len(l.items) >= maxLeafRecords {
+		return refusal{fmt.Errorf("record %x: %w: %d records of its collection share its first %d id bytes (ids made to collide?)", id[:6], ErrIndexFull, len(l.items), leafPrefix)}
+	}
 	return nil
 }
 

@@ -172,6 +172,58 @@ func FuzzLeaf(f *testing.F) {
 	})
 }
 
+// TestLeafFullRefusesCraftedIDs: a hostile member sends a blind replica records whose ids
+// it made share their first two bytes. Past maxLeafRecords (lowered here) the replica
+// refuses them with ErrIndexFull, keeps what it took, and verifies.
+func TestLeafFullRefusesCraftedIDs(t *testing.T) {
+	defer func(m int) { maxLeafRecords = m }(maxLeafRecords)
+	maxLeafRecords = 8
+	a := mustInit(t, testOpts("a"))
+	if err := a.Put("notes", "k", []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	var base []byte
+	if _, err := a.Replication().Since(0, 0, func(_ uint64, b []byte) error {
+		if env, err := UnmarshalEnvelope(b); err == nil && env.Tag == a.keys.tag("notes") {
+			base = bytes.Clone(b)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := a.Keys().ReplicaToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := InitReplica(filepath.Join(t.TempDir(), "replica"), []byte("replica pass"), tok, testOpts("box"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustVerifyClose(t, r)
+	var crafted [][]byte
+	for i := range 12 {
+		env := mustEnvelope(t, base)
+		env.ID = merkle.ID{0x12, 0x34, byte(i)}
+		raw, err := env.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		crafted = append(crafted, raw)
+	}
+	res, err := r.Replication().Apply(crafted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != 8 || len(res.Rejected) != 4 {
+		t.Fatalf("added %d, refused %d: want 8 and 4", res.Added, len(res.Rejected))
+	}
+	for _, rj := range res.Rejected {
+		if !errors.Is(rj.Err, ErrIndexFull) {
+			t.Errorf("refused for %v, want ErrIndexFull", rj.Err)
+		}
+	}
+}
+
 // TestSummaryBelowStoredLevels: the store keeps tree levels 0 to 4 and computes level 5
 // and the items below from its record index; every node and item list a reconciliation
 // can ask for matches an in-memory tree of the records' envelopes, for every collection

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -54,11 +55,14 @@ func (h Keys) Reseal(limit int) (ResealStats, error) {
 		if err := t.flushIndexes(); err != nil { // the walk reads the buckets directly
 			return err
 		}
+		// The walk starts after an id: the one just before the cursor.
 		var after merkle.ID
 		copy(after[:], from)
+		first := from == nil || after == (merkle.ID{})
+		after = idBefore(after)
 		var ids []merkle.ID
 		var next []byte
-		err := t.walkRecords(after, from == nil, func(r heldRecord) (bool, error) {
+		err := t.walkRecords(after, first, func(r heldRecord) (bool, error) {
 			if len(ids) >= 64*limit {
 				next = bytes.Clone(r.id[:])
 				return true, nil
@@ -91,6 +95,17 @@ func (h Keys) Reseal(limit int) (ResealStats, error) {
 		return ResealStats{}, fmt.Errorf("reseal: %w", err)
 	}
 	return st, nil
+}
+
+// idBefore is the id just below id (id must not be zero).
+func idBefore(id merkle.ID) merkle.ID {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]--
+		if id[i] != 0xff {
+			break
+		}
+	}
+	return id
 }
 
 // resealRecord re-seals the envelopes of one record that are under an epoch older than
@@ -130,4 +145,65 @@ func (t *Tx) resealRecord(id merkle.ID, epoch uint32, key []byte) (resealed, unr
 		return 0, unreadable, nil
 	}
 	return resealed, unreadable, t.replace(id, set, next)
+}
+
+// ResealOwn re-seals at once, under the newest clean key, this device's own writes that
+// the other devices refuse: data envelopes it sealed after a removal under a key the
+// removed device holds, because it wrote before the new key epoch reached it. Reseal
+// gets to them too, but a device that did not start the new epoch begins that pass only
+// after a while (node: the re-seal delay), and until then the write reaches no one. It
+// reads every envelope's clear header, opens only this device's written after the
+// earliest removal, and returns how many envelopes it re-sealed (0 without a clean key).
+func (h Keys) ResealOwn() (int, error) {
+	s := h.s
+	if err := s.needKey("reseal own writes"); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.Update(func(t *Tx) error {
+		n = 0
+		if err := s.loadEpochKeys(t.tx); err != nil {
+			return err
+		}
+		a, err := t.authority()
+		if err != nil || len(a.keyCut) == 0 {
+			return err
+		}
+		s.keys.exclude(a.unclean)
+		clean, ok := s.keys.cleanSealKey()
+		if !ok {
+			return nil
+		}
+		first := slices.Min(slices.Collect(maps.Values(a.keyCut)))
+		var ids []merkle.ID
+		c := t.tx.Bucket(bucketEnv).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			e, err := UnmarshalEnvelope(v)
+			if err != nil {
+				return fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
+			}
+			if e.Version.Device != s.device.ID || e.Version.Clock <= first || e.KeyEpoch >= clean.Epoch {
+				continue
+			}
+			p, err := s.keys.open(e)
+			if err != nil || reservedCollection(p.Collection) {
+				continue
+			}
+			if cut, ok := a.keyCut[p.keyID]; ok && e.Version.Clock > cut && !slices.Contains(ids, e.ID) {
+				ids = append(ids, e.ID)
+			}
+		}
+		for _, id := range ids {
+			r, _, err := t.resealRecord(id, clean.Epoch, clean.Key)
+			if err != nil {
+				return err
+			}
+			n += r
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reseal own writes: %w", err)
+	}
+	return n, nil
 }

@@ -721,3 +721,87 @@ func BenchmarkReseal(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "envelopes/s")
 }
+
+// TestOwnWriteAfterRemovalResealedAtOnce: a writes after it removed c but before the new
+// key epoch b started reaches it: the write is sealed under a key c holds, so b refuses
+// it. Once a holds the new key, ResealOwn re-seals that write of its own (and nothing
+// else), and b takes it; no full re-seal pass is needed for it.
+func TestOwnWriteAfterRemovalResealedAtOnce(t *testing.T) {
+	a := mustInit(t, testOpts("a"))
+	b := peer(t, a, "b", nil)
+	c := peer(t, a, "c", nil)
+	all := map[resolve.DeviceID]string{}
+	for _, s := range []*Store{a, b, c} {
+		all[s.Device().ID] = kx(t, s)
+	}
+	writeNotes(t, a, "before", 3)
+	syncBoth(t, a, b)
+	revoke(t, a, c)
+	syncBoth(t, a, b) // b learns of the removal
+	if _, err := b.Keys().RotateKey(all); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put("notes", "after-removal", []byte(`"fresh"`)); err != nil {
+		t.Fatal(err)
+	}
+	syncRevoked(t, a, b)
+	if _, err := b.Get("notes", "after-removal"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b took a's write under a key the removed device holds: %v", err)
+	}
+	if _, err := a.Keys().AdoptKeys(); err != nil { // as a node does on a new grant
+		t.Fatal(err)
+	}
+	n, err := a.Keys().ResealOwn()
+	if err != nil || n != 1 {
+		t.Fatalf("ResealOwn re-sealed %d envelopes (%v), want a's one write after the removal", n, err)
+	}
+	if n, err := a.Keys().ResealOwn(); err != nil || n != 0 {
+		t.Fatalf("a second ResealOwn re-sealed %d (%v)", n, err)
+	}
+	syncBoth(t, a, b)
+	rec, err := b.Get("notes", "after-removal")
+	if err != nil || string(rec.Value) != `"fresh"` {
+		t.Fatalf("b after the re-seal: %v %v", rec, err)
+	}
+	mustVerifyClose(t, a)
+	mustVerifyClose(t, b)
+}
+
+// TestResealInBatchesMissesNone: a re-seal pass in batches of three, each starting where
+// the one before stopped, re-seals every record (the cursor names the first record not
+// looked at yet: a resumed walk must start at it, not after it).
+func TestResealInBatchesMissesNone(t *testing.T) {
+	a := mustInit(t, testOpts("a"))
+	writeNotes(t, a, "n", 50)
+	if _, err := a.Keys().RotateKey(map[resolve.DeviceID]string{a.Device().ID: kx(t, a)}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for range 1000 {
+		st, err := a.Keys().Reseal(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Resealed
+		if st.Done {
+			break
+		}
+	}
+	if total != 50 {
+		t.Errorf("re-sealed %d envelopes in batches of 3, want the 50 notes", total)
+	}
+	// Under epoch 0 stay only the key grants and membership records.
+	if old, want := epochsOf(t, a)[0], len(mustList(t, a, KeysCollection))+len(mustList(t, a, DevicesCollection)); old != want {
+		t.Errorf("%d envelopes left under epoch 0, want the %d grants and device records", old, want)
+	}
+	mustVerifyClose(t, a)
+}
+
+func mustList(t *testing.T, s *Store, c string) []Record {
+	t.Helper()
+	recs, err := s.List(c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}

@@ -579,6 +579,11 @@ func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 
 // replaceEntry is replace given id's index entry as loaded with old (antichainEntry).
 func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, existed bool) error {
+	if len(next) > 0 && (!existed || entry.tag != tagOf(next)) {
+		if err := t.leafRoom(id, tagOf(next)); err != nil { // items.go
+			return err
+		}
+	}
 	oldSeq := map[[32]byte]uint64{}
 	for i, h := range old {
 		if i < len(entry.seqs) {
