@@ -236,6 +236,7 @@ func (n *Node) handleSync(s network.Stream) {
 	n.mu.Lock()
 	if pl := r.peers[p]; pl != nil {
 		pl.ensurePush(res.MyLastSeq)
+		pl.servedSession()
 	}
 	n.mu.Unlock()
 	n.afterSession(r.ctx, p)
@@ -453,7 +454,7 @@ func (n *Node) sessionDone(p peer.ID, res *sessionResult, started, start time.Ti
 			return err
 		}
 	}
-	if err := n.st.Replication().NoteContact(started); err != nil {
+	if err := n.contact.note(started, res.Sent+res.Received > 0); err != nil {
 		n.log.Warn("note the last contact", "err", err)
 	}
 	return nil
