@@ -58,8 +58,9 @@ type (
 	// address with nothing to send either way, until its session ended: the first time
 	// after its initial sync, then Reconnects-1 more (p50: their median; median: of all
 	// Reconnects); at the full n and, in a mesh of its own, at 10,000 records (or n when
-	// smaller), the same number of times. The ratios show whether a reconnect grows with
-	// the store (goal: 1); MedianRatio compares the same number of samples at both sizes.
+	// smaller), the same number of times, alternately (10k, then n). The ratios show
+	// whether a reconnect grows with the store (goal: 1); MedianRatio compares the same
+	// number of samples at both sizes.
 	ReconnectRow struct {
 		Row                string  `json:"row"` // "reconnect"
 		N                  int     `json:"n"`

@@ -87,8 +87,10 @@ type run struct {
 	bolt   *boltLimit
 	rtt    time.Duration
 	commit time.Duration
-	small  ReconnectRow   // the reconnect row's reference at 10,000 records
-	ports  map[string]int // the TCP port of each device that reconnects (fixedPort)
+	small  ReconnectRow // the reconnect row's reference at 10,000 records
+	// smallSrc and smallC are the reference's mesh, open from smallReconnect to reconnectRow.
+	smallSrc, smallC *node.Node
+	ports            map[string]int // the TCP port of each device that reconnects (fixedPort)
 	// firstPush is the first change after a pairing, until the new device read it.
 	firstPush time.Duration
 	rows      []any
@@ -134,7 +136,7 @@ func Run(ctx context.Context, o Options) ([]any, error) {
 }
 
 func (r *run) close() {
-	for _, n := range []*node.Node{r.a, r.b} {
+	for _, n := range []*node.Node{r.a, r.b, r.smallC, r.smallSrc} {
 		if n != nil {
 			n.Close()
 		}
