@@ -420,10 +420,15 @@ func (n *Node) applyGroup(p peer.ID, a *session.Apply, pre *store.Prepared, reje
 		pr = nil
 	}
 	if len(a.Envelopes) == 0 {
+		// Nothing to apply: the progress passes the peer's records this store sent it
+		// (echoes) or records outside this device's scope. It stays in memory, written
+		// with the next transaction that applies from p, at Stop and at Close
+		// (progressTable.flush), as a push's echoes are: a commit in the middle of a
+		// reconnect with nothing to send otherwise. A crash loses only the pass over
+		// those records: the next session asks for them again and the peer, which
+		// keeps its echo ranges with its applies, skips them again.
 		if pr != nil {
-			if err := n.progress.save(p, *pr); err != nil {
-				return session.Applied{}, fmt.Errorf("save progress: %w", err)
-			}
+			n.progress.set(p, *pr, false)
 		}
 		return session.Applied{}, nil
 	}
