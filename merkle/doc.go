@@ -11,9 +11,10 @@
 // # The tree
 //
 // Ids are uniform (keyed hashes), so a prefix tree over their hex digits is balanced.
-// Fanout is 16; the store keeps Depth = 6 levels (root to level 5), so a write updates 6
-// nodes and each level-5 node holds about n/16^5 items (1 at a million, 10 at ten
-// million). Deeper subtrees are summarised on the fly from Source.Items. A Node is a
+// Fanout is 16; a Source serves Depth = 6 levels (root to level 5), and each level-5 node
+// holds about n/16^5 items (1 at a million, 10 at ten million). Deeper subtrees are
+// summarised on the fly from Source.Items. (The store keeps levels 0 to 4 and computes
+// level 5 from its record index: store/items.go.) A Node is a
 // count and a Fingerprint: four 64-bit lanes, each the sum modulo 2^64 of the matching
 // lane of SHA-256(id || digest). Being a sum it changes by one Add or Remove, without
 // reading siblings.

@@ -289,7 +289,7 @@ func (n *Node) feedLoop(ctx context.Context) {
 		if len(closed) > 0 {
 			n.track.conflictsClosed(closed)
 		}
-		// Listing the conflicts reads the whole id index: only when changes were missed or
+		// Listing the conflicts reads the whole record index: only when changes were missed or
 		// a device came or went, not when a device record changed its addresses (every
 		// reconnect on a new port does), which made each reconnect cost O(records).
 		if lost || devs && n.devices.Load().membership() != members {

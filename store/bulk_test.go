@@ -73,8 +73,8 @@ func TestBulkFileLayout(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("index entry %d: %v, found %v", i, err, ok)
 			}
-			if e.digest != merkle.Digest(id) || len(e.seqs) != 1 || e.seqs[0] != uint64(i+1) {
-				t.Errorf("index entry %d: digest %x seqs %v", i, e.digest[:4], e.seqs)
+			if e.tag != (Tag{1}) || len(e.seqs) != 1 || e.seqs[0] != uint64(i+1) {
+				t.Errorf("index entry %d: tag %x seqs %v", i, e.tag, e.seqs)
 			}
 			if got := btx.Bucket(bucketEnv).Get(u64be(uint64(i + 1))); !bytes.Equal(got, envs[i]) {
 				t.Errorf("envelope %d differs", i+1)

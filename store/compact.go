@@ -84,8 +84,8 @@ func Compact(dir string, opts *Options) (CompactReport, error) {
 	// The copy is synced once, at its end: until the rename it is nobody's store.
 	dopts := boltOptions(o)
 	dopts.NoSync = true
-	dopts.PageSize = compactPageSize // bulk.go
-	rep.PageSize = compactPageSize
+	dopts.PageSize = storePageSize // bulk.go
+	rep.PageSize = storePageSize
 	dst, err := bolt.Open(tmp, 0o600, dopts)
 	if err != nil {
 		return fail(err)

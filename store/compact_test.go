@@ -116,8 +116,8 @@ func TestCompactFixture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.PageSizeBefore != 4096 || rep.PageSize != compactPageSize {
-				t.Errorf("compaction report %+v: want the fixture's 4 KiB pages rewritten into %d-byte ones", rep, compactPageSize)
+			if rep.PageSizeBefore != 4096 || rep.PageSize != storePageSize {
+				t.Errorf("compaction report %+v: want the fixture's 4 KiB pages rewritten into %d-byte ones", rep, storePageSize)
 			}
 			s, err := Open(dir, fixtureStorePass, fixtureOpts(e))
 			if err != nil {
@@ -125,8 +125,8 @@ func TestCompactFixture(t *testing.T) {
 			}
 			defer s.Close()
 			checkFixtureStore(t, s, e)
-			if got := s.db.Info().PageSize; got != compactPageSize {
-				t.Errorf("the compacted fixture opens with %d-byte pages, want %d", got, compactPageSize)
+			if got := s.db.Info().PageSize; got != storePageSize {
+				t.Errorf("the compacted fixture opens with %d-byte pages, want %d", got, storePageSize)
 			}
 		})
 	}

@@ -55,22 +55,31 @@ func (h Conflicts) List() ([]ConflictInfo, error) {
 	}
 	var out []ConflictInfo
 	err := s.View(func(t *Tx) error {
-		c := t.tx.Bucket(bucketIDs).Cursor() // a read transaction has nothing buffered
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(v) <= 40 {
-				continue // a single version
-			}
-			var id merkle.ID
-			copy(id[:], k)
-			ci, err := t.conflictInfo(id)
+		// A read transaction has nothing buffered: read the leaves as stored, and look up
+		// only the records holding more than one version.
+		return t.tx.Bucket(bucketItems).ForEach(func(k, v []byte) error {
+			l, err := unmarshalLeaf(v)
 			if err != nil {
-				return err
+				return fmt.Errorf("leaf %x: %w", k, err)
 			}
-			if ci != nil {
-				out = append(out, *ci)
+			for _, it := range l.items {
+				if len(it.seqs) < 2 {
+					continue
+				}
+				id, err := t.envID(it.seqs[0])
+				if err != nil {
+					return err
+				}
+				ci, err := t.conflictInfo(id)
+				if err != nil {
+					return err
+				}
+				if ci != nil {
+					out = append(out, *ci)
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	slices.SortFunc(out, func(a, b ConflictInfo) int {
 		return strings.Compare(a.Collection+"\x00"+a.Key, b.Collection+"\x00"+b.Key)

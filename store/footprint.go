@@ -14,7 +14,7 @@ import (
 type Footprint struct {
 	FileBytes int64 // the database file
 	PageSize  int
-	Records   int64 // ids in the Merkle index
+	Records   int64 // records in the Merkle forest
 	// Envelopes counts the envelopes held; EnvelopeHeaderBytes is their clear headers
 	// (format, id, key epoch, version: everything but the ciphertext) and
 	// CiphertextBytes their sealed payloads (value, collection and key, padding, tag,
@@ -22,7 +22,7 @@ type Footprint struct {
 	Envelopes           int64
 	EnvelopeHeaderBytes int64
 	CiphertextBytes     int64
-	// Buckets holds, by bucket name (env, ids, tree, coll, local, hist, meta), its keys,
+	// Buckets holds, by bucket name (env, items, tree, local, hist, meta), its keys,
 	// the bytes its pages use and the bytes of the pages it holds.
 	Buckets map[string]BucketFootprint
 	// FreeBytes is the pages of the file free for reuse (and pending release).
@@ -60,7 +60,13 @@ func (h Replication) Footprint() (Footprint, error) {
 				InuseBytes: int64(bs.BranchInuse + bs.LeafInuse + bs.InlineBucketInuse),
 				AllocBytes: int64(bs.BranchAlloc + bs.LeafAlloc)}
 		}
-		f.Records = int64(tx.Bucket(bucketIDs).Stats().KeyN)
+		roots, err := h.Roots()
+		if err != nil {
+			return err
+		}
+		for _, r := range roots {
+			f.Records += int64(r.Root.Count)
+		}
 		return tx.Bucket(bucketEnv).ForEach(func(_, raw []byte) error {
 			env, err := UnmarshalEnvelope(raw)
 			if err != nil {

@@ -13,7 +13,7 @@ import (
 // Tombstone collection and the bookkeeping of long absences.
 //
 // A delete is a tombstone version. A record whose antichain is a single tombstone older
-// than the horizon is removed whole (envelopes, id index, collection index, Merkle tree).
+// than the horizon is removed whole (envelopes, record index, Merkle tree).
 // The horizon is the collection cut-off: now − TombstoneTTL, but never later than the last
 // completed session with another device (LastContact), so that a device never drops a
 // tombstone it may not have shown the mesh yet. The horizon only moves forward.
@@ -142,52 +142,53 @@ func (h Replication) CollectTombstones() (int, error) {
 	}
 }
 
-// collectable scans the id index after the id after and returns up to gcBatch records
-// that are one tombstone older than cut, and the last id examined (nil at the end).
+// collectable scans the record index after the id after and returns up to gcBatch
+// records that are one tombstone older than cut, and the last id examined (nil at the
+// end).
 func (t *Tx) collectable(after []byte, cut resolve.Timestamp) ([]merkle.ID, []byte, error) {
-	var out []merkle.ID
-	envs := t.tx.Bucket(bucketEnv)
-	c := t.tx.Bucket(bucketIDs).Cursor()
-	k, v := c.First()
-	if after != nil {
-		k, v = c.Seek(after)
-		if k != nil && bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
+	if err := t.flushIndexes(); err != nil { // the scan reads the buckets directly
+		return nil, nil, err
 	}
+	var out []merkle.ID
+	var from merkle.ID
+	copy(from[:], after)
 	scanned := 0
 	var last []byte
-	for ; k != nil; k, v = c.Next() {
+	more := false
+	err := t.walkRecords(from, after == nil, func(r heldRecord) (bool, error) {
 		if len(out) >= gcBatch || scanned >= 16*gcBatch {
-			return out, bytes.Clone(last), nil
+			more = true
+			return true, nil
 		}
 		scanned++
-		last = k
-		if len(v) != 40 { // digest and one sequence number: a single version
-			continue
+		last = r.id[:]
+		if len(r.seqs) != 1 { // concurrent versions: not one tombstone
+			return false, nil
 		}
-		raw := envs.Get(v[32:40])
+		raw := t.envGet(r.seqs[0])
 		if raw == nil {
-			return nil, nil, fmt.Errorf("%w: envelope %d missing", ErrCorrupt, be64(v[32:40]))
+			return false, fmt.Errorf("%w: envelope %d missing", ErrCorrupt, r.seqs[0])
 		}
 		env, err := UnmarshalEnvelope(raw)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(v[32:40]), err)
+			return false, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, r.seqs[0], err)
 		}
 		if env.Version.Clock >= cut {
-			continue // cheap test on the clear header before opening
+			return false, nil // cheap test on the clear header before opening
 		}
 		p, err := t.s.keys.open(env)
 		if err != nil {
-			return nil, nil, err
+			return false, err
 		}
 		if p.Value.Kind == resolve.KindDeleted {
-			var id merkle.ID
-			copy(id[:], k)
-			out = append(out, id)
+			out = append(out, r.id)
 		}
+		return false, nil
+	})
+	if err != nil || !more {
+		return out, nil, err
 	}
-	return out, nil, nil
+	return out, bytes.Clone(last), nil
 }
 
 // ForgetBefore removes, of the records ids, those whose every version is older than
@@ -229,24 +230,15 @@ func (h Replication) ForgetBefore(ids []merkle.ID, before time.Time) (int, error
 	return removed, nil
 }
 
-// drop removes the record id whole: its envelopes, its id and collection index entries
-// and its item in the Merkle tree. With notify, a record that read as live is reported to
+// drop removes the record id whole: its envelopes, its record index entry and its item
+// in the Merkle tree. With notify, a record that read as live is reported to
 // subscribers as deleted.
 func (t *Tx) drop(id merkle.ID, notify bool) error {
-	entry, ok, err := t.loadEntry(id)
+	set, entry, ok, err := t.antichainEntry(id)
 	if err != nil || !ok {
 		return err
 	}
-	set, err := t.antichain(id)
-	if err != nil {
-		return err
-	}
 	tag := tagOf(set)
-	key := collKey(tag, id)
-	delete(t.coll, string(key))
-	if err := t.tx.Bucket(bucketColl).Delete(key); err != nil {
-		return err
-	}
 	if !t.s.keys.blind && len(set) > 0 {
 		p, err := t.s.keys.open(set[0].env)
 		if err != nil {
@@ -262,17 +254,17 @@ func (t *Tx) drop(id merkle.ID, notify bool) error {
 			}
 		}
 	}
+	// The index first: telling records apart in a leaf reads their envelopes.
+	if err := t.removeEntry(id, entry.tag); err != nil {
+		return err
+	}
 	envs := t.tx.Bucket(bucketEnv)
 	for _, seq := range entry.seqs {
 		if err := envs.Delete(u64be(seq)); err != nil {
 			return err
 		}
 	}
-	delete(t.ids, id)
-	if err := t.tx.Bucket(bucketIDs).Delete(id[:]); err != nil {
-		return err
-	}
-	return t.treeRemove(tag, id, entry.digest)
+	return t.treeRemove(tag, id, antichainDigest(set))
 }
 
 // treeRemove takes the item (id, digest) out of every node on its path in the tree of tag.

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"maps"
+	"path/filepath"
 	"testing"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -141,4 +142,102 @@ func TestV2ReplicaTagsFromDevices(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOpenMigratesV3FixtureToRecordIndex opens the committed stores of layout 2
+// (testdata/v3: collection tags, an id index and a collection index): the open builds the
+// record index, drops the old indexes, keeps every envelope's bytes and every collection's
+// Merkle root, and the stores verify and read as before; a second open changes nothing.
+func TestOpenMigratesV3FixtureToRecordIndex(t *testing.T) {
+	e := loadFixtureExpectOf(t, "v3")
+	for _, c := range []struct {
+		name string
+		pass []byte
+	}{{"store", fixtureStorePass}, {"replica", fixtureReplicaPass}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := fixtureDirOf(t, "v3", c.name)
+			before := layout2Roots(t, dir)
+			if len(before) < 2 {
+				t.Fatalf("fixture holds %d collection trees", len(before))
+			}
+			s, err := Open(dir, c.pass, fixtureOpts(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.name == "store" {
+				checkFixtureStore(t, s, e)
+			}
+			roots, err := s.Replication().Roots()
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := map[Tag]merkle.Node{}
+			for _, r := range roots {
+				after[r.Tag] = r.Root
+			}
+			if !maps.Equal(before, after) {
+				t.Errorf("collection roots changed in the migration:\nbefore %v\nafter  %v", before, after)
+			}
+			err = s.db.View(func(tx *bolt.Tx) error {
+				for _, b := range [][]byte{bucketIDs, bucketColl} {
+					if tx.Bucket(b) != nil {
+						t.Errorf("old index %q kept", b)
+					}
+				}
+				if v := tx.Bucket(bucketMeta).Get(metaLayout); !bytes.Equal(v, []byte{layoutIndexed}) {
+					t.Errorf("layout %v after the migration", v)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs := rawEnvelopes(t, s)
+			mustVerifyClose(t, s)
+
+			s, err = Open(dir, c.pass, fixtureOpts(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mustVerifyClose(t, s)
+			if c.name == "store" {
+				checkFixtureStore(t, s, e)
+			}
+			if again := rawEnvelopes(t, s); !maps.EqualFunc(envs, again, bytes.Equal) {
+				t.Error("a second open rewrote envelopes")
+			}
+		})
+	}
+}
+
+// layout2Roots reads the collection roots of a layout-2 store file as they are on disk.
+func layout2Roots(t *testing.T, dir string) map[Tag]merkle.Node {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[Tag]merkle.Node{}
+	err = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaLayout); !bytes.Equal(v, []byte{layoutTagged}) {
+			t.Fatalf("fixture of layout %v, want %d", v, layoutTagged)
+		}
+		return tx.Bucket(bucketTree).ForEach(func(k, v []byte) error {
+			if len(k) == len(Tag{})+1 && k[len(Tag{})] == 0 { // a root: tag, then level 0
+				var tag Tag
+				copy(tag[:], k)
+				var n merkle.Node
+				if err := n.UnmarshalBinary(v); err != nil {
+					return err
+				}
+				out[tag] = n
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -11,7 +9,7 @@ import (
 )
 
 // Record-id order. An initial sync sends a fresh device the sender's records in the order
-// of their ids (OrderedUpTo), so that the receiver's id index, collection index and Merkle
+// of their ids (OrderedUpTo), so that the receiver's record index and Merkle
 // tree grow by appends instead of by inserts at random places (ApplyInOrder): each commit
 // then dirties a few pages at the end of each bucket instead of thousands across it.
 
@@ -34,56 +32,44 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 	s := h.s
 	last = after
 	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketIDs).Cursor()
-		envs := tx.Bucket(bucketEnv)
-		var k, v []byte
-		if first {
-			k, v = c.First()
-		} else if k, v = c.Seek(after[:]); k != nil && bytes.Equal(k, after[:]) {
-			k, v = c.Next()
-		}
-		// One cursor for every envelope read: Bucket.Get allocates one per call.
-		ec := envs.Cursor()
-		var key [8]byte
+		t := s.newTx(tx)
 		n := 0
 		r := &HeldRecord{}
-		for ; k != nil; k, v = c.Next() {
+		return t.walkRecords(after, first, func(hr heldRecord) (bool, error) {
 			if limit > 0 && n >= limit {
-				break
+				return true, nil
 			}
-			if len(k) != len(merkle.ID{}) || len(v) < 40 || (len(v)-32)%8 != 0 {
-				return fmt.Errorf("%w: id index entry %x of %d bytes", ErrCorrupt, k, len(v))
-			}
-			copy(r.ID[:], k)
+			r.ID = hr.id
 			r.Seqs, r.Raw = r.Seqs[:0], r.Raw[:0]
-			for p := v[32:]; len(p) > 0; p = p[8:] {
-				seq := be64(p)
+			for i, seq := range hr.seqs {
 				if seq > upto {
 					continue
 				}
-				binary.BigEndian.PutUint64(key[:], seq)
-				ek, raw := ec.Seek(key[:])
-				if !bytes.Equal(ek, key[:]) || raw == nil {
-					return fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, k[:6])
+				raw := hr.first
+				if i > 0 {
+					raw = t.envGet(seq)
+				}
+				if raw == nil {
+					return false, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, hr.id[:6])
 				}
 				r.Seqs, r.Raw = append(r.Seqs, seq), append(r.Raw, raw)
 			}
 			n++
 			if len(r.Raw) > 0 {
 				if err := fn(r); err != nil {
-					return err
+					return false, err
 				}
 			}
 			last, any = r.ID, true
-		}
-		return nil
+			return false, nil
+		})
 	})
 	return last, any, err
 }
 
 // ApplyInOrder is ApplyWith for envelopes that arrive in record-id order into a store
-// that holds little of them (an initial sync): the transaction writes the id and
-// collection index and the Merkle tree as appends, packing their pages full. The result
+// that holds little of them (an initial sync): the transaction writes the record index
+// and the Merkle tree as appends, packing their pages full. The result
 // is the same as ApplyWith's; only the fill of the pages differs.
 func (h Replication) ApplyInOrder(raw [][]byte, fn func(*Tx, ApplyResult) error) (ApplyResult, error) {
 	return h.applyWith(h.s.prepare(raw, 1), fn, true)
@@ -92,7 +78,7 @@ func (h Replication) ApplyInOrder(raw [][]byte, fn func(*Tx, ApplyResult) error)
 // packIndexes sets the index buckets of t up for appends in key order (FillPercent is a
 // setting of the open bucket, not stored).
 func (t *Tx) packIndexes() {
-	for _, name := range [][]byte{bucketIDs, bucketColl, bucketTree} {
+	for _, name := range [][]byte{bucketItems, bucketTree} {
 		if b := t.tx.Bucket(name); b != nil {
 			b.FillPercent = appendFill
 		}

@@ -42,12 +42,12 @@ func orderedEnvelopes(t testing.TB, s *Store, limit int) [][]byte {
 	}
 }
 
-// buckets dumps the buckets an apply writes (envelopes, ids, collection index, tree).
+// buckets dumps the buckets an apply writes (envelopes, record index, tree).
 func buckets(t testing.TB, s *Store) string {
 	t.Helper()
 	var b bytes.Buffer
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEnv, bucketIDs, bucketColl, bucketTree} {
+		for _, name := range [][]byte{bucketEnv, bucketItems, bucketTree} {
 			fmt.Fprintf(&b, "[%s]\n", name)
 			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				fmt.Fprintf(&b, "%x=%x\n", k, v)

@@ -49,24 +49,40 @@ func (h Keys) Reseal(limit int) (ResealStats, error) {
 		}
 		// The cursor is the first record not looked at yet.
 		from := bytes.Clone(meta.Get(metaResealCursor))
-		c := t.tx.Bucket(bucketIDs).Cursor()
-		k, _ := c.First()
-		if from != nil {
-			k, _ = c.Seek(from)
+		// Records are visited in id order; the records to re-seal are listed first, as the
+		// re-seal writes the index the walk reads.
+		if err := t.flushIndexes(); err != nil { // the walk reads the buckets directly
+			return err
 		}
-		for ; k != nil; k, _ = c.Next() {
-			if st.Resealed >= limit || st.Records >= 64*limit {
-				return meta.Put(metaResealCursor, bytes.Clone(k))
+		var after merkle.ID
+		copy(after[:], from)
+		var ids []merkle.ID
+		var next []byte
+		err := t.walkRecords(after, from == nil, func(r heldRecord) (bool, error) {
+			if len(ids) >= 64*limit {
+				next = bytes.Clone(r.id[:])
+				return true, nil
+			}
+			ids = append(ids, r.id)
+			return false, nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if st.Resealed >= limit {
+				return meta.Put(metaResealCursor, bytes.Clone(id[:]))
 			}
 			st.Records++
-			var id merkle.ID
-			copy(id[:], k)
 			n, bad, err := t.resealRecord(id, epoch, key)
 			if err != nil {
 				return err
 			}
 			st.Resealed += n
 			st.Unreadable += bad
+		}
+		if next != nil {
+			return meta.Put(metaResealCursor, next)
 		}
 		st.Done = true
 		return meta.Delete(metaResealCursor)

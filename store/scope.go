@@ -263,15 +263,19 @@ func (t *Tx) unsent(drop []Tag, held func(Tag) uint64) (int, []merkle.ID, error)
 	var ids []merkle.ID
 	for _, tag := range drop {
 		after := held(tag)
-		c := t.tx.Bucket(bucketColl).Cursor()
-		for k, _ := c.Seek(tag[:]); k != nil && bytes.HasPrefix(k, tag[:]); k, _ = c.Next() {
-			var id merkle.ID
-			copy(id[:], k[len(tag):])
+		if err := t.flushIndexes(); err != nil { // the walk reads the buckets directly
+			return 0, nil, err
+		}
+		var recs []idEntry
+		err := t.recordsIn(tag, func(id merkle.ID, seqs []uint64) error {
 			ids = append(ids, id)
-			e, ok, err := t.loadEntry(id)
-			if err != nil || !ok {
-				return 0, nil, err
-			}
+			recs = append(recs, idEntry{tag: tag, seqs: seqs})
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, e := range recs {
 			for _, seq := range e.seqs {
 				if seq <= after {
 					continue

@@ -27,16 +27,16 @@ const FileName = "meshsync.db"
 const lockFileName = "meshsync.pid"
 
 // Bucket names. The bulk of the bytes (envelopes) sits under the local sequence number so
-// that bulk writes go in key order; a small id index points at them.
+// that bulk writes go in key order; a small record index points at them (items.go).
 var (
 	bucketMeta  = []byte("meta")  // header, store epoch, last sequence, clock
 	bucketEnv   = []byte("env")   // seq (8 bytes, big endian) -> envelope
-	bucketIDs   = []byte("ids")   // record id -> digest of its antichain, then the seqs of its envelopes
-	bucketTree  = []byte("tree")  // merkle prefix -> node summary
-	bucketColl  = []byte("coll")  // collection tag || record id -> nothing
+	bucketTree  = []byte("tree")  // collection tag || merkle prefix (levels 0-4) -> node summary
 	bucketLocal = []byte("local") // device-local state, sealed under the local key
 	bucketHist  = []byte("hist")  // time || hash -> a losing value of a resolved conflict, sealed
-	allBuckets  = [][]byte{bucketMeta, bucketEnv, bucketIDs, bucketTree, bucketColl, bucketLocal, bucketHist}
+	allBuckets  = [][]byte{bucketMeta, bucketEnv, bucketItems, bucketTree, bucketLocal, bucketHist}
+	// baseBuckets are those of every layout (the record index came with layout 3).
+	baseBuckets = [][]byte{bucketMeta, bucketEnv, bucketTree, bucketLocal, bucketHist}
 )
 
 var (
@@ -225,7 +225,7 @@ func Init(dir string, pass []byte, opts *Options) (*Store, error) {
 		if err := meta.Put(metaEpoch, s.epoch[:]); err != nil {
 			return err
 		}
-		if err := meta.Put(metaLayout, []byte{layoutTagged}); err != nil {
+		if err := meta.Put(metaLayout, []byte{layoutCurrent}); err != nil {
 			return err
 		}
 		if o.replica != nil {
@@ -278,7 +278,7 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 	var hdr *header
 	var kek []byte
 	err = db.View(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
+		for _, b := range baseBuckets {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("%w: bucket %q missing", ErrCorrupt, b)
 			}
@@ -339,8 +339,9 @@ func Open(dir string, pass []byte, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 	}
-	// Records of a meshsync from before collection tags take them on, in one transaction
-	// (layout.go); on a full disk the store does not open: its summary would be wrong.
+	// A store of an older layout (before collection tags, or before the record index) is
+	// rebuilt in one transaction (layout.go); on a full disk the store does not open: its
+	// summary would be wrong.
 	if err := s.migrateLayout(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -377,6 +378,7 @@ func openDB(path string, o Options) (*bolt.DB, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", filepath.Dir(path), err)
 	}
+	db.AllocSize = storeAllocSize // bulk.go
 	// Record who holds the store, so that a second opener can name the process.
 	_ = os.WriteFile(filepath.Join(filepath.Dir(path), lockFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	return db, nil

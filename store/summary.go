@@ -79,6 +79,19 @@ type summary struct {
 func (m summary) Node(p merkle.Prefix) (merkle.Node, error) {
 	var sum merkle.Node
 	err := m.s.db.View(func(tx *bolt.Tx) error {
+		if p.Level() >= treeLevels { // below the stored levels: from the leaf (items.go)
+			t := m.s.newTx(tx)
+			for _, tag := range m.tags {
+				items, err := t.itemsOf(tag, p, 0)
+				if err != nil {
+					return err
+				}
+				for _, it := range items {
+					sum.Add(it)
+				}
+			}
+			return nil
+		}
 		tree := tx.Bucket(bucketTree)
 		for _, tag := range m.tags {
 			if b := tree.Get(treeNode{tag, p}.key()); b != nil {
@@ -97,8 +110,13 @@ func (m summary) Node(p merkle.Prefix) (merkle.Node, error) {
 func (m summary) Items(p merkle.Prefix, limit int) ([]merkle.Item, error) {
 	var out []merkle.Item
 	err := m.s.db.View(func(tx *bolt.Tx) error {
+		t := m.s.newTx(tx)
 		for _, tag := range m.tags {
-			out = append(out, scanItems(tx, tag, p, limit)...)
+			items, err := t.itemsOf(tag, p, limit)
+			if err != nil {
+				return err
+			}
+			out = append(out, items...)
 		}
 		return nil
 	})
@@ -107,30 +125,6 @@ func (m summary) Items(p merkle.Prefix, limit int) ([]merkle.Item, error) {
 		out = out[:limit]
 	}
 	return out, err
-}
-
-// scanItems returns the items of the tree of tag under p, at most limit (0: all), from
-// the collection index and the id index.
-func scanItems(tx *bolt.Tx, tag Tag, p merkle.Prefix, limit int) []merkle.Item {
-	lo, hi := p.Range()
-	var out []merkle.Item
-	ids := tx.Bucket(bucketIDs)
-	c := tx.Bucket(bucketColl).Cursor()
-	end := collKey(tag, hi)
-	for k, _ := c.Seek(collKey(tag, lo)); k != nil && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
-		if limit > 0 && len(out) >= limit {
-			break
-		}
-		var it merkle.Item
-		copy(it.ID[:], k[len(tag):])
-		v := ids.Get(it.ID[:])
-		if len(v) < len(it.Digest) {
-			continue // Verify reports it
-		}
-		copy(it.Digest[:], v)
-		out = append(out, it)
-	}
-	return out
 }
 
 // Root is the summary of the whole store: the sum of every collection's tree.

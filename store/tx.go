@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -52,12 +51,16 @@ type Tx struct {
 	now      time.Time
 	changes  []Change
 	nodes    map[treeNode]*merkle.Node
-	lastPath *treePath            // treeEdit's last path into nodes
-	ids      map[merkle.ID][]byte // id index entries written by this transaction, flushed in key order
-	coll     map[string]struct{}  // collection index keys written by this transaction, likewise
-	seq      uint64
-	seqDirty bool
-	policies map[string]resolve.Policy
+	lastPath *treePath // treeEdit's last path into nodes
+	// the record index (items.go): leaves loaded or written by this transaction (written
+	// in key order at flush), the tags under each id prefix, and cursors reused for reads
+	leaves     map[leafKey]*leaf
+	prefixTags map[[leafPrefix]byte][]Tag
+	itemsCur   *bolt.Cursor
+	envCur     *bolt.Cursor
+	seq        uint64
+	seqDirty   bool
+	policies   map[string]resolve.Policy
 
 	// guards (guard.go)
 	deleted       map[string]map[string]struct{} // collection -> keys deleted by this transaction
@@ -125,6 +128,23 @@ func (t *Tx) flush() error {
 			return err
 		}
 	}
+	meta := t.tx.Bucket(bucketMeta)
+	if t.seqDirty {
+		if err := meta.Put(metaSeq, u64be(t.seq)); err != nil {
+			return err
+		}
+	}
+	t.s.mu.Lock()
+	last := t.s.clock.Last
+	t.s.mu.Unlock()
+	return meta.Put(metaClock, u64be(uint64(last)))
+}
+
+// flushIndexes writes the leaves and tree nodes the transaction changed, in key order.
+func (t *Tx) flushIndexes() error {
+	if err := t.flushLeaves(); err != nil { // items.go
+		return err
+	}
 	tree := t.tx.Bucket(bucketTree)
 	type keyed struct {
 		key []byte
@@ -151,30 +171,6 @@ func (t *Tx) flush() error {
 		}
 	}
 	t.nodes, t.lastPath = nil, nil
-	meta := t.tx.Bucket(bucketMeta)
-	if t.seqDirty {
-		if err := meta.Put(metaSeq, u64be(t.seq)); err != nil {
-			return err
-		}
-	}
-	t.s.mu.Lock()
-	last := t.s.clock.Last
-	t.s.mu.Unlock()
-	return meta.Put(metaClock, u64be(uint64(last)))
-}
-
-// flushIndexes writes the buffered id and collection index entries in key order.
-func (t *Tx) flushIndexes() error {
-	if err := putIDs(t.tx.Bucket(bucketIDs), t.ids); err != nil { // bulk.go
-		return err
-	}
-	coll := t.tx.Bucket(bucketColl)
-	for _, k := range slices.Sorted(maps.Keys(t.coll)) {
-		if err := coll.Put([]byte(k), nil); err != nil {
-			return err
-		}
-	}
-	t.ids, t.coll = nil, nil
 	return nil
 }
 
@@ -472,13 +468,9 @@ func (t *Tx) List(collection, prefix string) ([]Record, error) {
 			return nil, err
 		}
 	} else {
-		c := t.tx.Bucket(bucketIDs).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			var id merkle.ID
-			copy(id[:], k)
-			if err := visit(id); err != nil {
-				return nil, err
-			}
+		err := t.walkRecords(merkle.ID{}, true, func(r heldRecord) (bool, error) { return false, visit(r.id) })
+		if err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(out, func(a, b Record) int {
@@ -490,41 +482,19 @@ func (t *Tx) List(collection, prefix string) ([]Record, error) {
 	return out, nil
 }
 
-// eachID calls fn with the id of every record the collection index holds for collection.
+// eachID calls fn with the id of every record of collection, in id order.
 func (t *Tx) eachID(collection string, fn func(merkle.ID) error) error {
-	if err := t.flushIndexes(); err != nil { // the scan reads the bucket directly
+	if err := t.flushIndexes(); err != nil { // the scan reads the buckets directly
 		return err
 	}
-	tag := t.s.keys.tag(collection)
-	c := t.tx.Bucket(bucketColl).Cursor()
-	for k, _ := c.Seek(tag[:]); k != nil && bytes.HasPrefix(k, tag[:]); k, _ = c.Next() {
-		var id merkle.ID
-		copy(id[:], k[len(tag):])
-		if err := fn(id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.recordsIn(t.s.keys.tag(collection), func(id merkle.ID, _ []uint64) error { return fn(id) })
 }
 
-// idEntry is the value of the ids bucket: the antichain digest and the sequence numbers of
-// its envelopes, in the antichain's (hash) order.
+// idEntry is a record's index entry: its collection tag and the sequence numbers of its
+// envelopes, in the antichain's (hash) order.
 type idEntry struct {
-	digest merkle.Digest
-	seqs   []uint64
-}
-
-// indexCollection notes that id belongs to the collection of tag (written at flush).
-func (t *Tx) indexCollection(tag Tag, id merkle.ID) {
-	if t.coll == nil {
-		t.coll = map[string]struct{}{}
-	}
-	t.coll[string(collKey(tag, id))] = struct{}{}
-}
-
-// collKey is the key of the collection index: the collection's tag, then the record id.
-func collKey(tag Tag, id merkle.ID) []byte {
-	return append(tag[:len(tag):len(tag)], id[:]...)
+	tag  Tag
+	seqs []uint64
 }
 
 // tagOf returns the collection tag the envelopes of one record carry (the zero Tag when
@@ -538,24 +508,8 @@ func tagOf(set []hashed) Tag {
 	return Tag{}
 }
 
-func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) {
-	v, ok := t.ids[id]
-	if !ok {
-		v = t.tx.Bucket(bucketIDs).Get(id[:])
-	}
-	if v == nil {
-		return idEntry{}, false, nil
-	}
-	if len(v) < 40 || (len(v)-32)%8 != 0 {
-		return idEntry{}, false, fmt.Errorf("%w: id index entry %x has %d bytes", ErrCorrupt, id[:6], len(v))
-	}
-	var e idEntry
-	copy(e.digest[:], v)
-	for p := v[32:]; len(p) > 0; p = p[8:] {
-		e.seqs = append(e.seqs, be64(p))
-	}
-	return e, true, nil
-}
+// loadEntry returns id's index entry (items.go).
+func (t *Tx) loadEntry(id merkle.ID) (idEntry, bool, error) { return t.lookup(id) }
 
 // antichain loads the envelopes currently held for id.
 func (t *Tx) antichain(id merkle.ID) ([]hashed, error) {
@@ -576,10 +530,9 @@ func (t *Tx) antichainEntry(id merkle.ID) ([]hashed, idEntry, bool, error) {
 
 // loadSet loads the envelopes of id's index entry e.
 func (t *Tx) loadSet(id merkle.ID, e idEntry) ([]hashed, error) {
-	envs := t.tx.Bucket(bucketEnv)
 	set := make([]hashed, 0, len(e.seqs))
 	for _, seq := range e.seqs {
-		raw := envs.Get(u64be(seq))
+		raw := t.envGet(seq)
 		if raw == nil {
 			return nil, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, id[:6])
 		}
@@ -614,8 +567,8 @@ func (t *Tx) peekSeq() uint64 {
 }
 
 // replace swaps the antichain of id from old to next: envelopes kept keep their sequence
-// numbers, new ones get fresh ones, dropped ones are deleted, and the id index and Merkle
-// tree follow in the same transaction.
+// numbers, new ones get fresh ones, dropped ones are deleted, and the record index and
+// Merkle tree follow in the same transaction.
 func (t *Tx) replace(id merkle.ID, old, next []hashed) error {
 	entry, existed, err := t.loadEntry(id)
 	if err != nil {
@@ -635,7 +588,7 @@ func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, exist
 	envs := appendEnvs(t.tx) // bulk.go
 	sortByHash(next)
 	digest := antichainDigest(next)
-	updated := idEntry{digest: digest, seqs: make([]uint64, 0, len(next))}
+	updated := idEntry{tag: tagOf(next), seqs: make([]uint64, 0, len(next))}
 	for _, h := range next {
 		seq, ok := oldSeq[h.hash]
 		if ok {
@@ -648,34 +601,31 @@ func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, exist
 		}
 		updated.seqs = append(updated.seqs, seq)
 	}
+	// The index first: telling records apart in a leaf reads their envelopes.
+	if err := t.setEntry(id, tagOf(next), updated.seqs, entry, existed); err != nil { // items.go
+		return err
+	}
 	for _, seq := range oldSeq {
 		if err := envs.Delete(u64be(seq)); err != nil {
 			return err
 		}
 	}
-	if t.ids == nil {
-		t.ids = map[merkle.ID][]byte{}
-	}
-	t.ids[id] = updated.marshal()
 	if err := t.recordHistory(old, next); err != nil {
 		return err
 	}
 	tag, oldTag := tagOf(next), tagOf(old)
-	t.indexCollection(tag, id)
-	if existed && oldTag != tag {
-		// A blind replica's record from before tags, now tagged (applyOne): it moves to
-		// its collection's tree.
-		if err := t.tx.Bucket(bucketColl).Delete(collKey(oldTag, id)); err != nil {
-			return err
-		}
-		if err := t.treeRemove(oldTag, id, entry.digest); err != nil {
-			return err
-		}
-		existed = false
-	}
 	var prev *merkle.Digest
 	if existed {
-		prev = &entry.digest
+		d := merkle.Digest(antichainDigest(old))
+		prev = &d
+		if oldTag != tag {
+			// A blind replica's record from before tags, now tagged (applyOne): it moves to
+			// its collection's tree.
+			if err := t.treeRemove(oldTag, id, d); err != nil {
+				return err
+			}
+			prev = nil
+		}
 	}
 	return t.treeUpdate(tag, id, prev, digest)
 }
@@ -718,7 +668,7 @@ func (t *Tx) treeEdit(tag Tag, id merkle.ID, edit func(*merkle.Node)) error {
 	}
 	lp := t.lastPath
 	same := lp.set && lp.tag == tag
-	for l := range merkle.Depth {
+	for l := range treeLevels {
 		q := merkle.PrefixOf(id, l)
 		if same && lp.prefix[l] == q {
 			edit(lp.node[l])
@@ -749,8 +699,8 @@ func (t *Tx) treeEdit(tag Tag, id merkle.ID, edit func(*merkle.Node)) error {
 type treePath struct {
 	set    bool
 	tag    Tag
-	prefix [merkle.Depth]merkle.Prefix
-	node   [merkle.Depth]*merkle.Node
+	prefix [treeLevels]merkle.Prefix
+	node   [treeLevels]*merkle.Node
 }
 
 // Put writes a JSON document in its own transaction.

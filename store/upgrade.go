@@ -109,11 +109,15 @@ type legacyRecord struct {
 func (t *Tx) unsignedRecords() ([]legacyRecord, error) {
 	var out []legacyRecord
 	var ids []merkle.ID
-	c := t.tx.Bucket(bucketIDs).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		var id merkle.ID
-		copy(id[:], k)
-		ids = append(ids, id)
+	if err := t.flushIndexes(); err != nil { // the walk reads the buckets directly
+		return nil, err
+	}
+	err := t.walkRecords(merkle.ID{}, true, func(r heldRecord) (bool, error) {
+		ids = append(ids, r.id)
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, id := range ids {
 		set, err := t.antichain(id)

@@ -29,9 +29,8 @@ func (r *Report) addf(format string, args ...any) {
 	}
 }
 
-// Verify opens every envelope and checks every index: the id index against the envelopes,
-// each antichain, the collection index, and the Merkle tree against a rebuild from the id
-// index; and it opens every sealed local value and history entry. It reports exactly what is wrong; an error means the check itself could not run.
+// Verify opens every envelope and checks every index: the record index against the
+// envelopes, each antichain, and the Merkle tree against a rebuild from the record index; and it opens every sealed local value and history entry. It reports exactly what is wrong; an error means the check itself could not run.
 func (s *Store) Verify() (*Report, error) {
 	r := &Report{Problems: []string{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -44,84 +43,88 @@ func (s *Store) Verify() (*Report, error) {
 			last = be64(v)
 		}
 		owner := map[uint64]merkle.ID{}
+		held := map[merkle.ID]bool{}
 		rebuilt := map[treeNode]*merkle.Node{}
-		coll := tx.Bucket(bucketColl)
-		c := tx.Bucket(bucketIDs).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			r.Records++
-			var id merkle.ID
-			if len(k) != len(id) {
-				r.addf("id index: key of %d bytes", len(k))
+		c := tx.Bucket(bucketItems).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != leafKeyLen {
+				r.addf("record index: key of %d bytes", len(k))
 				continue
 			}
-			copy(id[:], k)
-			entry, _, err := t.loadEntry(id)
+			lk := leafKey(k)
+			l, err := unmarshalLeaf(v)
 			if err != nil {
-				r.addf("record %x: %v", id[:6], err)
+				r.addf("record index: leaf %x: %v", k, err)
 				continue
 			}
-			set, err := t.antichain(id)
-			if err != nil {
-				r.addf("record %x: %v", id[:6], err)
-				continue
+			if len(l.items) == 0 {
+				r.addf("record index: leaf %x is empty", k)
 			}
-			for i, seq := range entry.seqs {
-				if seq > last {
-					r.addf("record %x: envelope sequence %d above the last sequence %d", id[:6], seq, last)
+			for _, it := range l.items {
+				r.Records++
+				id, err := t.envID(it.seqs[0])
+				if err != nil {
+					r.addf("record index: leaf %x: %v", k, err)
+					continue
 				}
-				if prev, dup := owner[seq]; dup {
-					r.addf("envelope %d claimed by records %x and %x", seq, prev[:6], id[:6])
+				if !bytes.Equal(id[:leafPrefix], k[:leafPrefix]) || !bytes.Equal(id[leafPrefix:leafPrefix+leafSuffix], it.suffix[:]) {
+					r.addf("envelope %d: holds id %x, indexed under %x%x", it.seqs[0], id[:8], k[:leafPrefix], it.suffix)
+					continue
 				}
-				owner[seq] = id
-				e := set[i].env
-				if e.ID != id {
-					r.addf("envelope %d: holds id %x, indexed under %x", seq, e.ID[:6], id[:6])
+				if held[id] {
+					r.addf("record %x: indexed twice", id[:6])
 				}
-				if e.Tag != tagOf(set) {
-					r.addf("envelope %d: collection tag differs from its record's other versions", seq)
+				held[id] = true
+				set, err := t.loadSet(id, idEntry{tag: lk.tag(), seqs: it.seqs})
+				if err != nil {
+					r.addf("record %x: %v", id[:6], err)
+					continue
 				}
-				if coll.Get(collKey(e.Tag, id)) == nil {
-					r.addf("record %x: missing from the collection index", id[:6])
-				}
-				if s.keys.blind {
-					continue // a replica checks structure only: it cannot open envelopes
-				}
-				if e.Tag == (Tag{}) {
-					r.addf("envelope %d: no collection tag (a device tags every envelope)", seq)
-				}
-				if _, err := s.keys.open(e); err != nil {
-					r.addf("envelope %d: %v", seq, err)
-				}
-			}
-			for i := range set {
-				if i > 0 && bytes.Compare(set[i-1].hash[:], set[i].hash[:]) >= 0 {
-					r.addf("record %x: versions out of order or repeated", id[:6])
-				}
-				for j := range set {
-					if i != j && set[i].env.Version.VV.Compare(set[j].env.Version.VV) == resolve.After {
-						r.addf("record %x: holds a version dominated by another", id[:6])
+				for i, seq := range it.seqs {
+					if seq > last {
+						r.addf("record %x: envelope sequence %d above the last sequence %d", id[:6], seq, last)
+					}
+					if prev, dup := owner[seq]; dup {
+						r.addf("envelope %d claimed by records %x and %x", seq, prev[:6], id[:6])
+					}
+					owner[seq] = id
+					e := set[i].env
+					if e.ID != id {
+						r.addf("envelope %d: holds id %x, indexed under %x", seq, e.ID[:6], id[:6])
+					}
+					if e.Tag != lk.tag() {
+						r.addf("envelope %d: collection tag differs from its record's leaf", seq)
+					}
+					if s.keys.blind {
+						continue // a replica checks structure only: it cannot open envelopes
+					}
+					if e.Tag == (Tag{}) {
+						r.addf("envelope %d: no collection tag (a device tags every envelope)", seq)
+					}
+					if _, err := s.keys.open(e); err != nil {
+						r.addf("envelope %d: %v", seq, err)
 					}
 				}
-			}
-			if d := antichainDigest(set); d != entry.digest {
-				r.addf("record %x: digest does not match its envelopes", id[:6])
-			}
-			for _, q := range merkle.Path(id) {
-				p := treeNode{tagOf(set), q}
-				n := rebuilt[p]
-				if n == nil {
-					n = &merkle.Node{}
-					rebuilt[p] = n
+				for i := range set {
+					if i > 0 && bytes.Compare(set[i-1].hash[:], set[i].hash[:]) >= 0 {
+						r.addf("record %x: versions out of order or repeated", id[:6])
+					}
+					for j := range set {
+						if i != j && set[i].env.Version.VV.Compare(set[j].env.Version.VV) == resolve.After {
+							r.addf("record %x: holds a version dominated by another", id[:6])
+						}
+					}
 				}
-				n.Add(merkle.Item{ID: id, Digest: entry.digest})
-			}
-		}
-		cc := coll.Cursor()
-		for k, _ := cc.First(); k != nil; k, _ = cc.Next() {
-			if len(k) != len(Tag{})+len(merkle.ID{}) {
-				r.addf("collection index: key of %d bytes", len(k))
-			} else if tx.Bucket(bucketIDs).Get(k[8:]) == nil {
-				r.addf("collection index: entry for record %x, which the store does not hold", k[8:14])
+				digest := antichainDigest(set)
+				for l := range treeLevels {
+					p := treeNode{lk.tag(), merkle.PrefixOf(id, l)}
+					n := rebuilt[p]
+					if n == nil {
+						n = &merkle.Node{}
+						rebuilt[p] = n
+					}
+					n.Add(merkle.Item{ID: id, Digest: digest})
+				}
 			}
 		}
 		envs := tx.Bucket(bucketEnv).Cursor()

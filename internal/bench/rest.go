@@ -113,7 +113,11 @@ func footprintRow(fp store.Footprint, size int) FootprintRow {
 	n := float64(max(1, fp.Records))
 	per := func(b int64) float64 { return float64(b) / n }
 	rate := func(b store.BucketFootprint) float64 { return float64(b.InuseBytes) / float64(max(1, b.AllocBytes)) }
-	env, ids, coll, tree := fp.Buckets["env"], fp.Buckets["ids"], fp.Buckets["coll"], fp.Buckets["tree"]
+	// The record index (bucket "items", layout 3); "ids" and "coll" are the indexes of the
+	// layout before it (zero in a store of today's layout).
+	env, ids, coll, tree := fp.Buckets["env"], fp.Buckets["items"], fp.Buckets["coll"], fp.Buckets["tree"]
+	ids.InuseBytes += fp.Buckets["ids"].InuseBytes
+	ids.AllocBytes += fp.Buckets["ids"].AllocBytes
 	var inuse, alloc int64
 	for _, b := range fp.Buckets {
 		inuse += b.InuseBytes

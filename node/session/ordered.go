@@ -11,7 +11,7 @@ import (
 )
 
 // The initial sync in record-id order (sync version 5). When the receiver holds nothing
-// of the sender's store (the fast path from sequence 0), the sender walks its id index
+// of the sender's store (the fast path from sequence 0), the sender walks its record index
 // and sends every record as its store held it at S, the last sequence of its hello (a
 // snapshot: envelopes written later wait for the sequence path). The receiver's indexes
 // and Merkle tree then grow by appends. Batches carry no range; the receiver checks that
