@@ -24,7 +24,7 @@ type peerLoop struct {
 }
 
 // disconnected tells the loop that its device's last connection closed: the push stream
-// is stopped and the device redialled, then retried with backoff.
+// is stopped and the device redialled after a retry delay, then with backoff.
 func (pl *peerLoop) disconnected() {
 	select {
 	case pl.gone <- struct{}{}:
@@ -131,9 +131,15 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 		case <-timer.C:
 		case <-pl.gone:
 			stopPush()
-			if h.Network().Connectedness(pl.p) == network.Connected {
-				continue // another connection is up
-			}
+			// Redial after a retry delay, not at once: a device that went away because
+			// it restarted dials us as it comes back, and two dials at the same moment
+			// between two fixed ports (libp2p dials TCP from its listen port) are one
+			// TCP simultaneous open that both sides take for their own outbound
+			// connection: the Noise handshake fails on both, and libp2p's dial backoff
+			// then held the returning device up for seconds (7–9 s seen in the bench,
+			// where the reconnecting device keeps its port).
+			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
+			continue
 		case from := <-pl.push:
 			startPush(from)
 			continue
