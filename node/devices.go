@@ -322,8 +322,17 @@ func (n *Node) updateOwnAddrs(addrs []ma.Multiaddr) {
 		return
 	}
 	self.Addrs, self.Scope = as, slices.Clone(scope)
-	if err := putDevice(n.st, self); err != nil && !errors.Is(err, store.ErrClosed) {
-		n.log.Warn("record own addresses", "err", err)
+	if err := putDevice(n.st, self); err != nil {
+		if !errors.Is(err, store.ErrClosed) {
+			n.log.Warn("record own addresses", "err", err)
+		}
+		return
+	}
+	// The snapshot now, not when the change feed brings the write: at Start this runs
+	// before the feed is read, the snapshot kept the old addresses, and every later
+	// Start wrote the same record again (a commit on each device per reconnect).
+	if err := n.reloadDevices(); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Warn("reload device list", "err", err)
 	}
 }
 

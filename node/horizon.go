@@ -22,7 +22,7 @@ const fullResyncShown = 7 * 24 * time.Hour
 
 // myHorizon is what this node's hello says about its tombstones.
 func (n *Node) myHorizon() session.Horizon {
-	return session.Horizon{Horizon: n.st.Replication().Horizon(), LastContact: n.st.Replication().LastContact()}
+	return session.Horizon{Horizon: n.st.Replication().Horizon(), LastContact: n.contact.get()}
 }
 
 func (n *Node) tombstoneTTL() time.Duration {
@@ -144,7 +144,7 @@ func (n *Node) collectLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		if k, err := n.st.Replication().CollectTombstones(); err != nil {
+		if k, err := n.collectTombstones(); err != nil {
 			n.log.Warn("collect tombstones", "err", err)
 		} else {
 			if k > 0 {
@@ -156,6 +156,16 @@ func (n *Node) collectLoop(ctx context.Context) {
 		}
 		timer.Reset(n.cfg.CollectEvery)
 	}
+}
+
+// collectTombstones collects the store's tombstones (store.Replication.CollectTombstones)
+// after writing the exact last contact, which the collection's cut-off reads
+// (contact.go).
+func (n *Node) collectTombstones() (int, error) {
+	if err := n.contact.flush(); err != nil {
+		return 0, fmt.Errorf("note the last contact: %w", err)
+	}
+	return n.st.Replication().CollectTombstones()
 }
 
 // localCollected is when this device last collected tombstones.

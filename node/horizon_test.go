@@ -131,7 +131,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 
 	// a goes away; b and c delete records a holds and keep syncing.
 	a = reopen(t, a)
-	aContact := a.st.Replication().LastContact()
+	aContact := a.contact.get()
 	mustDo(t, b.Delete("notes", "b2"))
 	mustDo(t, b.Delete("notes", "b3"))
 	mustDo(t, c.Delete("notes", "a2"))
@@ -153,8 +153,8 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 			t.Fatal(err)
 		}
 	}
-	if !b.st.Replication().LastContact().After(aContact) {
-		t.Fatalf("b's last contact %v is not after a's %v", b.st.Replication().LastContact(), aContact)
+	if !b.contact.get().After(aContact) {
+		t.Fatalf("b's last contact %v is not after a's %v", b.contact.get(), aContact)
 	}
 
 	clk.Add(time.Duration(days) * day)
@@ -164,7 +164,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 		collectors = collectors[:1]
 	}
 	for _, n := range collectors {
-		k, err := n.st.Replication().CollectTombstones()
+		k, err := n.collectTombstones()
 		mustDo(t, err)
 		res.collected += k
 	}
@@ -182,7 +182,7 @@ func runApart(t *testing.T, days, bulk int, lagging bool) apartResult {
 			// b refuses the tombstones it dropped that c still holds: they agree once
 			// every device has collected.
 			for _, n := range nodes {
-				if _, err := n.st.Replication().CollectTombstones(); err != nil {
+				if _, err := n.collectTombstones(); err != nil {
 					return err
 				}
 			}

@@ -41,6 +41,7 @@ type Node struct {
 	devices  atomic.Pointer[deviceSet] // immutable snapshot, replaced on change
 	invites  inviteBox                 // its own lock
 	progress *progressTable            // its own lock
+	contact  *contactClock             // its own lock (contact.go)
 	track    *tracker                  // its goroutine
 	inbound  inboundLimit              // its own lock (limits.go)
 	rot      rotation                  // its own lock (rotation.go)
@@ -142,6 +143,7 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.progress = newProgressTable(st)
+	n.contact = newContactClock(st, n.tombstoneTTL())
 	if err := n.reloadDevices(); err != nil {
 		return nil, err
 	}
@@ -212,6 +214,7 @@ func (n *Node) Stop() error {
 	}
 	err := n.stopRun(r)
 	n.progress.flush()
+	n.track.persistHeld()
 	n.log.Info("node stopped")
 	return err
 }
@@ -254,6 +257,9 @@ func (n *Node) Close() error {
 	}
 	n.wg.Wait()
 	n.progress.flush()
+	if err := n.contact.flush(); err != nil {
+		n.log.Warn("note the last contact", "err", err)
+	}
 	errs = append(errs, n.st.Close())
 	return errors.Join(errs...)
 }

@@ -19,11 +19,12 @@ type peerLoop struct {
 	push   chan uint64   // make sure a push stream runs, starting after this sequence
 	gone   chan struct{} // the last connection to the device closed
 	direct chan struct{} // look at the path again (direct.go)
+	served chan struct{} // a session the device opened succeeded
 	cancel context.CancelFunc
 }
 
 // disconnected tells the loop that its device's last connection closed: the push stream
-// is stopped and the device redialled, then retried with backoff.
+// is stopped and the device redialled after a retry delay, then with backoff.
 func (pl *peerLoop) disconnected() {
 	select {
 	case pl.gone <- struct{}{}:
@@ -34,6 +35,18 @@ func (pl *peerLoop) disconnected() {
 func (pl *peerLoop) kickNow() {
 	select {
 	case pl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// servedSession tells the loop that a session the device opened succeeded. A session
+// moves what each side lacks both ways, so the loop's own planned attempt (a retry after
+// the device went away, most often) is not needed now: the next one comes after the
+// anti-entropy interval. Without this, a device that reconnected had two sessions, its
+// own and then this side's retry.
+func (pl *peerLoop) servedSession() {
+	select {
+	case pl.served <- struct{}{}:
 	default:
 	}
 }
@@ -56,7 +69,7 @@ func (n *Node) reconcilePeersLocked(r *netRun) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), direct: make(chan struct{}, 1), cancel: cancel}
+		pl := &peerLoop{p: p, kick: make(chan struct{}, 1), push: make(chan uint64, 1), gone: make(chan struct{}, 1), direct: make(chan struct{}, 1), served: make(chan struct{}, 1), cancel: cancel}
 		r.peers[p] = pl
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); n.runPeer(ctx, r.host, pl) }()
@@ -118,11 +131,21 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 		case <-timer.C:
 		case <-pl.gone:
 			stopPush()
-			if h.Network().Connectedness(pl.p) == network.Connected {
-				continue // another connection is up
-			}
+			// Redial after a retry delay, not at once: a device that went away because
+			// it restarted dials us as it comes back, and two dials at the same moment
+			// between two fixed ports (libp2p dials TCP from its listen port) are one
+			// TCP simultaneous open that both sides take for their own outbound
+			// connection: the Noise handshake fails on both, and libp2p's dial backoff
+			// then held the returning device up for seconds (7–9 s seen in the bench,
+			// where the reconnecting device keeps its port).
+			timer.Reset(jitter(n.cfg.RetryMin, 0.5))
+			continue
 		case from := <-pl.push:
 			startPush(from)
+			continue
+		case <-pl.served:
+			backoff = 0
+			timer.Reset(jitter(n.cfg.AntiEntropy, 0.25))
 			continue
 		case err := <-pushDone:
 			pushCancel()

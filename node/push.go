@@ -102,7 +102,7 @@ func (n *Node) pushTo(ctx context.Context, p peer.ID, from uint64) error {
 			}
 			continue
 		}
-		envs, last, err := session.Collect(storeSource{n.st}, scanned, upto, n.progress.pushFilter(p))
+		envs, last, err := session.Collect(storeSource{st: n.st}, scanned, upto, n.progress.pushFilter(p))
 		if err != nil {
 			return err
 		}

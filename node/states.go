@@ -179,14 +179,17 @@ type tracker struct {
 	refusal atomic.Uint64
 
 	// owned by the run goroutine
-	states    map[peer.ID]*DeviceState
-	attempts  map[peer.ID]attempt
-	conflicts map[string][]peer.ID // open conflicts → the other devices involved
-	seqs      map[peer.ID]*seqInfo
-	dirty     map[peer.ID]bool
-	held      map[string]heldMark // what each device holds of this store (held.go)
-	heldDirty bool                // held changed since it was persisted
-	note      string              // the Note of the events update sends (fullResync)
+	states     map[peer.ID]*DeviceState
+	attempts   map[peer.ID]attempt
+	conflicts  map[string][]peer.ID // open conflicts → the other devices involved
+	seqs       map[peer.ID]*seqInfo
+	dirty      map[peer.ID]bool    // changed since persisted (written by flush, urgent or Close)
+	urgent     bool                // a dirty state must be written now (a new address)
+	flushArmed bool                // flush is running
+	flush      *time.Timer         // armed while a state is dirty: fires stateFlushDelay later
+	held       map[string]heldMark // what each device holds of this store (held.go)
+	heldDirty  bool                // held changed since it was persisted
+	note       string              // the Note of the events update sends (fullResync)
 
 	subMu sync.Mutex
 	subs  map[*StateSubscription]struct{}
@@ -209,14 +212,32 @@ func newTracker(n *Node) *tracker {
 		n: n, ops: make(chan func(), 256), done: make(chan struct{}),
 		states: map[peer.ID]*DeviceState{}, attempts: map[peer.ID]attempt{},
 		conflicts: map[string][]peer.ID{}, seqs: map[peer.ID]*seqInfo{}, dirty: map[peer.ID]bool{},
-		subs: map[*StateSubscription]struct{}{},
+		subs: map[*StateSubscription]struct{}{}, flush: stoppedTimer(),
 	}
 }
+
+// stoppedTimer is a timer that has not been started.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// stateFlushDelay is how long a changed state may stay in memory only. A session's
+// status changes (Offline, Syncing, UpToDate), its times and the held marks are written
+// together this long after the first of them, and at Close, not one commit each: a
+// reconnect with nothing to send then writes nothing while it runs. What a crash loses
+// this way is harmless: the states after a restart start from an older last sync, last
+// seen and status (a session follows the start at once and corrects them), and older held
+// marks make narrowing the scope refuse more (held.go), never less. A new remembered
+// address is written at once (urgent): the next start dials it.
+const stateFlushDelay = 30 * time.Second
 
 func (t *tracker) run(ctx context.Context) {
 	t.loadConflicts("", nil)
 	defer func() {
 		close(t.done)
+		t.flush.Stop()
 		t.persist()
 		t.subMu.Lock()
 		for s := range t.subs {
@@ -231,6 +252,8 @@ func (t *tracker) run(ctx context.Context) {
 			return
 		case op := <-t.ops:
 			op()
+		case <-t.flush.C:
+			t.persist()
 		}
 	}
 }
@@ -288,8 +311,12 @@ func (t *tracker) update(p peer.ID, fn func(s *DeviceState)) {
 		s.Changed = t.n.cfg.Now().UTC()
 		t.dirty[p] = true
 	}
-	if t.dirty[p] {
-		t.persistOne(p)
+	switch {
+	case t.dirty[p] && t.urgent:
+		t.urgent = false
+		t.persist()
+	case len(t.dirty) > 0 || t.heldDirty:
+		t.armFlush()
 	}
 	if last, err := t.n.st.Replication().LastSeq(); err == nil {
 		t.fillPending(s, last)
@@ -306,24 +333,45 @@ func (t *tracker) update(p peer.ID, fn func(s *DeviceState)) {
 	t.subMu.Unlock()
 }
 
-func (t *tracker) persistOne(p peer.ID) {
-	s := t.states[p]
-	if s == nil || s.DeviceID == "" {
-		return
+// persist writes every dirty state, with the held marks, in one commit.
+func (t *tracker) persist() {
+	values := map[string]any{}
+	for p := range t.dirty {
+		if s := t.states[p]; s != nil && s.DeviceID != "" {
+			values[stateName(s.DeviceID)] = s
+		}
 	}
-	values := map[string]any{stateName(s.DeviceID): s}
 	if t.heldDirty {
-		values[heldName] = t.held // in the same commit
+		values[heldName] = t.held
 	}
-	if err := t.n.st.Local().PutAll(values); err == nil {
-		delete(t.dirty, p)
-		t.heldDirty = false
+	if len(values) > 0 {
+		if err := t.n.st.Local().PutAll(values); err != nil {
+			t.armFlush() // try again later (a closed store: Close gives up)
+			return
+		}
 	}
+	clear(t.dirty)
+	t.heldDirty = false
+	t.flushArmed = false
 }
 
-func (t *tracker) persist() {
-	for p := range t.states {
-		t.persistOne(p)
+// persistHeld persists the held marks now when they changed (with the dirty states, in
+// the same commit): when the network stops, a store read without a running node
+// (Holders) sees what the devices hold. Unchanged marks write nothing.
+func (t *tracker) persistHeld() {
+	t.call(func() {
+		if t.heldDirty {
+			t.persist()
+		}
+	})
+}
+
+// armFlush makes the tracker persist the dirty states stateFlushDelay from now, unless
+// that is already planned.
+func (t *tracker) armFlush() {
+	if !t.flushArmed {
+		t.flushArmed = true
+		t.flush.Reset(stateFlushDelay)
 	}
 }
 
@@ -463,14 +511,14 @@ func (t *tracker) connected(p peer.ID, dir network.Direction, addr ma.Multiaddr,
 			s.Relayed = limited || isRelayed(addr)
 			if dir == network.DirOutbound && addr != nil && !s.Relayed && !punched && s.Addr != addr.String() {
 				s.Addr = addr.String()
-				t.dirty[p] = true
+				t.dirty[p], t.urgent = true, true
 			}
 			if punched && s.Addr != "" {
 				// The remembered address did not reach the device (it needed a punch):
 				// an older release remembered punched ones, dialled at every start.
 				if a, err := ma.NewMultiaddr(s.Addr); err == nil && manet.IsPublicAddr(a) {
 					s.Addr = ""
-					t.dirty[p] = true
+					t.dirty[p], t.urgent = true, true
 				}
 			}
 		})

@@ -54,11 +54,13 @@ type (
 		ConnectBytesReceived int64   `json:"connect_bytes_received,omitempty"`
 		ConnectSeconds       float64 `json:"connect_seconds,omitempty"`
 	}
-	// ReconnectRow is a device that stops its network and starts it again with nothing
-	// to send either way, until its session ended: the first time after its initial sync,
-	// then the median of five more; at the full n and, in a mesh of its own, at 10,000
-	// records (or n when smaller). The ratios show whether a reconnect grows with the
-	// store (goal: 1).
+	// ReconnectRow is a device that stops its network and starts it again on the same
+	// address with nothing to send either way, until its session ended: the first time
+	// after its initial sync, then Reconnects-1 more (p50: their median; median: of all
+	// Reconnects); at the full n and, in a mesh of its own, at 10,000 records (or n when
+	// smaller), the same number of times, alternately (10k, then n). The ratios show
+	// whether a reconnect grows with the store (goal: 1); MedianRatio compares the same
+	// number of samples at both sizes.
 	ReconnectRow struct {
 		Row                string  `json:"row"` // "reconnect"
 		N                  int     `json:"n"`
@@ -66,7 +68,7 @@ type (
 		P50Seconds         float64 `json:"p50_seconds"`
 		FirstBytesSent     int64   `json:"first_bytes_sent"`     // by the reconnecting device
 		FirstBytesReceived int64   `json:"first_bytes_received"` // by the reconnecting device
-		FirstCommits       int     `json:"first_commits"`        // write transactions on both devices (fsyncs ÷ 2)
+		FirstCommits       int     `json:"first_commits"`        // write transactions on both devices (fsyncs ÷ 2), from before the Stop
 		SmallN             int     `json:"small_n"`
 		SmallFirstSeconds  float64 `json:"small_first_seconds"`
 		SmallP50Seconds    float64 `json:"small_p50_seconds"`
@@ -76,6 +78,17 @@ type (
 		// joined it and took its initial sync, until the new device read it (in the
 		// 10,000-record mesh).
 		FirstPushAfterJoinMs float64 `json:"first_push_after_join_ms"`
+		// Reconnects is how many reconnects were timed at each size, the first included.
+		Reconnects         int     `json:"reconnects"`
+		MedianSeconds      float64 `json:"median_seconds"`       // of all Reconnects at n
+		MaxSeconds         float64 `json:"max_seconds"`          // the slowest of them
+		SmallMedianSeconds float64 `json:"small_median_seconds"` // of all Reconnects at small_n
+		SmallMaxSeconds    float64 `json:"small_max_seconds"`
+		MedianRatio        float64 `json:"median_ratio"` // median_seconds ÷ small_median_seconds
+		// Commits is the write transactions on both devices over all Reconnects at n, from
+		// before each Stop until each session ended (SmallCommits: at small_n).
+		Commits      int `json:"commits"`
+		SmallCommits int `json:"small_commits"`
 	}
 	// PushRow is the latency of a write until it is readable on the other device, beside
 	// one round trip plus one committed transaction.

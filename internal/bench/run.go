@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/meshsync/meshsync/internal/testmode"
@@ -86,6 +88,9 @@ type run struct {
 	rtt    time.Duration
 	commit time.Duration
 	small  ReconnectRow // the reconnect row's reference at 10,000 records
+	// smallSrc and smallC are the reference's mesh, open from smallReconnect to reconnectRow.
+	smallSrc, smallC *node.Node
+	ports            map[string]int // the TCP port of each device that reconnects (fixedPort)
 	// firstPush is the first change after a pairing, until the new device read it.
 	firstPush time.Duration
 	rows      []any
@@ -131,7 +136,7 @@ func Run(ctx context.Context, o Options) ([]any, error) {
 }
 
 func (r *run) close() {
-	for _, n := range []*node.Node{r.a, r.b} {
+	for _, n := range []*node.Node{r.a, r.b, r.smallC, r.smallSrc} {
 		if n != nil {
 			n.Close()
 		}
@@ -155,12 +160,35 @@ func (r *run) config(name string) node.Config {
 	if r.o.Logger != nil {
 		cfg.Logger = r.o.Logger.With("node", name)
 	}
-	if name == "a" {
+	if name == "b" || name == "c" {
+		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(r.fixedPort(name))}
+	}
+	if name == "a" || name == "a10k" {
 		// The source never dials the device catching up: every session it takes part in
 		// is one the measured device starts, so each byte count covers one session.
 		cfg.RetryMin = time.Hour
 	}
 	return cfg
+}
+
+// fixedPort is the TCP port the device name listens on at every start of the run: a
+// device that reconnects comes back on its address, as a daemon on its port does, so
+// that a reconnect with nothing to send has nothing to send (a new port is a new address
+// in its device record, which both devices write). 0 when no free port was found.
+func (r *run) fixedPort(name string) int {
+	if p, ok := r.ports[name]; ok {
+		return p
+	}
+	if r.ports == nil {
+		r.ports = map[string]int{}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	r.ports[name] = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return r.ports[name]
 }
 
 // initialSync fills A, measures the limits on A's envelopes, then has a fresh device B join

@@ -60,6 +60,8 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 			fmt.Fprintf(tw, "reconnect\tfirst %.1f ms, p50 %.1f ms (n=%d)\tfirst %.1f ms, p50 %.1f ms (n=%d)\t%.2f\tnothing to send; ratio of the firsts (p50s: %.2f); first: %s B out, %s B in, %d commits\n",
 				r.FirstSeconds*1e3, r.P50Seconds*1e3, r.N, r.SmallFirstSeconds*1e3, r.SmallP50Seconds*1e3, r.SmallN, r.FirstRatio, r.P50Ratio,
 				thousands(float64(r.FirstBytesSent)), thousands(float64(r.FirstBytesReceived)), r.FirstCommits)
+			fmt.Fprintf(tw, "reconnect, median of %d\t%.1f ms (max %.1f), %d commits in all\t%.1f ms (max %.1f), %d commits in all\t%.2f\tthe issue's bar: <= 20 ms and a ratio <= 1.5\n",
+				r.Reconnects, r.MedianSeconds*1e3, r.MaxSeconds*1e3, r.Commits, r.SmallMedianSeconds*1e3, r.SmallMaxSeconds*1e3, r.SmallCommits, r.MedianRatio)
 			fmt.Fprintf(tw, "first push after join\t%.1f ms\ttarget 100 ms\t%.2f\tthe first change after a pairing and its initial sync, until the new device reads it\n",
 				r.FirstPushAfterJoinMs, r.FirstPushAfterJoinMs/100)
 		case ScopedSyncRow:
