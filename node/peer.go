@@ -257,11 +257,16 @@ func (n *Node) feedLoop(ctx context.Context) {
 	sub := n.st.Subscribe(4096)
 	defer sub.Close()
 	var missed uint64
+	var reload <-chan time.Time // a conflict listing is due
 	for {
 		var batch []changeInfo
 		select {
 		case <-ctx.Done():
 			return
+		case <-reload:
+			reload = nil
+			n.track.reloadConflicts()
+			continue
 		case c, ok := <-sub.C:
 			if !ok {
 				return
@@ -297,12 +302,17 @@ func (n *Node) feedLoop(ctx context.Context) {
 		}
 		// Listing the conflicts reads the whole record index: only when changes were missed or
 		// a device came or went, not when a device record changed its addresses (every
-		// reconnect on a new port does), which made each reconnect cost O(records).
-		if lost || devs && n.devices.Load().membership() != members {
-			n.track.reloadConflicts()
+		// reconnect on a new port does), which made each reconnect cost O(records). A bulk
+		// transfer misses changes at every batch: one listing per conflictReload at most.
+		if (lost || devs && n.devices.Load().membership() != members) && reload == nil {
+			reload = time.After(conflictReload)
 		}
 	}
 }
+
+// conflictReload is how long after missed changes the open conflicts are listed again
+// from the store (a listing reads the whole record index).
+const conflictReload = 2 * time.Second
 
 type changeInfo struct {
 	devices  bool

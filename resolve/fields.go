@@ -160,7 +160,7 @@ func (d *decoder) uvarint() (uint64, error) {
 	if n <= 0 {
 		return 0, fmt.Errorf("%w: bad varint", ErrCorruptClocks)
 	}
-	if n != len(binary.AppendUvarint(nil, v)) {
+	if n != minUvarintLen(v) {
 		return 0, fmt.Errorf("%w: non-minimal varint", ErrCorruptClocks)
 	}
 	d.b = d.b[n:]
@@ -264,4 +264,10 @@ func checkFields(f FieldClocks, depth int) error {
 		}
 	}
 	return nil
+}
+
+// minUvarintLen is the length of the minimal uvarint encoding of v (without allocating).
+func minUvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
 }

@@ -58,15 +58,12 @@ func (h Conflicts) List() ([]ConflictInfo, error) {
 		// A read transaction has nothing buffered: read the leaves as stored, and look up
 		// only the records holding more than one version.
 		return t.tx.Bucket(bucketItems).ForEach(func(k, v []byte) error {
-			l, err := unmarshalLeaf(v)
+			firsts, err := concurrentIn(v)
 			if err != nil {
 				return fmt.Errorf("leaf %x: %w", k, err)
 			}
-			for _, it := range l.items {
-				if len(it.seqs) < 2 {
-					continue
-				}
-				id, err := t.envID(it.seqs[0])
+			for _, seq := range firsts {
+				id, err := t.envID(seq)
 				if err != nil {
 					return err
 				}

@@ -516,7 +516,7 @@ func (r *reader) uvarint() uint64 {
 		r.fail("bad varint")
 		return 0
 	}
-	if n != len(binary.AppendUvarint(nil, v)) {
+	if n != uvarintLen(v) {
 		r.fail("varint not minimal")
 		return 0
 	}
@@ -545,7 +545,7 @@ func appendPadding(b []byte) []byte {
 		rem := target - base
 		for l := 1; l <= 3; l++ {
 			n := rem - l
-			if n >= 0 && len(binary.AppendUvarint(nil, uint64(n))) == l {
+			if n >= 0 && uvarintLen(uint64(n)) == l {
 				b = binary.AppendUvarint(b, uint64(n))
 				return append(b, make([]byte, n)...)
 			}

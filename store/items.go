@@ -99,6 +99,9 @@ func unmarshalLeaf(b []byte) (*leaf, error) {
 		return nil, fmt.Errorf("%w: index leaf of %d bytes", ErrCorrupt, len(b))
 	}
 	l := &leaf{items: make([]leafItem, 0, len(b)/(minItemLen+2))}
+	// One array holds every item's sequence numbers (each item's slice is capped, so that
+	// an append to one never writes into the next).
+	all := make([]uint64, 0, len(b)/(leafSuffix+2))
 	for len(b) > 0 {
 		if len(b) < minItemLen {
 			return nil, fmt.Errorf("%w: index leaf: truncated item", ErrCorrupt)
@@ -111,14 +114,15 @@ func unmarshalLeaf(b []byte) (*leaf, error) {
 			return nil, fmt.Errorf("%w: index leaf: bad version count", ErrCorrupt)
 		}
 		b = b[k:]
-		it.seqs = make([]uint64, n)
-		for i := range it.seqs {
+		start := len(all)
+		for range n {
 			seq, k := binary.Uvarint(b)
 			if k <= 0 || seq == 0 || k != uvarintLen(seq) {
 				return nil, fmt.Errorf("%w: index leaf: bad sequence number", ErrCorrupt)
 			}
-			it.seqs[i], b = seq, b[k:]
+			all, b = append(all, seq), b[k:]
 		}
+		it.seqs = all[start:len(all):len(all)]
 		if m := len(l.items); m > 0 && bytes.Compare(l.items[m-1].suffix[:], it.suffix[:]) > 0 {
 			return nil, fmt.Errorf("%w: index leaf: records out of order", ErrCorrupt)
 		}
@@ -131,6 +135,35 @@ func unmarshalLeaf(b []byte) (*leaf, error) {
 func uvarintLen(v uint64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], v)
+}
+
+// concurrentIn returns, for each record of an encoded leaf that holds more than one
+// version, the sequence number of its first envelope; it decodes nothing else (a conflict
+// listing reads every leaf).
+func concurrentIn(b []byte) ([]uint64, error) {
+	var out []uint64
+	for len(b) > 0 {
+		if len(b) < minItemLen {
+			return nil, fmt.Errorf("%w: index leaf: truncated item", ErrCorrupt)
+		}
+		b = b[leafSuffix:]
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n == 0 || n > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: index leaf: bad version count", ErrCorrupt)
+		}
+		b = b[k:]
+		for i := range n {
+			seq, k := binary.Uvarint(b)
+			if k <= 0 || seq == 0 {
+				return nil, fmt.Errorf("%w: index leaf: bad sequence number", ErrCorrupt)
+			}
+			if i == 0 && n > 1 {
+				out = append(out, seq)
+			}
+			b = b[k:]
+		}
+	}
+	return out, nil
 }
 
 // leafOf returns the leaf of key, loading it on first use in this transaction; a leaf the

@@ -169,6 +169,15 @@ func FuzzLeaf(f *testing.F) {
 		if again := l.marshal(); !bytes.Equal(again, b) {
 			t.Fatalf("re-encoding differs: %x -> %x", b, again)
 		}
+		var want []uint64
+		for _, it := range l.items {
+			if len(it.seqs) > 1 {
+				want = append(want, it.seqs[0])
+			}
+		}
+		if got, err := concurrentIn(b); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("records with concurrent versions: %v (%v), want %v", got, err, want)
+		}
 	})
 }
 

@@ -364,8 +364,14 @@ func uvarint(b []byte) (uint64, []byte, error) {
 	if n <= 0 {
 		return 0, nil, ErrMalformed
 	}
-	if n != len(binary.AppendUvarint(nil, v)) {
+	if n != minUvarintLen(v) {
 		return 0, nil, fmt.Errorf("non-canonical uvarint: %w", ErrMalformed)
 	}
 	return v, b[n:], nil
+}
+
+// minUvarintLen is the length of the minimal uvarint encoding of v (without allocating).
+func minUvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
 }
