@@ -258,7 +258,7 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 	one := func(k int) {
 		i := order[k]
 		pe := preparedEnv{i: i}
-		pe.env, pe.err = UnmarshalEnvelope(raw[i])
+		pe.env, pe.err = unmarshalEnvelope(raw[i], true) // raw[i] is kept with the envelope
 		if pe.err == nil {
 			pe.err = checkCounters(pe.env.Version) // counters a local write could not pass (guard.go)
 		}

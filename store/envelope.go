@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
@@ -100,7 +101,11 @@ func (e *Envelope) MarshalBinary() ([]byte, error) {
 // UnmarshalEnvelope decodes an envelope. Only the canonical encoding is accepted (sorted,
 // unique version-vector entries without zero counters; no trailing bytes), so decoding and
 // encoding again gives the same bytes.
-func UnmarshalEnvelope(b []byte) (*Envelope, error) {
+func UnmarshalEnvelope(b []byte) (*Envelope, error) { return unmarshalEnvelope(b, false) }
+
+// unmarshalEnvelope is UnmarshalEnvelope; with alias the ciphertext is a slice of b (not a
+// copy), for a caller that keeps b unchanged as long as the envelope.
+func unmarshalEnvelope(b []byte, alias bool) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
 	}
@@ -158,7 +163,9 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	if cl < chacha20poly1305.Overhead {
 		r.fail("payload shorter than its tag")
 	}
-	e.Ciphertext = slices.Clone(r.bytes(int(cl)))
+	if e.Ciphertext = r.bytes(int(cl)); !alias {
+		e.Ciphertext = slices.Clone(e.Ciphertext)
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("trailing bytes")
 	}
@@ -252,6 +259,8 @@ func (p *payload) marshal() ([]byte, error) {
 	return b, nil
 }
 
+// unmarshalPayload decodes a payload; its Data aliases b, which the caller must not
+// change afterwards.
 func unmarshalPayload(b []byte) (*payload, error) {
 	r := reader{b: b}
 	f := r.byte()
@@ -279,7 +288,7 @@ func unmarshalPayload(b []byte) (*payload, error) {
 		return nil, fmt.Errorf("decode payload: %w", r.err)
 	}
 	if len(data) > 0 {
-		p.Value.Data = slices.Clone(data)
+		p.Value.Data = data // b is the caller's (open's fresh plaintext): no copy
 	}
 	if len(fields) > 0 {
 		if err := p.Value.Fields.UnmarshalBinary(fields); err != nil {
@@ -307,6 +316,20 @@ func padme(n int) int {
 	return (n + mask) &^ mask
 }
 
+// aeadOf returns the XChaCha20-Poly1305 instance of a data key, made once per key (an
+// instance holds only its key: it is safe for concurrent use).
+func (k *keyring) aeadOf(key []byte) (cipher.AEAD, error) {
+	if a, ok := k.aeads.Load(string(key)); ok {
+		return a.(cipher.AEAD), nil
+	}
+	a, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	k.aeads.Store(string(key), a)
+	return a, nil
+}
+
 // seal encrypts p into a new envelope with a random 192-bit nonce.
 func (k *keyring) seal(id merkle.ID, v resolve.Version, p *payload) (*Envelope, error) {
 	plain, err := p.marshal()
@@ -329,7 +352,7 @@ func (k *keyring) sealWith(id merkle.ID, tag Tag, v resolve.Version, plain []byt
 	if _, err := rand.Read(e.Nonce[:]); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	aead, err := chacha20poly1305.NewX(key)
+	aead, err := k.aeadOf(key)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +374,7 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	ad := e.appendHeader(nil)
 	keyID := ""
 	for _, key := range keys {
-		aead, err := chacha20poly1305.NewX(key)
+		aead, err := k.aeadOf(key)
 		if err != nil {
 			return nil, err
 		}

@@ -279,6 +279,8 @@ type keyring struct {
 	idMACs sync.Pool
 	tags   sync.Map
 	tagged atomic.Int64
+	// aeads holds an AEAD per data key (aeadOf): a handful, one per key epoch held.
+	aeads sync.Map
 }
 
 func newKeyring(meshKey []byte) *keyring {
