@@ -292,17 +292,7 @@ func TestJoinAfterRotation(t *testing.T) {
 func TestConcurrentRemovals(t *testing.T) {
 	nodes := newMesh(t, 4)
 	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3]
-	for _, n := range nodes {
-		eventually(t, "key-agreement keys everywhere", func() error {
-			for _, dev := range n.Devices() {
-				if dev.KeyAgreement == "" {
-					return fmt.Errorf("%s has no key-agreement key on %s", dev.Name, n.self.Name)
-				}
-			}
-			return nil
-		})
-		waitSynced(t, n)
-	}
+	waitKeyAgreement(t, nodes)
 	before, err := sealingEpoch(a)
 	if err != nil {
 		t.Fatal(err)
@@ -367,17 +357,7 @@ func TestConcurrentRemovals(t *testing.T) {
 func TestOwnWriteAfterRemovalArrives(t *testing.T) {
 	nodes := newMeshEach(t, 3, func(_ int, c *Config) { c.resealDelay = time.Hour })
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	for _, n := range nodes {
-		eventually(t, "key-agreement keys everywhere", func() error {
-			for _, dev := range n.Devices() {
-				if dev.KeyAgreement == "" {
-					return fmt.Errorf("%s has no key-agreement key on %s", dev.Name, n.self.Name)
-				}
-			}
-			return nil
-		})
-		waitSynced(t, n)
-	}
+	waitKeyAgreement(t, nodes)
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -395,5 +375,22 @@ func TestOwnWriteAfterRemovalArrives(t *testing.T) {
 	})
 	if p := a.Reseal(); p.Resealed != 1 || !p.Started.IsZero() {
 		t.Errorf("a's re-seal: %+v, want its one write re-sealed and no full pass started", p)
+	}
+}
+
+// waitKeyAgreement waits until every node lists every device with its key-agreement key
+// and has synced.
+func waitKeyAgreement(t *testing.T, nodes []*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		eventually(t, "key-agreement keys everywhere", func() error {
+			for _, dev := range n.Devices() {
+				if dev.KeyAgreement == "" {
+					return fmt.Errorf("%s has no key-agreement key on %s", dev.Name, n.self.Name)
+				}
+			}
+			return nil
+		})
+		waitSynced(t, n)
 	}
 }

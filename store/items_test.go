@@ -39,15 +39,7 @@ func TestLeafTellsApartIDsSharingEightBytes(t *testing.T) {
 	if len(raws) != 3 {
 		t.Fatalf("%d notes envelopes", len(raws))
 	}
-	tok, err := a.Keys().ReplicaToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := InitReplica(filepath.Join(t.TempDir(), "replica"), []byte("replica pass"), tok, testOpts("box"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mustVerifyClose(t, r)
+	r := blindReplicaOf(t, a)
 	// Three ids with the same first eight bytes, applied out of order.
 	ids := make([]merkle.ID, 3)
 	crafted := make([][]byte, 3)
@@ -200,15 +192,7 @@ func TestLeafFullRefusesCraftedIDs(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := a.Keys().ReplicaToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := InitReplica(filepath.Join(t.TempDir(), "replica"), []byte("replica pass"), tok, testOpts("box"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mustVerifyClose(t, r)
+	r := blindReplicaOf(t, a)
 	var crafted [][]byte
 	for i := range 12 {
 		env := mustEnvelope(t, base)
@@ -307,4 +291,20 @@ func TestSummaryBelowStoredLevels(t *testing.T) {
 			t.Fatalf("first ten items of the store: %v", err)
 		}
 	}
+}
+
+// blindReplicaOf makes a blind replica of a's mesh, verified and closed at the end of the
+// test.
+func blindReplicaOf(t *testing.T, a *Store) *Store {
+	t.Helper()
+	tok, err := a.Keys().ReplicaToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := InitReplica(filepath.Join(t.TempDir(), "replica"), []byte("replica pass"), tok, testOpts("box"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mustVerifyClose(t, r) })
+	return r
 }

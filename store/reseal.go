@@ -176,22 +176,21 @@ func (h Keys) ResealOwn() (int, error) {
 		}
 		first := slices.Min(slices.Collect(maps.Values(a.keyCut)))
 		var ids []merkle.ID
-		c := t.tx.Bucket(bucketEnv).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			e, err := UnmarshalEnvelope(v)
-			if err != nil {
-				return fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
-			}
+		err = t.eachEnvelope(func(e *Envelope) error { // revoke.go
 			if e.Version.Device != s.device.ID || e.Version.Clock <= first || e.KeyEpoch >= clean.Epoch {
-				continue
+				return nil
 			}
 			p, err := s.keys.open(e)
 			if err != nil || reservedCollection(p.Collection) {
-				continue
+				return nil
 			}
 			if cut, ok := a.keyCut[p.keyID]; ok && e.Version.Clock > cut && !slices.Contains(ids, e.ID) {
 				ids = append(ids, e.ID)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		for _, id := range ids {
 			r, _, err := t.resealRecord(id, clean.Epoch, clean.Key)

@@ -42,18 +42,14 @@ func (h Authority) RemovalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
 
 func (t *Tx) removalPoint(dev resolve.DeviceID) (RemovalPoint, error) {
 	var rp RemovalPoint
-	c := t.tx.Bucket(bucketEnv).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		e, err := UnmarshalEnvelope(v)
-		if err != nil {
-			return rp, fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
-		}
+	err := t.eachEnvelope(func(e *Envelope) error {
 		rp.Counter = max(rp.Counter, e.Version.VV[dev])
 		if e.Version.Device == dev {
 			rp.Clock = max(rp.Clock, e.Version.Clock)
 		}
-	}
-	return rp, nil
+		return nil
+	})
+	return rp, err
 }
 
 // RevokeDevice makes a blind replica refuse, from now on, every envelope written by dev
@@ -105,18 +101,32 @@ func (h Authority) RevokeDevice(dev resolve.DeviceID, at RemovalPoint) error {
 	return nil
 }
 
-// purgeRevoked drops the envelopes the store holds that ak refuses.
-func (t *Tx) purgeRevoked(ak *applyKeys) error {
-	var ids []merkle.ID
+// eachEnvelope calls fn with every envelope the store holds, decoded, in sequence order.
+func (t *Tx) eachEnvelope(fn func(*Envelope) error) error {
 	c := t.tx.Bucket(bucketEnv).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		e, err := UnmarshalEnvelope(v)
 		if err != nil {
 			return fmt.Errorf("%w: envelope %d: %v", ErrCorrupt, be64(k), err)
 		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purgeRevoked drops the envelopes the store holds that ak refuses.
+func (t *Tx) purgeRevoked(ak *applyKeys) error {
+	var ids []merkle.ID
+	err := t.eachEnvelope(func(e *Envelope) error {
 		if ak.refuse(e) != nil && !slices.Contains(ids, e.ID) {
 			ids = append(ids, e.ID)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, id := range ids {
 		set, err := t.antichain(id)
