@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/meshsync/meshsync/merkle"
-	bolt "go.etcd.io/bbolt"
 )
 
 // The record index (layout 3). A record is found by its id through a leaf: the records of
@@ -103,24 +102,11 @@ func unmarshalLeaf(b []byte) (*leaf, error) {
 	// an append to one never writes into the next).
 	all := make([]uint64, 0, len(b)/(leafSuffix+2))
 	for len(b) > 0 {
-		if len(b) < minItemLen {
-			return nil, fmt.Errorf("%w: index leaf: truncated item", ErrCorrupt)
-		}
 		var it leafItem
-		copy(it.suffix[:], b)
-		b = b[leafSuffix:]
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n == 0 || n > uint64(len(b)-k) || k != uvarintLen(n) {
-			return nil, fmt.Errorf("%w: index leaf: bad version count", ErrCorrupt)
-		}
-		b = b[k:]
+		var err error
 		start := len(all)
-		for range n {
-			seq, k := binary.Uvarint(b)
-			if k <= 0 || seq == 0 || k != uvarintLen(seq) {
-				return nil, fmt.Errorf("%w: index leaf: bad sequence number", ErrCorrupt)
-			}
-			all, b = append(all, seq), b[k:]
+		if it.suffix, all, b, err = nextItem(b, all); err != nil {
+			return nil, err
 		}
 		it.seqs = all[start:len(all):len(all)]
 		if m := len(l.items); m > 0 && bytes.Compare(l.items[m-1].suffix[:], it.suffix[:]) > 0 {
@@ -131,6 +117,29 @@ func unmarshalLeaf(b []byte) (*leaf, error) {
 	return l, nil
 }
 
+// nextItem decodes the first item of an encoded leaf: its suffix, its sequence numbers
+// (appended to seqs) and the bytes after it.
+func nextItem(b []byte, seqs []uint64) (suffix [leafSuffix]byte, _ []uint64, rest []byte, _ error) {
+	if len(b) < minItemLen {
+		return suffix, seqs, nil, fmt.Errorf("%w: index leaf: truncated item", ErrCorrupt)
+	}
+	copy(suffix[:], b)
+	b = b[leafSuffix:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > uint64(len(b)-k) || k != uvarintLen(n) {
+		return suffix, seqs, nil, fmt.Errorf("%w: index leaf: bad version count", ErrCorrupt)
+	}
+	b = b[k:]
+	for range n {
+		seq, k := binary.Uvarint(b)
+		if k <= 0 || seq == 0 || k != uvarintLen(seq) {
+			return suffix, seqs, nil, fmt.Errorf("%w: index leaf: bad sequence number", ErrCorrupt)
+		}
+		seqs, b = append(seqs, seq), b[k:]
+	}
+	return suffix, seqs, b, nil
+}
+
 // uvarintLen is the length of the minimal uvarint encoding of v.
 func uvarintLen(v uint64) int {
 	var b [binary.MaxVarintLen64]byte
@@ -138,29 +147,17 @@ func uvarintLen(v uint64) int {
 }
 
 // concurrentIn returns, for each record of an encoded leaf that holds more than one
-// version, the sequence number of its first envelope; it decodes nothing else (a conflict
-// listing reads every leaf).
+// version, the sequence number of its first envelope, without building the leaf (a
+// conflict listing reads every leaf).
 func concurrentIn(b []byte) ([]uint64, error) {
-	var out []uint64
+	var out, seqs []uint64
 	for len(b) > 0 {
-		if len(b) < minItemLen {
-			return nil, fmt.Errorf("%w: index leaf: truncated item", ErrCorrupt)
+		var err error
+		if _, seqs, b, err = nextItem(b, seqs[:0]); err != nil {
+			return nil, err
 		}
-		b = b[leafSuffix:]
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n == 0 || n > uint64(len(b)-k) {
-			return nil, fmt.Errorf("%w: index leaf: bad version count", ErrCorrupt)
-		}
-		b = b[k:]
-		for i := range n {
-			seq, k := binary.Uvarint(b)
-			if k <= 0 || seq == 0 {
-				return nil, fmt.Errorf("%w: index leaf: bad sequence number", ErrCorrupt)
-			}
-			if i == 0 && n > 1 {
-				out = append(out, seq)
-			}
-			b = b[k:]
+		if len(seqs) > 1 {
+			out = append(out, seqs[0])
 		}
 	}
 	return out, nil
@@ -225,13 +222,19 @@ func (t *Tx) tagsAt(id merkle.ID) []Tag {
 
 // envID returns the record id an envelope holds (the bytes after its format byte).
 func (t *Tx) envID(seq uint64) (merkle.ID, error) {
+	id, _, err := t.envWithID(seq)
+	return id, err
+}
+
+// envWithID returns an envelope as stored and the record id it holds.
+func (t *Tx) envWithID(seq uint64) (merkle.ID, []byte, error) {
 	var id merkle.ID
 	raw := t.envGet(seq)
 	if len(raw) < 1+len(id) {
-		return id, fmt.Errorf("%w: envelope %d missing or short", ErrCorrupt, seq)
+		return id, nil, fmt.Errorf("%w: envelope %d missing or short", ErrCorrupt, seq)
 	}
 	copy(id[:], raw[1:])
-	return id, nil
+	return id, raw, nil
 }
 
 // envGet reads one envelope through the transaction's cursor.
@@ -433,12 +436,10 @@ func (t *Tx) walkRecords(after merkle.ID, first bool, fn func(r heldRecord) (sto
 			}
 			tag := leafKey(k).tag()
 			for _, it := range l.items {
-				raw := t.envGet(it.seqs[0])
-				var id merkle.ID
-				if len(raw) < 1+len(id) {
-					return fmt.Errorf("%w: envelope %d missing or short", ErrCorrupt, it.seqs[0])
+				id, raw, err := t.envWithID(it.seqs[0])
+				if err != nil {
+					return err
 				}
-				copy(id[:], raw[1:])
 				if !bytes.Equal(id[:leafPrefix], p) || !bytes.Equal(id[leafPrefix:leafPrefix+leafSuffix], it.suffix[:]) {
 					return fmt.Errorf("%w: envelope %d holds id %x, indexed under %x", ErrCorrupt, it.seqs[0], id[:8], append(slices.Clone(p), it.suffix[:]...))
 				}
@@ -479,11 +480,7 @@ func (t *Tx) recordsUnder(tag Tag, p merkle.Prefix, fn func(id merkle.ID, seqs [
 		if err != nil {
 			return fmt.Errorf("leaf %x: %w", k, err)
 		}
-		type rec struct {
-			id   merkle.ID
-			seqs []uint64
-		}
-		var recs []rec
+		var recs []heldRecord
 		for _, it := range l.items {
 			// The leaf's key and the item's suffix are the id's first eight bytes: enough
 			// to leave out, without reading its envelope, a record outside p.
@@ -498,10 +495,10 @@ func (t *Tx) recordsUnder(tag Tag, p merkle.Prefix, fn func(id merkle.ID, seqs [
 				return err
 			}
 			if p.Contains(id) {
-				recs = append(recs, rec{id, it.seqs})
+				recs = append(recs, heldRecord{id: id, seqs: it.seqs})
 			}
 		}
-		slices.SortFunc(recs, func(a, b rec) int { return bytes.Compare(a.id[:], b.id[:]) })
+		slices.SortFunc(recs, func(a, b heldRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
 		for _, r := range recs {
 			if err := fn(r.id, r.seqs); err != nil {
 				return err
@@ -552,18 +549,5 @@ func (t *Tx) itemsOf(tag Tag, p merkle.Prefix, limit int) ([]merkle.Item, error)
 	if err == errLimit {
 		err = nil
 	}
-	return out, err
-}
-
-// leafBucketKeys is used by Verify: every leaf key the store holds.
-func leafBucketKeys(tx *bolt.Tx) ([]leafKey, error) {
-	var out []leafKey
-	err := tx.Bucket(bucketItems).ForEach(func(k, _ []byte) error {
-		if len(k) != leafKeyLen {
-			return fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
-		}
-		out = append(out, leafKey(k))
-		return nil
-	})
 	return out, err
 }
