@@ -37,6 +37,7 @@ type rotation struct {
 	mu        sync.Mutex
 	resealing bool // a re-seal loop runs
 	stats     ResealProgress
+	ownDone   string // the sealing key resealOwn last ran under (also in local state)
 }
 
 // ResealProgress reports the background re-seal of this device.
@@ -157,16 +158,20 @@ const localOwnResealed = "own-resealed-under"
 // resealOwn re-seals at once this device's writes that the others refuse until re-sealed:
 // made after a removal, before the new key epoch another device started reached this one.
 // The full re-seal pass would get to them only after Config.resealDelay. It runs once per
-// new sealing key (the scan reads every envelope's header).
+// new sealing key (the scan reads every envelope's header). keysChanged calls it holding
+// n.rot.mu.
 func (n *Node) resealOwn(kes []store.KeyEpoch) {
+	r := &n.rot
 	var sealing string
 	for _, ke := range kes {
 		if ke.Sealing {
 			sealing = ke.KeyID
 		}
 	}
-	var done string
-	if _, err := n.st.Local().Get(localOwnResealed, &done); sealing == "" || err != nil || done == sealing {
+	if sealing == "" || sealing == r.ownDone {
+		return
+	}
+	if _, err := n.st.Local().Get(localOwnResealed, &r.ownDone); err != nil || r.ownDone == sealing {
 		return
 	}
 	k, err := n.st.Keys().ResealOwn()
@@ -178,11 +183,15 @@ func (n *Node) resealOwn(kes []store.KeyEpoch) {
 	}
 	if k > 0 {
 		n.log.Info("re-sealed own writes made after a removal", "envelopes", k, "key", sealing)
-		n.rot.stats.Resealed += k
+		r.stats.Resealed += k
 	}
-	if err := n.st.Local().Put(localOwnResealed, sealing); err != nil && !errors.Is(err, store.ErrClosed) {
-		n.log.Warn("re-seal own writes", "err", err)
+	if err := n.st.Local().Put(localOwnResealed, sealing); err != nil {
+		if !errors.Is(err, store.ErrClosed) {
+			n.log.Warn("re-seal own writes", "err", err)
+		}
+		return
 	}
+	r.ownDone = sealing
 }
 
 // removedPeers is the sticky list of peers this device has seen removed.
