@@ -145,6 +145,14 @@ func (n *Node) runPeer(ctx context.Context, h host.Host, pl *peerLoop) {
 			continue
 		case <-pl.served:
 			backoff = 0
+			if h.Network().Connectedness(pl.p) != network.Connected {
+				// The device left after its session: a notice that arrives after the
+				// loss of its connection must not put off the redial by the
+				// anti-entropy interval (the device would show its last error for
+				// minutes instead of Offline).
+				timer.Reset(jitter(n.cfg.RetryMin, 0.5))
+				continue
+			}
 			timer.Reset(jitter(n.cfg.AntiEntropy, 0.25))
 			continue
 		case err := <-pushDone:

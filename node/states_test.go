@@ -163,3 +163,49 @@ func TestStatesSnapshotSchema(t *testing.T) {
 		}
 	}
 }
+
+// A late notice of a session the device served (it arrives after the device's connection
+// closed) does not put off the redial: the device is tried again after the retry delay,
+// not after the anti-entropy interval (minutes), so its state keeps moving.
+func TestLateServedNoticeDoesNotStopRedial(t *testing.T) {
+	nodes := newMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, a)
+	bp := b.PeerID()
+	b.Close()
+	var first DeviceState
+	eventually(t, "offline", func() error {
+		d, err := deviceState(a, "n1")
+		if err != nil {
+			return err
+		}
+		if d.Status != StatusOffline || d.Connected || d.NextRetry.IsZero() {
+			return fmt.Errorf("state %+v", d)
+		}
+		first = d
+		return nil
+	})
+	r := a.net.Load()
+	a.mu.Lock()
+	pl := r.peers[bp]
+	a.mu.Unlock()
+	if pl == nil {
+		t.Fatal("no device loop for n1")
+	}
+	pl.servedSession()
+	// Two attempts after the notice: one may have been under way as it arrived.
+	last := first.NextRetry
+	for i := range 2 {
+		eventually(t, fmt.Sprintf("attempt %d after the notice", i+1), func() error {
+			d, err := deviceState(a, "n1")
+			if err != nil {
+				return err
+			}
+			if !d.NextRetry.After(last) {
+				return fmt.Errorf("no new attempt since %s: %+v", last, d)
+			}
+			last = d.NextRetry
+			return nil
+		})
+	}
+}
