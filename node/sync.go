@@ -65,6 +65,16 @@ func (f *frameRW) write(t wire.Type, body []byte) error {
 	return wire.WriteFrame(f.s, t, body)
 }
 
+// writeFrame writes a frame of a Sender, as it built it when it did (Wire).
+func (f *frameRW) writeFrame(fr session.Frame) error {
+	if fr.Wire == nil {
+		return f.write(fr.Type, fr.Body)
+	}
+	f.s.SetWriteDeadline(time.Now().Add(f.step))
+	f.wrote += len(fr.Wire)
+	return wire.WriteFramed(f.s, fr.Wire)
+}
+
 func (f *frameRW) readFrame() (wire.Type, []byte, error) {
 	f.s.SetReadDeadline(time.Now().Add(f.step))
 	t, b, err := wire.ReadFrame(f.s, f.limit)
@@ -400,12 +410,13 @@ func (n *Node) appliedGroup(sess *session.Session, w *groupWriter, r applyOut, i
 
 // runSender writes the Sender's frames until its End.
 func runSender(rw *frameRW, snd *session.Sender) error {
+	snd.ReuseFrames() // each frame is written before the next is asked for
 	for {
 		f, ok, err := snd.Next()
 		if err != nil || !ok {
 			return err
 		}
-		if err := rw.write(f.Type, f.Body); err != nil {
+		if err := rw.writeFrame(f); err != nil {
 			return err
 		}
 	}

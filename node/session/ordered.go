@@ -123,11 +123,15 @@ func (c *orderCheck) batch(b *wire.Batch) (Violation, error) {
 // A record's envelopes go in one batch; a batch holds maxEnvs envelopes or
 // batchBytes bytes at most (one larger record goes alone).
 func (s *Sender) nextOrdered() (f Frame, ok bool, err error) {
-	var envs [][]byte
+	bf := &s.frame
+	if !s.reuse {
+		bf = &wire.BatchFrame{} // the caller may keep the frame
+	}
+	bf.Reset(batchBytes + 3*s.maxEnvs) // the envelopes and their length prefixes
 	size := 0
 	for {
 		last, any, err := s.src.Ordered(s.after, s.first, s.upto, s.maxEnvs, func(id merkle.ID, seqs []uint64, raws [][]byte) error {
-			var rec [][]byte
+			rec := s.rec[:0]
 			n := 0
 			for i, raw := range raws {
 				if s.skip.Echo != nil {
@@ -141,11 +145,12 @@ func (s *Sender) nextOrdered() (f Frame, ok bool, err error) {
 				rec = append(rec, raw)
 				n += len(raw)
 			}
-			if len(envs) > 0 && (size+n > batchBytes || len(envs)+len(rec) > s.maxEnvs) {
+			s.rec = rec[:0]
+			if bf.Len() > 0 && (size+n > batchBytes || bf.Len()+len(rec) > s.maxEnvs) {
 				return errBatchFull
 			}
 			for _, raw := range rec {
-				envs = append(envs, bytes.Clone(raw))
+				bf.Add(raw) // copied here: raw aliases the source's read
 			}
 			size += n
 			s.after, s.first = id, false
@@ -162,9 +167,10 @@ func (s *Sender) nextOrdered() (f Frame, ok bool, err error) {
 			break
 		}
 	}
-	if len(envs) == 0 {
+	if bf.Len() == 0 {
 		return Frame{}, false, nil
 	}
-	s.sent += len(envs)
-	return Frame{wire.TypeBatch, (&wire.Batch{Envelopes: envs}).Marshal()}, true, nil
+	s.sent += bf.Len()
+	w := bf.Frame(0, 0)
+	return Frame{Type: wire.TypeBatch, Body: w[5:], Wire: w}, true, nil
 }

@@ -103,7 +103,16 @@ type Sender struct {
 	queue [][]byte // merkle: envelopes looked up, not yet in a batch
 	sent  int
 	ended bool
+
+	reuse bool            // ReuseFrames: the next frame may overwrite the last
+	frame wire.BatchFrame // ordered: the batch being built (kept when reuse)
+	rec   [][]byte        // ordered: the envelopes of one record being looked at
 }
+
+// ReuseFrames tells s that its caller writes each frame before it calls Next again and
+// keeps nothing of it: Next may then build the next batch in the buffer of the last, so
+// that an initial sync allocates one batch buffer instead of one per batch.
+func (s *Sender) ReuseFrames() { s.reuse = true }
 
 // Sent is how many envelopes the frames returned so far carry.
 func (s *Sender) Sent() int { return s.sent }
@@ -127,7 +136,7 @@ func (s *Sender) Next() (f Frame, ok bool, err error) {
 			b := &wire.Batch{From: s.from, To: last, Envelopes: envs}
 			s.sent += len(envs)
 			s.from = last
-			return Frame{wire.TypeBatch, b.Marshal()}, true, nil
+			return Frame{Type: wire.TypeBatch, Body: b.Marshal()}, true, nil
 		}
 	case modeOrdered:
 		if f, ok, err := s.nextOrdered(); err != nil || ok {
@@ -157,12 +166,12 @@ func (s *Sender) Next() (f Frame, ok bool, err error) {
 		}
 	}
 	s.ended = true
-	return Frame{wire.TypeEnd, (&wire.End{Sent: uint64(s.sent)}).Marshal()}, true, nil
+	return Frame{Type: wire.TypeEnd, Body: (&wire.End{Sent: uint64(s.sent)}).Marshal()}, true, nil
 }
 
 func (s *Sender) batch(envs [][]byte) Frame {
 	s.sent += len(envs)
-	return Frame{wire.TypeBatch, (&wire.Batch{Envelopes: envs}).Marshal()}
+	return Frame{Type: wire.TypeBatch, Body: (&wire.Batch{Envelopes: envs}).Marshal()}
 }
 
 // lookup queues the envelopes of the next idsPerLookup ids of have.

@@ -36,6 +36,9 @@ type Source interface {
 type Frame struct {
 	Type wire.Type
 	Body []byte
+	// Wire, when set, is the frame as it goes on the wire, length prefix and type
+	// included (Body is its tail): a Sender builds its batches in place.
+	Wire []byte
 }
 
 // Defaults of Config's bounds.
@@ -274,7 +277,7 @@ func (s *Session) Start() (Output, error) {
 	return Output{}, nil
 }
 
-func (s *Session) hello() Frame { return Frame{wire.TypeHello, s.cfg.Hello.Marshal()} }
+func (s *Session) hello() Frame { return Frame{Type: wire.TypeHello, Body: s.cfg.Hello.Marshal()} }
 
 func expect(f Frame, want wire.Type) error {
 	if f.Type != want {
@@ -434,7 +437,7 @@ func (s *Session) stepMerkle(f Frame) (Output, error) {
 
 // merkleOut sends a reconciliation message, and moves on when it was the last.
 func (s *Session) merkleOut(out Output, msg []byte) (Output, error) {
-	out.Send = append(out.Send, Frame{wire.TypeMerkle, msg})
+	out.Send = append(out.Send, Frame{Type: wire.TypeMerkle, Body: msg})
 	s.res.MerkleMessages++
 	if s.ms.Done() {
 		return s.reconciled(out), nil
@@ -500,7 +503,7 @@ func (s *Session) Sent(n int) (Output, error) {
 	done := wire.Done{Applied: uint64(r.Applied), Rejected: uint64(r.Rejected), Conflicts: uint64(len(r.Conflicts))}
 	done.Stale = uint64(r.Received - r.Applied - r.Rejected)
 	s.phase = phaseDone
-	return Output{Send: []Frame{{wire.TypeDone, done.Marshal()}}}, nil
+	return Output{Send: []Frame{{Type: wire.TypeDone, Body: done.Marshal()}}}, nil
 }
 
 func (s *Session) stepDone(f Frame) (Output, error) {

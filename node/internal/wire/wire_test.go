@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -164,5 +165,46 @@ func TestHelloRoundTrip(t *testing.T) {
 	}
 	if _, err := UnmarshalHello(append([]byte{2}, make([]byte, helloSizeV1-1)...)); err == nil {
 		t.Fatal("a version-2 hello of the version-1 length was accepted")
+	}
+}
+
+// A batch built in place is, byte for byte, the frame of its marshalled form, at counts
+// whose uvarint changes length, and again after its buffer is reused.
+func TestBatchFrameEqualsMarshal(t *testing.T) {
+	var f BatchFrame
+	for _, n := range []int{0, 1, 127, 128, 300, 16384} {
+		b := &Batch{From: uint64(n), To: uint64(3 * n)}
+		f.Reset(64)
+		for i := range n {
+			e := bytes.Repeat([]byte{byte(i)}, 1+(i*37)%200)
+			b.Envelopes = append(b.Envelopes, e)
+			f.Add(e)
+		}
+		var want bytes.Buffer
+		if err := WriteFrame(&want, TypeBatch, b.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+		got := f.Frame(b.From, b.To)
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%d envelopes: built frame differs from the marshalled one (%d vs %d bytes)", n, len(got), want.Len())
+		}
+		if f.Len() != n {
+			t.Fatalf("Len %d, want %d", f.Len(), n)
+		}
+		var out bytes.Buffer
+		if err := WriteFramed(&out, got); err != nil {
+			t.Fatal(err)
+		}
+		typ, body, err := ReadFrame(&out, MaxFrame)
+		if err != nil || typ != TypeBatch {
+			t.Fatalf("read back: %v %c", err, typ)
+		}
+		back, err := UnmarshalBatch(body)
+		if err != nil || back.From != b.From || back.To != b.To || len(back.Envelopes) != n {
+			t.Fatalf("read back: %v", err)
+		}
+	}
+	if err := WriteFramed(io.Discard, []byte{0, 0, 0, 9, 'E'}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a frame whose length prefix lies was written: %v", err)
 	}
 }
