@@ -57,6 +57,9 @@ type frameRW struct {
 	read  int // bytes read
 	wrote int // bytes written
 	limit int
+	// largest is the longest frame read in full: the next read may allocate that much
+	// at once (wire.ReadFrameAfter).
+	largest int
 }
 
 func (f *frameRW) write(t wire.Type, body []byte) error {
@@ -77,8 +80,11 @@ func (f *frameRW) writeFrame(fr session.Frame) error {
 
 func (f *frameRW) readFrame() (wire.Type, []byte, error) {
 	f.s.SetReadDeadline(time.Now().Add(f.step))
-	t, b, err := wire.ReadFrame(f.s, f.limit)
+	t, b, err := wire.ReadFrameAfter(f.s, f.limit, f.largest)
 	f.read += len(b) + 5
+	if err == nil {
+		f.largest = max(f.largest, len(b)+1)
+	}
 	return t, b, err
 }
 

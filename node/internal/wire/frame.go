@@ -74,8 +74,17 @@ const initialFrameBuf = 64 << 10
 
 // ReadFrame reads one frame whose length is at most max (and never more than MaxFrame).
 // A larger length prefix is refused before its body is read or allocated.
-func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
-	max = min(max, MaxFrame)
+func ReadFrame(r io.Reader, limit int) (Type, []byte, error) {
+	return ReadFrameAfter(r, limit, 0)
+}
+
+// ReadFrameAfter is ReadFrame on a stream that already delivered a frame of proven
+// bytes in full: the first allocation may be that large, since the peer has shown it
+// sends what it announces (memory pinned by a stalled frame stays within what the stream
+// carried). A bulk transfer then reads each batch into one allocation, without the
+// copies of growing it.
+func ReadFrameAfter(r io.Reader, limit, proven int) (Type, []byte, error) {
+	limit = min(limit, MaxFrame)
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
@@ -84,14 +93,15 @@ func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
 	if n == 0 {
 		return 0, nil, fmt.Errorf("read frame: empty frame: %w", ErrMalformed)
 	}
-	if uint64(n) > uint64(max) {
-		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, max, ErrTooLarge)
+	if uint64(n) > uint64(limit) {
+		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, limit, ErrTooLarge)
 	}
 	// Memory grows with the bytes that actually arrive, not with the length announced: a
-	// peer that announces 4 MiB and sends a byte now and then pins only what it sent.
+	// peer that announces 4 MiB and sends a byte now and then pins only what it sent (or,
+	// past proven, what the stream carried before).
 	// Each step at most doubles what arrived, or takes the short rest with it (then up to
 	// 2.5 times): a 1 MiB batch costs 0.9 MiB of copies on its way up, not 2.
-	buf := make([]byte, 0, min(int(n), initialFrameBuf))
+	buf := make([]byte, 0, min(int(n), max(initialFrameBuf, proven)))
 	for len(buf) < int(n) {
 		if len(buf) == cap(buf) {
 			next := min(2*cap(buf), int(n))

@@ -208,3 +208,38 @@ func TestBatchFrameEqualsMarshal(t *testing.T) {
 		t.Fatalf("a frame whose length prefix lies was written: %v", err)
 	}
 }
+
+// firstRead records the size of the first buffer a reader is handed.
+type firstRead struct {
+	r     io.Reader
+	first int
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	if f.first == 0 {
+		f.first = len(p)
+	}
+	return f.r.Read(p)
+}
+
+// A frame body is read into memory that grows with what arrived, except up to the size of
+// a frame the stream already delivered in full.
+func TestReadFrameAllocatesWhatArrivedOrWasProven(t *testing.T) {
+	body := bytes.Repeat([]byte{1}, 1<<20)
+	var enc bytes.Buffer
+	if err := WriteFrame(&enc, TypeBatch, body); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ proven, most int }{{0, initialFrameBuf}, {4096, initialFrameBuf}, {2 << 20, 1<<20 + 1}} {
+		fr := &firstRead{r: bytes.NewReader(enc.Bytes()[4:])}
+		// The length prefix is read apart: hand it over, then the counted reader.
+		r := io.MultiReader(bytes.NewReader(enc.Bytes()[:4]), fr)
+		typ, got, err := ReadFrameAfter(r, MaxFrame, c.proven)
+		if err != nil || typ != TypeBatch || !bytes.Equal(got, body) {
+			t.Fatalf("proven %d: %v", c.proven, err)
+		}
+		if fr.first > c.most {
+			t.Errorf("proven %d: the first read was handed %d bytes, more than %d", c.proven, fr.first, c.most)
+		}
+	}
+}
