@@ -56,6 +56,27 @@ type Envelope struct {
 	Version    resolve.Version
 	Nonce      [chacha20poly1305.NonceSizeX]byte
 	Ciphertext []byte
+
+	// clear is the clear header as received (format, id, tag, epoch, version), when the
+	// envelope was decoded from bytes it aliases (unmarshalEnvelope with alias): the
+	// associated data is cut from it instead of encoded again (aad).
+	clear []byte
+}
+
+// aad returns the associated data of e: the header of format 1 (appendHeader). Decoding
+// is canonical, so for a decoded envelope it is the received header, retagged.
+func (e *Envelope) aad() []byte {
+	switch {
+	case e.clear == nil:
+		return e.appendHeader(nil)
+	case e.clear[0] == envelopeFormat:
+		return e.clear
+	}
+	const at = 1 + len(e.ID) // the tag's place in the tagged format
+	ad := make([]byte, 0, len(e.clear)-len(e.Tag))
+	ad = append(ad, envelopeFormat)
+	ad = append(ad, e.clear[1:at]...)
+	return append(ad, e.clear[at+len(e.Tag):]...)
 }
 
 // appendHeader encodes everything that is authenticated but not encrypted: the header of
@@ -154,6 +175,9 @@ func unmarshalEnvelope(b []byte, alias bool) (*Envelope, error) {
 		if e.Version.VV[e.Version.Device] == 0 && r.err == nil {
 			r.fail("version vector does not count its own device")
 		}
+	}
+	if alias && r.err == nil {
+		e.clear = b[: len(b)-len(r.b) : len(b)-len(r.b)]
 	}
 	copy(e.Nonce[:], r.bytes(len(e.Nonce)))
 	cl := r.uvarint()
@@ -371,7 +395,7 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	// number with a key of their own: try each key of the epoch.
 	var plain []byte
 	opened := false
-	ad := e.appendHeader(nil)
+	ad := e.aad()
 	keyID := ""
 	for _, key := range keys {
 		aead, err := k.aeadOf(key)

@@ -92,6 +92,14 @@ func FuzzEnvelope(f *testing.F) {
 		if !bytes.Equal(again, b) {
 			t.Fatalf("decode/encode not canonical:\n in %x\nout %x", b, again)
 		}
+		// The associated data cut from the received bytes is the one encoded.
+		aliased, err := unmarshalEnvelope(b, true)
+		if err != nil {
+			t.Fatalf("decodes only without alias: %v", err)
+		}
+		if got, want := aliased.aad(), e.appendHeader(nil); !bytes.Equal(got, want) {
+			t.Fatalf("associated data from the received header %x, encoded %x", got, want)
+		}
 	})
 }
 
