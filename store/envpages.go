@@ -52,12 +52,13 @@ type envPages struct {
 	sink   uint64 // keeps the loads of the passes that only touch memory
 }
 
-// envProbe is one lookup of getMany: the page it reached, its size with its overflow
-// pages, and, in a leaf, the element guessed from the first key (-1: none).
+// envProbe is one lookup of getMany: the page it reached (the mapping is at base plus
+// pgid pages: no pointer is kept, so none outlives the transaction and storing one needs
+// no write barrier), its size with its overflow pages, and, in a leaf, the element guessed
+// from the first key (-1: none).
 type envProbe struct {
 	seq    uint64
 	pgid   uint64
-	page   unsafe.Pointer
 	span   uint64
 	count  int
 	guess  int
@@ -141,8 +142,7 @@ func (r *envPages) getMany(seqs []uint64, out [][]byte) {
 				p.failed = true
 				continue
 			}
-			p.page = unsafe.Add(r.base, p.pgid*r.psize)
-			sink += *(*uint64)(p.page)
+			sink += *(*uint64)(r.page(p))
 		}
 		next := r.todo[:0]
 		for _, i := range r.todo {
@@ -158,7 +158,7 @@ func (r *envPages) getMany(seqs []uint64, out [][]byte) {
 			if flags == pageLeafFlag {
 				continue
 			}
-			child, ok := branchChild(p.page, p.span, p.count, p.seq)
+			child, ok := branchChild(r.page(p), p.span, p.count, p.seq)
 			if !ok {
 				p.failed = true
 				continue
@@ -171,8 +171,9 @@ func (r *envPages) getMany(seqs []uint64, out [][]byte) {
 	// In the leaves: touch each first key, then each guessed element, then its key.
 	for i := range ps {
 		if p := &ps[i]; !p.failed {
-			if off, ok := leafKeyOff(p.page, p.span, 0); ok {
-				sink += uint64(*(*byte)(unsafe.Add(p.page, off)))
+			page := r.page(p)
+			if off, ok := leafKeyOff(page, p.span, 0); ok {
+				sink += uint64(*(*byte)(unsafe.Add(page, off)))
 			}
 		}
 	}
@@ -181,15 +182,17 @@ func (r *envPages) getMany(seqs []uint64, out [][]byte) {
 		if p.failed {
 			continue
 		}
-		if k0, ok := leafKey8(p.page, p.span, 0); ok && p.seq >= k0 && p.seq-k0 < uint64(p.count) {
+		page := r.page(p)
+		if k0, ok := leafKey8(page, p.span, 0); ok && p.seq >= k0 && p.seq-k0 < uint64(p.count) {
 			p.guess = int(p.seq - k0)
-			sink += uint64(*(*uint32)(unsafe.Add(p.page, pageHeaderSize+pageElemSize*p.guess+4)))
+			sink += uint64(*(*uint32)(unsafe.Add(page, pageHeaderSize+pageElemSize*p.guess+4)))
 		}
 	}
 	for i := range ps {
 		if p := &ps[i]; !p.failed && p.guess >= 0 {
-			if off, ok := leafKeyOff(p.page, p.span, p.guess); ok {
-				sink += uint64(*(*byte)(unsafe.Add(p.page, off)))
+			page := r.page(p)
+			if off, ok := leafKeyOff(page, p.span, p.guess); ok {
+				sink += uint64(*(*byte)(unsafe.Add(page, off)))
 			}
 		}
 	}
@@ -199,24 +202,31 @@ func (r *envPages) getMany(seqs []uint64, out [][]byte) {
 		if p.failed {
 			continue
 		}
-		j := p.guess
-		if j < 0 || !leafKeyIs(p.page, p.span, j, p.seq) {
+		page, j := r.page(p), p.guess
+		if j < 0 || !leafKeyIs(page, p.span, j, p.seq) {
 			var ok bool
-			if j, ok = leafSearch(p.page, p.span, p.count, p.seq); !ok {
+			if j, ok = leafSearch(page, p.span, p.count, p.seq); !ok {
 				continue
 			}
 		}
-		out[i] = leafValue(p.page, p.span, j)
+		out[i] = leafValue(page, p.span, j)
 	}
+}
+
+// page returns the start of the page a probe reached (below the high-water mark: getMany
+// checks its number first).
+func (r *envPages) page(p *envProbe) unsafe.Pointer {
+	return unsafe.Add(r.base, p.pgid*r.psize)
 }
 
 // header checks the page a probe reached (its id, a branch or leaf, elements that fit)
 // and notes its size and count.
 func (r *envPages) header(p *envProbe) (flags uint16, ok bool) {
-	id := *(*uint64)(p.page)
-	flags = *(*uint16)(unsafe.Add(p.page, 8))
-	count := *(*uint16)(unsafe.Add(p.page, 10))
-	overflow := *(*uint32)(unsafe.Add(p.page, 12))
+	page := r.page(p)
+	id := *(*uint64)(page)
+	flags = *(*uint16)(unsafe.Add(page, 8))
+	count := *(*uint16)(unsafe.Add(page, 10))
+	overflow := *(*uint32)(unsafe.Add(page, 12))
 	span := (uint64(overflow) + 1) * r.psize
 	if id != p.pgid || flags != pageBranchFlag && flags != pageLeafFlag || count == 0 ||
 		p.pgid*r.psize+span > r.pages*r.psize || pageHeaderSize+pageElemSize*uint64(count) > span {
