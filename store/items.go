@@ -94,27 +94,35 @@ func (l *leaf) marshal() []byte {
 // unmarshalLeaf decodes a leaf, refusing what marshal would not write: an empty item, a
 // zero sequence number, suffixes out of order, trailing bytes.
 func unmarshalLeaf(b []byte) (*leaf, error) {
-	if len(b) > maxLeafLen {
-		return nil, fmt.Errorf("%w: index leaf of %d bytes", ErrCorrupt, len(b))
+	items, _, err := appendLeafItems(make([]leafItem, 0, len(b)/(minItemLen+2)), make([]uint64, 0, len(b)/(leafSuffix+2)), b)
+	if err != nil {
+		return nil, err
 	}
-	l := &leaf{items: make([]leafItem, 0, len(b)/(minItemLen+2))}
-	// One array holds every item's sequence numbers (each item's slice is capped, so that
-	// an append to one never writes into the next).
-	all := make([]uint64, 0, len(b)/(leafSuffix+2))
+	return &leaf{items: items}, nil
+}
+
+// appendLeafItems decodes the items of an encoded leaf as unmarshalLeaf does, appending
+// them to items and their sequence numbers to all (each item's slice of all is capped, so
+// that an append to one never writes into the next).
+func appendLeafItems(items []leafItem, all []uint64, b []byte) ([]leafItem, []uint64, error) {
+	if len(b) > maxLeafLen {
+		return items, all, fmt.Errorf("%w: index leaf of %d bytes", ErrCorrupt, len(b))
+	}
+	first := len(items)
 	for len(b) > 0 {
 		var it leafItem
 		var err error
 		start := len(all)
 		if it.suffix, all, b, err = nextItem(b, all); err != nil {
-			return nil, err
+			return items, all, err
 		}
 		it.seqs = all[start:len(all):len(all)]
-		if m := len(l.items); m > 0 && bytes.Compare(l.items[m-1].suffix[:], it.suffix[:]) > 0 {
-			return nil, fmt.Errorf("%w: index leaf: records out of order", ErrCorrupt)
+		if m := len(items); m > first && bytes.Compare(items[m-1].suffix[:], it.suffix[:]) > 0 {
+			return items, all, fmt.Errorf("%w: index leaf: records out of order", ErrCorrupt)
 		}
-		l.items = append(l.items, it)
+		items = append(items, it)
 	}
-	return l, nil
+	return items, all, nil
 }
 
 // nextItem decodes the first item of an encoded leaf: its suffix, its sequence numbers
@@ -402,7 +410,8 @@ func (t *Tx) flushLeaves() error {
 }
 
 // heldRecord is one record as a scan of the index visits it: first is the envelope of
-// seqs[0] (read for the id; it aliases the transaction).
+// seqs[0] (read for the id; it aliases the transaction). seqs aliases the walk's buffers:
+// it is valid while fn runs.
 type heldRecord struct {
 	id    merkle.ID
 	tag   Tag
@@ -410,9 +419,17 @@ type heldRecord struct {
 	first []byte
 }
 
+// walkWindow is how many records walkRecords reads the first envelopes of at once (whole
+// groups of one leaf prefix, so a few more) where the transaction reads envelope pages
+// itself (envReader): enough independent lookups for their memory misses to overlap,
+// few enough that a caller that stops early (a batch of about 1 MiB is 850 records) reads
+// few for nothing.
+const walkWindow = 64
+
 // walkRecords calls fn with every record whose id comes after after (every record when
 // first), in id order, until fn returns an error or stop. Leaves of one id prefix are
-// read together and their records sorted by id (from their envelopes). It reads the
+// read together and their records sorted by id (from their envelopes); the first
+// envelopes of a window of such groups are read at once (envGetMany). It reads the
 // bucket as stored: callers flush first in a write transaction.
 func (t *Tx) walkRecords(after merkle.ID, first bool, fn func(r heldRecord) (stop bool, err error)) error {
 	c := t.tx.Bucket(bucketItems).Cursor()
@@ -422,39 +439,82 @@ func (t *Tx) walkRecords(after merkle.ID, first bool, fn func(r heldRecord) (sto
 	} else {
 		k, v = c.Seek(after[:leafPrefix])
 	}
-	var group []heldRecord
+	window := 1 // a group at a time where envGetMany reads one envelope after the other
+	if t.envReader() != nil {
+		window = walkWindow
+	}
+	var (
+		recs   []heldRecord // the window: its records, id known to the first 8 bytes
+		groups []int        // where each group of recs (one leaf prefix) ends
+		items  []leafItem
+		all    []uint64 // the window's sequence numbers
+		seqs   []uint64
+		raws   [][]byte
+	)
 	for k != nil {
-		p := bytes.Clone(k[:min(len(k), leafPrefix)])
-		group = group[:0]
-		for ; k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		recs, groups, all = recs[:0], groups[:0], all[:0]
+		for k != nil && len(recs) < window {
 			if len(k) != leafKeyLen {
 				return fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
 			}
-			l, err := unmarshalLeaf(v)
-			if err != nil {
-				return fmt.Errorf("leaf %x: %w", k, err)
-			}
-			tag := leafKey(k).tag()
-			for _, it := range l.items {
-				id, raw, err := t.envWithID(it.seqs[0])
-				if err != nil {
-					return err
+			var p [leafPrefix]byte
+			copy(p[:], k)
+			for ; k != nil && bytes.HasPrefix(k, p[:]); k, v = c.Next() {
+				if len(k) != leafKeyLen {
+					return fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
 				}
-				if !bytes.Equal(id[:leafPrefix], p) || !bytes.Equal(id[leafPrefix:leafPrefix+leafSuffix], it.suffix[:]) {
-					return fmt.Errorf("%w: envelope %d holds id %x, indexed under %x", ErrCorrupt, it.seqs[0], id[:8], append(slices.Clone(p), it.suffix[:]...))
+				var err error
+				if items, all, err = appendLeafItems(items[:0], all, v); err != nil {
+					return fmt.Errorf("leaf %x: %w", k, err)
+				}
+				tag := leafKey(k).tag()
+				for _, it := range items {
+					r := heldRecord{tag: tag, seqs: it.seqs}
+					copy(r.id[:], p[:])
+					copy(r.id[leafPrefix:], it.suffix[:])
+					recs = append(recs, r)
+				}
+			}
+			groups = append(groups, len(recs))
+		}
+		seqs = seqs[:0]
+		for _, r := range recs {
+			seqs = append(seqs, r.seqs[0])
+		}
+		raws = slices.Grow(raws[:0], len(seqs))[:len(seqs)]
+		t.envGetMany(seqs, raws)
+		if window > 1 {
+			touchLines(raws) // the callers read them whole: OrderedUpTo's copies them
+		}
+		start := 0
+		for _, end := range groups {
+			group, kept := recs[start:end], 0
+			for i := range group {
+				r, raw := group[i], raws[start+i]
+				if len(raw) < 1+len(merkle.ID{}) {
+					return fmt.Errorf("%w: envelope %d missing or short", ErrCorrupt, r.seqs[0])
+				}
+				var id merkle.ID
+				copy(id[:], raw[1:])
+				if !bytes.Equal(id[:leafPrefix+leafSuffix], r.id[:leafPrefix+leafSuffix]) {
+					return fmt.Errorf("%w: envelope %d holds id %x, indexed under %x", ErrCorrupt, r.seqs[0], bytes.Clone(id[:8]), bytes.Clone(r.id[:leafPrefix+leafSuffix])) // clones: id and r stay on the stack
 				}
 				if !first && bytes.Compare(id[:], after[:]) <= 0 {
 					continue
 				}
-				group = append(group, heldRecord{id: id, tag: tag, seqs: it.seqs, first: raw})
+				r.id, r.first = id, raw
+				group[kept] = r
+				kept++
 			}
-		}
-		slices.SortFunc(group, func(a, b heldRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
-		for _, r := range group {
-			stop, err := fn(r)
-			if err != nil || stop {
-				return err
+			group = group[:kept]
+			slices.SortFunc(group, func(a, b heldRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
+			for _, r := range group {
+				stop, err := fn(r)
+				if err != nil || stop {
+					return err
+				}
 			}
+			start = end
 		}
 	}
 	return nil

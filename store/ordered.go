@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,7 +51,7 @@ func (h Replication) OrderedUpTo(after merkle.ID, first bool, upto uint64, limit
 					raw = t.envGet(seq)
 				}
 				if raw == nil {
-					return false, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, hr.id[:6])
+					return false, fmt.Errorf("%w: envelope %d of record %x missing", ErrCorrupt, seq, bytes.Clone(hr.id[:6])) // a clone: hr stays on the stack
 				}
 				r.Seqs, r.Raw = append(r.Seqs, seq), append(r.Raw, raw)
 			}

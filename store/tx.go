@@ -58,6 +58,8 @@ type Tx struct {
 	prefixTags map[[leafPrefix]byte][]Tag
 	itemsCur   *bolt.Cursor
 	envCur     *bolt.Cursor
+	envPg      *envPages // a read-only transaction's reader of envelope pages (envpages.go)
+	envPgNone  bool      // envReader found none
 	seq        uint64
 	seqDirty   bool
 	policies   map[string]resolve.Policy
