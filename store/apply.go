@@ -255,26 +255,45 @@ const prepareChunk = 256
 func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 	order := applyOrder(raw)
 	pre := &Prepared{raw: raw, items: make([]preparedEnv, len(order))}
-	one := func(k int) {
+	// One allocation each for the batch's envelopes and hashes, and one per chunk for
+	// its plaintexts, instead of one per envelope for each.
+	envs := make([]Envelope, len(order))
+	hashes := make([]preparedHash, len(order))
+	one := func(k int, plain *[]byte) {
 		i := order[k]
 		pe := preparedEnv{i: i}
-		pe.env, pe.err = unmarshalEnvelope(raw[i], true) // raw[i] is kept with the envelope
-		if pe.err == nil {
+		if pe.err = unmarshalEnvelopeInto(&envs[k], raw[i], true); pe.err == nil { // raw[i] is kept with the envelope
+			pe.env = &envs[k]
 			pe.err = checkCounters(pe.env.Version) // counters a local write could not pass (guard.go)
 		}
 		if pe.err == nil && pe.env.KeyEpoch == 0 && !s.keys.blind {
-			pe.p, pe.err = s.keys.open(pe.env)
+			var pt []byte
+			pe.p, pt, pe.err = s.keys.openTo(pe.env, (*plain)[len(*plain):])
+			if len(pt) <= cap(*plain)-len(*plain) {
+				*plain = (*plain)[:len(*plain)+len(pt)] // it went into the chunk's buffer
+			}
 		}
 		if pe.err == nil {
 			// Decoding is canonical (FuzzEnvelope): the bytes received are the envelope's
 			// encoding, hashed as they are.
-			pe.h = &preparedHash{hashed{env: pe.env, raw: raw[i], hash: sha256.Sum256(raw[i])}, pe.env.Tag}
+			hashes[k] = preparedHash{hashed{env: pe.env, raw: raw[i], hash: sha256.Sum256(raw[i])}, pe.env.Tag}
+			pe.h = &hashes[k]
 		}
 		pre.items[k] = pe
 	}
+	chunk := func(from, to int) {
+		n := 0
+		for k := from; k < to; k++ {
+			n += len(raw[order[k]]) // a plaintext is shorter than its envelope
+		}
+		plain := make([]byte, 0, n)
+		for k := from; k < to; k++ {
+			one(k, &plain)
+		}
+	}
 	if workers <= 1 || len(order) <= prepareChunk {
-		for k := range order {
-			one(k)
+		for from := 0; from < len(order); from += prepareChunk {
+			chunk(from, min(from+prepareChunk, len(order)))
 		}
 		return pre
 	}
@@ -287,9 +306,7 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 				if from >= len(order) {
 					return
 				}
-				for k := from; k < min(from+prepareChunk, len(order)); k++ {
-					one(k)
-				}
+				chunk(from, min(from+prepareChunk, len(order)))
 			}
 		})
 	}

@@ -127,18 +127,26 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) { return unmarshalEnvelope(b
 // unmarshalEnvelope is UnmarshalEnvelope; with alias the ciphertext is a slice of b (not a
 // copy), for a caller that keeps b unchanged as long as the envelope.
 func unmarshalEnvelope(b []byte, alias bool) (*Envelope, error) {
+	e := &Envelope{}
+	if err := unmarshalEnvelopeInto(e, b, alias); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// unmarshalEnvelopeInto is unmarshalEnvelope into a zero Envelope the caller holds.
+func unmarshalEnvelopeInto(e *Envelope, b []byte, alias bool) error {
 	if len(b) > MaxEnvelopeSize {
-		return nil, fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
+		return fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
 	}
 	r := reader{b: b}
 	f := r.byte()
 	if f != envelopeFormat && f != envelopeFormatTagged {
 		if r.err != nil {
-			return nil, fmt.Errorf("decode envelope: %w", r.err)
+			return fmt.Errorf("decode envelope: %w", r.err)
 		}
-		return nil, fmt.Errorf("decode envelope: %w: unknown format %d", ErrMalformed, f)
+		return fmt.Errorf("decode envelope: %w: unknown format %d", ErrMalformed, f)
 	}
-	e := &Envelope{}
 	copy(e.ID[:], r.bytes(32))
 	if f == envelopeFormatTagged {
 		copy(e.Tag[:], r.bytes(len(e.Tag)))
@@ -194,9 +202,9 @@ func unmarshalEnvelope(b []byte, alias bool) (*Envelope, error) {
 		r.fail("trailing bytes")
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("decode envelope: %w", r.err)
+		return fmt.Errorf("decode envelope: %w", r.err)
 	}
-	return e, nil
+	return nil
 }
 
 // Hash is the SHA-256 of the envelope's canonical encoding.
@@ -387,9 +395,16 @@ func (k *keyring) sealWith(id merkle.ID, tag Tag, v resolve.Version, plain []byt
 // open authenticates and decrypts an envelope, and checks that its id matches the
 // collection and key inside.
 func (k *keyring) open(e *Envelope) (*payload, error) {
+	p, _, err := k.openTo(e, nil)
+	return p, err
+}
+
+// openTo is open with the plaintext appended to dst (in place when it has the room): the
+// payload's value aliases it.
+func (k *keyring) openTo(e *Envelope, dst []byte) (*payload, []byte, error) {
 	keys := k.keysOf(e.KeyEpoch)
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("open envelope %x: %w %d", e.ID[:6], ErrUnknownKeyEpoch, e.KeyEpoch)
+		return nil, nil, fmt.Errorf("open envelope %x: %w %d", e.ID[:6], ErrUnknownKeyEpoch, e.KeyEpoch)
 	}
 	// Two devices that removed devices at the same time each started the same epoch
 	// number with a key of their own: try each key of the epoch.
@@ -400,9 +415,9 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	for _, key := range keys {
 		aead, err := k.aeadOf(key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if plain, err = aead.Open(nil, e.Nonce[:], e.Ciphertext, ad); err == nil {
+		if plain, err = aead.Open(dst[:0], e.Nonce[:], e.Ciphertext, ad); err == nil {
 			opened = true
 			if e.KeyEpoch != 0 {
 				keyID = epochKey{Key: key}.id()
@@ -413,22 +428,22 @@ func (k *keyring) open(e *Envelope) (*payload, error) {
 	if !opened {
 		if e.KeyEpoch != 0 {
 			// Or sealed under another key of the epoch, one this device does not hold (yet).
-			return nil, fmt.Errorf("open envelope %x: %w, or %w %d by a key this device does not hold", e.ID[:6], ErrTampered, ErrUnknownKeyEpoch, e.KeyEpoch)
+			return nil, nil, fmt.Errorf("open envelope %x: %w, or %w %d by a key this device does not hold", e.ID[:6], ErrTampered, ErrUnknownKeyEpoch, e.KeyEpoch)
 		}
-		return nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], ErrTampered)
+		return nil, nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], ErrTampered)
 	}
 	p, err := unmarshalPayload(plain)
 	if err != nil {
-		return nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], err)
+		return nil, nil, fmt.Errorf("open envelope %x: %w", e.ID[:6], err)
 	}
 	if k.recordID(p.Collection, p.Key) != e.ID {
-		return nil, fmt.Errorf("open envelope %x: %w: id does not match its record", e.ID[:6], ErrTampered)
+		return nil, nil, fmt.Errorf("open envelope %x: %w: id does not match its record", e.ID[:6], ErrTampered)
 	}
 	if e.Tag != (Tag{}) && e.Tag != k.tag(p.Collection) {
-		return nil, fmt.Errorf("open envelope %x: %w: collection tag does not match its record", e.ID[:6], ErrTampered)
+		return nil, nil, fmt.Errorf("open envelope %x: %w: collection tag does not match its record", e.ID[:6], ErrTampered)
 	}
 	p.keyID = keyID
-	return p, nil
+	return p, plain, nil
 }
 
 // recordID is the keyed hash that names a record everywhere outside a device.
