@@ -484,7 +484,7 @@ func (t *Tx) walkRecords(after merkle.ID, first bool, fn func(r heldRecord) (sto
 		raws = slices.Grow(raws[:0], len(seqs))[:len(seqs)]
 		t.envGetMany(seqs, raws)
 		if window > 1 {
-			touchLines(raws) // the callers read them whole: OrderedUpTo's copies them
+			t.touched += touchLines(raws) // the callers read them whole: OrderedUpTo's copies them
 		}
 		start := 0
 		for _, end := range groups {

@@ -60,6 +60,7 @@ type Tx struct {
 	envCur     *bolt.Cursor
 	envPg      *envPages // a read-only transaction's reader of envelope pages (envpages.go)
 	envPgNone  bool      // envReader found none
+	touched    byte      // touchLines's loads, kept
 	seq        uint64
 	seqDirty   bool
 	policies   map[string]resolve.Policy
