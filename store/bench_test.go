@@ -43,8 +43,15 @@ func BenchmarkPutBatched(b *testing.B) {
 func filled(b *testing.B, n int) (*Store, [][]byte) {
 	b.Helper()
 	src := mustInit(b, testOpts("src"))
+	putKiBs(b, src, n)
+	return src, allEnvelopes(b, src)
+}
+
+// putKiBs writes n records of 1 KiB to collection "bench", 5,000 per transaction.
+func putKiBs(b *testing.B, s *Store, n int) {
+	b.Helper()
 	for i := 0; i < n; i += 5000 {
-		err := src.Update(func(t *Tx) error {
+		err := s.Update(func(t *Tx) error {
 			for j := i; j < min(i+5000, n); j++ {
 				if err := t.Put("bench", fmt.Sprint(j), kib); err != nil {
 					return err
@@ -56,7 +63,6 @@ func filled(b *testing.B, n int) (*Store, [][]byte) {
 			b.Fatal(err)
 		}
 	}
-	return src, allEnvelopes(b, src)
 }
 
 // BenchmarkApply10k: a fresh device applies 10,000 remote 1 KiB envelopes (one batch per

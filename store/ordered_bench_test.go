@@ -27,19 +27,7 @@ func BenchmarkOrderedUpTo(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for i := 0; i < n; i += 5000 {
-				err := s.Update(func(t *Tx) error {
-					for j := i; j < min(i+5000, n); j++ {
-						if err := t.Put("bench", fmt.Sprint(j), kib); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
+			putKiBs(b, s, n)
 			b.Cleanup(func() { s.Close() })
 			walk := func(b *testing.B) {
 				upto, err := s.Replication().LastSeq()
