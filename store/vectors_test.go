@@ -132,9 +132,24 @@ func TestEnvelopeVectors(t *testing.T) {
 			if !reflect.DeepEqual(*p, v.p) {
 				t.Errorf("payload %+v\nwant    %+v", *p, v.p)
 			}
-			if v.epoch == 0 { // and the store's own path opens it
+			if v.epoch == 0 { // and the store's own paths open it
 				if _, err := k.open(e); err != nil {
 					t.Errorf("keyring open: %v", err)
+				}
+				// A receiver decodes the bytes as they arrived and cuts the associated
+				// data from their clear header (Envelope.aad), tagged or not.
+				raw := bytes.Clone(vectors.Read(t, path))
+				var got Envelope
+				if err := unmarshalEnvelopeInto(&got, raw, true); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 0, len(raw))
+				q, plain, err := k.openTo(&got, buf)
+				if err != nil {
+					t.Fatalf("open as received: %v", err)
+				}
+				if !reflect.DeepEqual(*q, v.p) || len(plain) == 0 || &plain[:1][0] != &buf[:1][0] {
+					t.Errorf("opened as received: %+v (plaintext in the buffer given: %v)", *q, len(plain) > 0 && &plain[:1][0] == &buf[:1][0])
 				}
 			}
 		})

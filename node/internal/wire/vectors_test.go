@@ -87,6 +87,21 @@ func TestWireVectors(t *testing.T) {
 			if !reflect.DeepEqual(got, v.msg) {
 				t.Errorf("decoded %+v\nwant    %+v", got, v.msg)
 			}
+			// The paths a sync stream takes: a sender builds a batch in place, a receiver
+			// that already carried a frame as large reads it in one allocation.
+			if b, ok := v.msg.(*Batch); ok {
+				var bf BatchFrame
+				for _, e := range b.Envelopes {
+					bf.Add(e)
+				}
+				if built := bf.Frame(b.From, b.To); !bytes.Equal(built, vectors.Read(t, path)) {
+					t.Errorf("batch built in place: %x\nwant %x", built, vectors.Read(t, path))
+				}
+			}
+			typ, again, err := ReadFrameAfter(bytes.NewReader(vectors.Read(t, path)), MaxFrame, MaxFrame)
+			if err != nil || typ != v.typ || !bytes.Equal(again, body) {
+				t.Errorf("read after a proven frame: %q %x, %v", byte(typ), again, err)
+			}
 		})
 	}
 }
