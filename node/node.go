@@ -43,9 +43,13 @@ type Node struct {
 	progress *progressTable            // its own lock
 	contact  *contactClock             // its own lock (contact.go)
 	track    *tracker                  // its goroutine
-	inbound  inboundLimit              // its own lock (limits.go)
-	rot      rotation                  // its own lock (rotation.go)
-	bounded  violations                // counters (limits.go)
+	feed     *store.Subscription       // the store's changes from Open to Close; read by the running network's feedLoop
+	// feedMissed is how many changes of feed were dropped and already answered by a full
+	// reload. Owned by the running feedLoop (runs do not overlap: Stop waits for it).
+	feedMissed uint64
+	inbound    inboundLimit // its own lock (limits.go)
+	rot        rotation     // its own lock (rotation.go)
+	bounded    violations   // counters (limits.go)
 
 	mdnsFound atomic.Uint64 // counter: devices of the mesh reported by mDNS
 
@@ -147,6 +151,10 @@ func newNode(cfg Config, st *store.Store) (*Node, error) {
 	if err := n.reloadDevices(); err != nil {
 		return nil, err
 	}
+	// Subscribed before the tracker lists the open conflicts and kept while the network is
+	// down: a change made before Start, or between a Stop and the next Start (a conflict
+	// resolved, a device removed), is still seen by the next feedLoop.
+	n.feed = st.Subscribe(4096)
 	n.track = newTracker(n)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.track.run(n.ctx) }()
@@ -256,6 +264,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.stopRun(r))
 	}
 	n.wg.Wait()
+	n.feed.Close()
 	n.progress.flush()
 	if err := n.contact.flush(); err != nil {
 		n.log.Warn("note the last contact", "err", err)

@@ -259,17 +259,28 @@ func (n *Node) attempt(ctx context.Context, h host.Host, p peer.ID, startPush fu
 	return next, res, nil
 }
 
-// feedLoop watches the store's change feed: a changed device list reloads the gate and
-// the device loops; a record whose conflict closed leaves the conflict counts.
+// feedLoop watches the store's change feed (n.feed, subscribed at Open): a changed device
+// list reloads the gate and the device loops; a record whose conflict closed leaves the
+// conflict counts. What changed while the network was down waits in the subscription
+// and is handled when the next run's feedLoop starts.
 func (n *Node) feedLoop(ctx context.Context) {
-	sub := n.st.Subscribe(4096)
-	defer sub.Close()
-	var missed uint64
+	sub := n.feed
 	var reload <-chan time.Time // a conflict listing is due
+	if sub.Missed() != n.feedMissed {
+		// Changes overflowed the subscription while the network was down.
+		n.feedMissed = sub.Missed()
+		if err := n.devicesChanged(); err != nil && !errors.Is(err, ErrClosed) {
+			n.log.Warn("reload device list", "err", err)
+		}
+		reload = time.After(0)
+	}
 	for {
 		var batch []changeInfo
 		select {
 		case <-ctx.Done():
+			if reload != nil {
+				n.track.reloadConflicts() // the listing was due: do not lose it to a Stop
+			}
 			return
 		case <-reload:
 			reload = nil
@@ -289,8 +300,8 @@ func (n *Node) feedLoop(ctx context.Context) {
 			batch = append(batch, changeInfo{membershipChange(c.Collection), c.ID.String(), c.Conflict})
 		}
 		devs, lost := false, false
-		if m := sub.Missed(); m != missed {
-			missed, devs, lost = m, true, true
+		if m := sub.Missed(); m != n.feedMissed {
+			n.feedMissed, devs, lost = m, true, true
 		}
 		var closed []string
 		for _, c := range batch {

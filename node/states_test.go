@@ -129,10 +129,13 @@ func TestConflictStateSurvivesRestart(t *testing.T) {
 	if len(st.Devices) != 1 || (st.Devices[0].Status != StatusConflict && st.Devices[0].Status != StatusOffline) || st.Devices[0].Conflicts != 1 {
 		t.Fatalf("device after restart: %+v", st.Devices)
 	}
-	mustStart(t, a2)
+	// Resolved before the network starts (as `meshsync resolve` does on a stopped daemon's
+	// store, or an app right after Open): the change must still reach the states. The feed
+	// was subscribed in Start, after this write, and the count stayed at 1 for good.
 	if err := a2.Store().Conflicts().Resolve(cs[0].ID, 1, nil, len(cs[0].Versions)); err != nil {
 		t.Fatal(err)
 	}
+	mustStart(t, a2)
 	eventually(t, "resolved", func() error {
 		st := a2.States()
 		if st.Conflicts != 0 || hasWarning(st, WarnConflicts) || len(st.Devices) != 1 || st.Devices[0].Conflicts != 0 || st.Devices[0].Status == StatusConflict {
