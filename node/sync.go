@@ -48,6 +48,9 @@ type sessionResult struct {
 	BytesSent     int
 	// FullResync is set when this side resynced fully (horizon.go).
 	FullResync *FullResync
+	// framesReused counts the frames read into the body of one already committed
+	// (pipeline.go's frameRecycler).
+	framesReused int64
 }
 
 // frameRW reads and writes frames with a deadline on each.
@@ -60,6 +63,8 @@ type frameRW struct {
 	// largest is the longest frame read in full: the next read may allocate that much
 	// at once (wire.ReadFrameAfter).
 	largest int
+	// recycle, once a transfer began, has frame bodies to read into (pipeline.go).
+	recycle *frameRecycler
 }
 
 func (f *frameRW) write(t wire.Type, body []byte) error {
@@ -80,7 +85,18 @@ func (f *frameRW) writeFrame(fr session.Frame) error {
 
 func (f *frameRW) readFrame() (wire.Type, []byte, error) {
 	f.s.SetReadDeadline(time.Now().Add(f.step))
-	t, b, err := wire.ReadFrameAfter(f.s, f.limit, f.largest)
+	var spare []byte
+	if f.recycle != nil {
+		spare = f.recycle.take()
+	}
+	t, b, err := wire.ReadFrameInto(f.s, f.limit, f.largest, spare)
+	if cap(spare) > 0 {
+		if cap(b) > 0 && &b[:1][0] == &spare[:1][0] {
+			f.recycle.reused.Add(1)
+		} else {
+			f.recycle.give(spare) // the frame did not fit (or did not come): keep it for the next
+		}
+	}
 	f.read += len(b) + 5
 	if err == nil {
 		f.largest = max(f.largest, len(b)+1)
@@ -316,6 +332,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		}
 		if writer != nil {
 			writer.close()
+			res.framesReused = writer.frames.reused.Load()
 		}
 	}()
 	// A session that starts with nothing received from p yet brings this device p's
@@ -346,12 +363,13 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 			sent = make(chan error, 1)
 			snd := sess.Sender()
 			go func() { sent <- runSender(rw, snd) }()
-			frames = readAheadFrames(rw, stopRead)
 			writer = n.newGroupWriter(wctx, p)
+			rw.recycle = writer.frames // before the reader starts: it reads into them
+			frames = readAheadFrames(rw, stopRead)
 		}
 		switch {
 		case out.Apply != nil:
-			writer.jobs <- writer.prepare(out.Apply) // at most applyAhead+1 out: never waits long
+			writer.hand(out.Apply)
 			out = session.Output{}
 		case sess.InFlight() > 0 && (!sess.Ready() || sess.InFlight() > applyAhead || frames == nil):
 			out, err = n.appliedGroup(sess, writer, <-writer.results, initial, start)
@@ -391,6 +409,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 				continue
 			}
 			out, err = sess.Step(session.Frame{Type: in.t, Body: in.body})
+			writer.frames.stepped(in.t, in.body)
 		default:
 			t, b, rerr := rw.readFrame()
 			if rerr != nil {
@@ -398,6 +417,9 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 				continue
 			}
 			out, err = sess.Step(session.Frame{Type: t, Body: b})
+			if writer != nil {
+				writer.frames.stepped(t, b)
+			}
 		}
 	}
 }
@@ -408,6 +430,7 @@ func (n *Node) appliedGroup(sess *session.Session, w *groupWriter, r applyOut, i
 		return session.Output{}, r.err
 	}
 	out, err := sess.Applied(r.r)
+	w.frames.committed() // the session dropped the group with Applied
 	if res := sess.Result(); initial && res.Applied > 0 {
 		w.n.track.initialProgress(w.p, int64(res.Applied), int64(res.PeerRecords), start)
 	}

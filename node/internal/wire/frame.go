@@ -84,6 +84,16 @@ func ReadFrame(r io.Reader, limit int) (Type, []byte, error) {
 // carried). A bulk transfer then reads each batch into one allocation, without the
 // copies of growing it.
 func ReadFrameAfter(r io.Reader, limit, proven int) (Type, []byte, error) {
+	return ReadFrameInto(r, limit, proven, nil)
+}
+
+// ReadFrameInto is ReadFrameAfter that reads the body into spare when it has the room
+// (the body returned is then spare[:len]): a receiver hands back the bodies of frames
+// it is done with, so that a bulk transfer reads into the same few buffers instead of
+// allocating (and zeroing) each batch anew. spare is memory already held, so it is used
+// whatever the length announced; a frame that does not fit is read as ReadFrameAfter
+// reads it, and spare is left alone.
+func ReadFrameInto(r io.Reader, limit, proven int, spare []byte) (Type, []byte, error) {
 	limit = min(limit, MaxFrame)
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -95,6 +105,17 @@ func ReadFrameAfter(r io.Reader, limit, proven int) (Type, []byte, error) {
 	}
 	if uint64(n) > uint64(limit) {
 		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, limit, ErrTooLarge)
+	}
+	if int(n)-1 <= cap(spare) {
+		var t [1]byte
+		body := spare[:n-1]
+		if _, err := io.ReadFull(r, t[:]); err != nil {
+			return 0, nil, fmt.Errorf("read frame body: %w", unexpectedEOF(err))
+		}
+		if _, err := io.ReadFull(r, body); err != nil {
+			return 0, nil, fmt.Errorf("read frame body: %w", unexpectedEOF(err))
+		}
+		return Type(t[0]), body, nil
 	}
 	// Memory grows with the bytes that actually arrive, not with the length announced: a
 	// peer that announces 4 MiB and sends a byte now and then pins only what it sent (or,
@@ -113,13 +134,18 @@ func ReadFrameAfter(r io.Reader, limit, proven int) (Type, []byte, error) {
 		m, err := r.Read(buf[len(buf):min(cap(buf), int(n))])
 		buf = buf[:len(buf)+m]
 		if err != nil && len(buf) < int(n) {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, nil, fmt.Errorf("read frame body: %w", err)
+			return 0, nil, fmt.Errorf("read frame body: %w", unexpectedEOF(err))
 		}
 	}
 	return Type(buf[0]), buf[1:], nil
+}
+
+// unexpectedEOF is err, with an EOF inside a frame reported as io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // ReadExpect reads one frame and checks its type.

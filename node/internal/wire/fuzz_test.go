@@ -33,6 +33,16 @@ func FuzzFrame(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		typ, body, err := ReadFrame(bytes.NewReader(data), 1<<16)
+		// Read into a spare buffer (a receiver's recycled frame), the same bytes give the
+		// same frame or the same refusal.
+		spare := make([]byte, 1<<16)
+		styp, sbody, serr := ReadFrameInto(bytes.NewReader(data), 1<<16, 0, spare)
+		if (err == nil) != (serr == nil) || err == nil && (styp != typ || !bytes.Equal(sbody, body)) {
+			t.Fatalf("into a spare buffer: %c %x %v, allocated: %c %x %v", styp, sbody, serr, typ, body, err)
+		}
+		if serr == nil && len(sbody) > 0 && &sbody[0] != &spare[0] {
+			t.Fatalf("a body of %d bytes was not read into the spare buffer of %d", len(sbody), len(spare))
+		}
 		if err != nil {
 			return
 		}

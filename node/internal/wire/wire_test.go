@@ -222,6 +222,37 @@ func (f *firstRead) Read(p []byte) (int, error) {
 	return f.r.Read(p)
 }
 
+// A frame read into a spare buffer with room reuses it, whatever length the peer
+// announced; one without room is read as ReadFrameAfter reads it; a body cut short is
+// io.ErrUnexpectedEOF either way.
+func TestReadFrameIntoSpare(t *testing.T) {
+	body := bytes.Repeat([]byte{7}, 100_000)
+	var enc bytes.Buffer
+	if err := WriteFrame(&enc, TypeBatch, body); err != nil {
+		t.Fatal(err)
+	}
+	spare := make([]byte, 200_000)
+	typ, got, err := ReadFrameInto(bytes.NewReader(enc.Bytes()), MaxFrame, 0, spare)
+	if err != nil || typ != TypeBatch || !bytes.Equal(got, body) || &got[0] != &spare[0] {
+		t.Fatalf("with room: %c %d bytes, %v (into spare: %v)", typ, len(got), err, len(got) > 0 && &got[0] == &spare[0])
+	}
+	small := make([]byte, 10)
+	typ, got, err = ReadFrameInto(bytes.NewReader(enc.Bytes()), MaxFrame, 0, small)
+	if err != nil || typ != TypeBatch || !bytes.Equal(got, body) || &got[0] == &small[0] {
+		t.Fatalf("without room: %c %d bytes, %v", typ, len(got), err)
+	}
+	for _, sp := range [][]byte{spare, nil} {
+		_, _, err = ReadFrameInto(bytes.NewReader(enc.Bytes()[:50_000]), MaxFrame, 0, sp)
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("cut short (spare %d): %v", len(sp), err)
+		}
+	}
+	// The spare buffer is memory already held: the cap still refuses before reading.
+	if _, _, err = ReadFrameInto(bytes.NewReader(enc.Bytes()), 1000, 0, spare); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over the cap: %v", err)
+	}
+}
+
 // A frame body is read into memory that grows with what arrived, except up to the size of
 // a frame the stream already delivered in full.
 func TestReadFrameAllocatesWhatArrivedOrWasProven(t *testing.T) {
