@@ -75,11 +75,10 @@ func sortByHash(s []hashed) {
 // antichainDigest is the Merkle digest of a record: the hash of its envelopes' hashes in
 // order.
 func antichainDigest(set []hashed) [32]byte {
-	h := sha256.New()
+	var small [4 * sha256.Size]byte // a record rarely holds more than four versions: no allocation
+	b := small[:0]
 	for _, e := range set {
-		h.Write(e.hash[:])
+		b = append(b, e.hash[:]...)
 	}
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	return d
+	return sha256.Sum256(b)
 }

@@ -259,10 +259,10 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 	// its plaintexts, instead of one per envelope for each.
 	envs := make([]Envelope, len(order))
 	hashes := make([]preparedHash, len(order))
-	one := func(k int, plain *[]byte) {
+	one := func(k int, plain *[]byte, names *deviceNames) {
 		i := order[k]
 		pe := preparedEnv{i: i}
-		if pe.err = unmarshalEnvelopeInto(&envs[k], raw[i], true); pe.err == nil { // raw[i] is kept with the envelope
+		if pe.err = unmarshalEnvelopeInto(&envs[k], raw[i], true, names); pe.err == nil { // raw[i] is kept with the envelope
 			pe.env = &envs[k]
 			pe.err = checkCounters(pe.env.Version) // counters a local write could not pass (guard.go)
 		}
@@ -287,8 +287,9 @@ func (s *Store) prepare(raw [][]byte, workers int) *Prepared {
 			n += len(raw[order[k]]) // a plaintext is shorter than its envelope
 		}
 		plain := make([]byte, 0, n)
+		var names deviceNames
 		for k := from; k < to; k++ {
-			one(k, &plain)
+			one(k, &plain, &names)
 		}
 	}
 	if workers <= 1 || len(order) <= prepareChunk {

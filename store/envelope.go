@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
-	"io"
 	"slices"
 
 	"github.com/meshsync/meshsync/merkle"
@@ -128,14 +127,40 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) { return unmarshalEnvelope(b
 // copy), for a caller that keeps b unchanged as long as the envelope.
 func unmarshalEnvelope(b []byte, alias bool) (*Envelope, error) {
 	e := &Envelope{}
-	if err := unmarshalEnvelopeInto(e, b, alias); err != nil {
+	if err := unmarshalEnvelopeInto(e, b, alias, nil); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// unmarshalEnvelopeInto is unmarshalEnvelope into a zero Envelope the caller holds.
-func unmarshalEnvelopeInto(e *Envelope, b []byte, alias bool) error {
+// deviceNames interns the device ids of the envelopes one goroutine decodes: a batch
+// names the same few devices over and over, and each name would otherwise be a new
+// string (at least two per envelope). A nil *deviceNames interns nothing.
+type deviceNames []string
+
+// maxDeviceNames bounds the names kept: a batch naming more devices costs a string each,
+// as without interning.
+const maxDeviceNames = 16
+
+func (d *deviceNames) str(b []byte) string {
+	if d == nil {
+		return string(b)
+	}
+	for _, s := range *d {
+		if s == string(b) {
+			return s
+		}
+	}
+	s := string(b)
+	if len(*d) < maxDeviceNames {
+		*d = append(*d, s)
+	}
+	return s
+}
+
+// unmarshalEnvelopeInto is unmarshalEnvelope into a zero Envelope the caller holds, with
+// the device ids interned in names (nil: none).
+func unmarshalEnvelopeInto(e *Envelope, b []byte, alias bool, names *deviceNames) error {
 	if len(b) > MaxEnvelopeSize {
 		return fmt.Errorf("decode envelope: %w: %d bytes", ErrTooLarge, len(b))
 	}
@@ -159,7 +184,7 @@ func unmarshalEnvelopeInto(e *Envelope, b []byte, alias bool) error {
 		r.fail("key epoch out of range")
 	}
 	e.KeyEpoch = uint32(ep)
-	e.Version.Device = resolve.DeviceID(r.str(MaxDeviceIDSize))
+	e.Version.Device = resolve.DeviceID(names.str(r.blob(MaxDeviceIDSize)))
 	if e.Version.Device == "" {
 		r.fail("empty device id")
 	}
@@ -172,7 +197,7 @@ func unmarshalEnvelopeInto(e *Envelope, b []byte, alias bool) error {
 		e.Version.VV = make(resolve.VersionVector, n)
 		prev := ""
 		for i := uint64(0); i < n && r.err == nil; i++ {
-			d := r.str(MaxDeviceIDSize)
+			d := names.str(r.blob(MaxDeviceIDSize))
 			c := r.uvarint()
 			if d == "" || c == 0 || (i > 0 && d <= prev) {
 				r.fail("version vector not canonical")
@@ -448,21 +473,34 @@ func (k *keyring) openTo(e *Envelope, dst []byte) (*payload, []byte, error) {
 
 // recordID is the keyed hash that names a record everywhere outside a device.
 func (k *keyring) recordID(collection, key string) merkle.ID {
-	m, _ := k.idMACs.Get().(hash.Hash) // a MAC under k.id costs two hash blocks to set up
+	m, _ := k.idMACs.Get().(*idMAC) // a MAC under k.id costs two hash blocks to set up
 	if m == nil {
-		m = hmac.New(sha256.New, k.id)
+		m = &idMAC{h: hmac.New(sha256.New, k.id)}
 	} else {
-		m.Reset()
+		m.h.Reset()
 	}
-	var n [binary.MaxVarintLen64]byte
-	m.Write(binary.AppendUvarint(n[:0], uint64(len(collection))))
-	io.WriteString(m, collection)
-	io.WriteString(m, key)
+	// One write of the whole message from a buffer kept with the MAC: writing the strings
+	// one by one cost an allocation each (hash.Hash takes no string).
+	b := binary.AppendUvarint(m.buf[:0], uint64(len(collection)))
+	b = append(append(b, collection...), key...)
+	m.h.Write(b)
+	if cap(b) <= maxIDMACBuf {
+		m.buf = b[:0]
+	}
 	var id merkle.ID
-	m.Sum(id[:0])
+	m.h.Sum(id[:0])
 	k.idMACs.Put(m)
 	return id
 }
+
+// idMAC is an HMAC state under the id key with a buffer for its message (recordID).
+type idMAC struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// maxIDMACBuf bounds the message buffer an idMAC keeps for the next record.
+const maxIDMACBuf = 4 << 10
 
 // Tag names a collection outside a device without revealing its name: the first 8 bytes
 // of a keyed hash of the name under the id key (which never rotates, so a tag is stable

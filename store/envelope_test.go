@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/meshsync/meshsync/merkle"
 	"github.com/meshsync/meshsync/resolve"
@@ -100,6 +102,16 @@ func FuzzEnvelope(f *testing.F) {
 		if got, want := aliased.aad(), e.appendHeader(nil); !bytes.Equal(got, want) {
 			t.Fatalf("associated data from the received header %x, encoded %x", got, want)
 		}
+		// Decoded as a prepared batch decodes (device ids interned, names already held
+		// from another envelope), it is the same envelope.
+		names := deviceNames{"a", "dev-1"}
+		var interned Envelope
+		if err := unmarshalEnvelopeInto(&interned, b, true, &names); err != nil {
+			t.Fatalf("decodes only without interned names: %v", err)
+		}
+		if got, _ := interned.MarshalBinary(); !bytes.Equal(got, b) {
+			t.Fatalf("with interned names:\n in %x\nout %x", b, got)
+		}
 	})
 }
 
@@ -181,5 +193,27 @@ func TestSealBinding(t *testing.T) {
 	x.KeyEpoch = 3
 	if _, err := k.open(&x); !errors.Is(err, ErrUnknownKeyEpoch) {
 		t.Errorf("unknown epoch: %v", err)
+	}
+}
+
+// Device ids are interned up to maxDeviceNames: a name seen again is the string held,
+// and a batch naming more devices still decodes each name.
+func TestDeviceNamesIntern(t *testing.T) {
+	var names deviceNames
+	a := names.str([]byte("device-a"))
+	if b := names.str([]byte("device-a")); b != a || unsafe.StringData(b) != unsafe.StringData(a) {
+		t.Fatalf("a name seen again is a new string")
+	}
+	for i := range 3 * maxDeviceNames {
+		if got, want := names.str([]byte(fmt.Sprint("d", i))), fmt.Sprint("d", i); got != want {
+			t.Fatalf("name %d reads %q", i, got)
+		}
+	}
+	if len(names) != maxDeviceNames {
+		t.Fatalf("%d names kept, want at most %d", len(names), maxDeviceNames)
+	}
+	var none *deviceNames
+	if got := none.str([]byte("x")); got != "x" {
+		t.Fatalf("without interning: %q", got)
 	}
 }

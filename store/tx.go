@@ -587,7 +587,10 @@ func (t *Tx) replaceEntry(id merkle.ID, old, next []hashed, entry idEntry, exist
 			return err
 		}
 	}
-	oldSeq := map[[32]byte]uint64{}
+	var oldSeq map[[32]byte]uint64 // read, deleted from and ranged over only: nil when old is empty (a new record)
+	if len(old) > 0 {
+		oldSeq = make(map[[32]byte]uint64, len(old))
+	}
 	for i, h := range old {
 		if i < len(entry.seqs) {
 			oldSeq[h.hash] = entry.seqs[i]

@@ -140,7 +140,7 @@ func TestEnvelopeVectors(t *testing.T) {
 				// data from their clear header (Envelope.aad), tagged or not.
 				raw := bytes.Clone(vectors.Read(t, path))
 				var got Envelope
-				if err := unmarshalEnvelopeInto(&got, raw, true); err != nil {
+				if err := unmarshalEnvelopeInto(&got, raw, true, &deviceNames{}); err != nil {
 					t.Fatal(err)
 				}
 				buf := make([]byte, 0, len(raw))
