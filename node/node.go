@@ -48,6 +48,7 @@ type Node struct {
 	// reload. Owned by the running feedLoop (runs do not overlap: Stop waits for it).
 	feedMissed uint64
 	inbound    inboundLimit // its own lock (limits.go)
+	serving    sessionGate  // its own lock (gate.go)
 	rot        rotation     // its own lock (rotation.go)
 	bounded    violations   // counters (limits.go)
 

@@ -247,6 +247,10 @@ func (n *Node) attempt(ctx context.Context, h host.Host, p peer.ID, startPush fu
 	if err := n.awaitDataPath(ctx, p); err != nil {
 		return 0, nil, err
 	}
+	// Not beside a session the device opened with this one (gate.go): this one follows it.
+	if err := n.serving.wait(ctx, p); err != nil {
+		return 0, nil, err
+	}
 	n.track.sessionStart(p)
 	res, err := n.syncWith(ctx, p)
 	if err != nil {

@@ -81,3 +81,38 @@ func TestRecycledFramesKeepEnvelopes(t *testing.T) {
 		t.Fatalf("roots differ: a %d records, b %d", ra.Count, rb.Count)
 	}
 }
+
+// A device loop that comes to sync with a device while serving that device's own session
+// waits for it to end: its session then finds nothing to send, where it would otherwise
+// stream the rest of the initial sync a second time beside the first.
+func TestLoopWaitsForServedSession(t *testing.T) {
+	const records = 20000
+	a, b := pairFresh(t, records, 100) // small groups: a session of many commits
+	served := make(chan *sessionResult, 1)
+	go func() {
+		res, err := b.syncWith(ctxT(t, 120*time.Second), a.id)
+		if err != nil {
+			t.Error(err)
+		}
+		served <- res
+	}()
+	eventually(t, "a serving b's session", func() error {
+		a.serving.mu.Lock()
+		defer a.serving.mu.Unlock()
+		if a.serving.serving[b.id] == nil {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	_, res, err := a.attempt(ctxT(t, 120*time.Second), a.Host(), b.id, func(uint64) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-served
+	if first == nil || first.Received < records {
+		t.Fatalf("b's session received %+v, want all %d records", first, records)
+	}
+	if res.Sent > 10 {
+		t.Fatalf("a's own session sent %d envelopes beside b's: the records went twice", res.Sent)
+	}
+}

@@ -272,8 +272,11 @@ func (n *Node) handleSync(s network.Stream) {
 		return
 	}
 	defer done()
+	end := n.serving.serve(p)
+	defer end()
 	n.track.sessionStart(p)
 	res, err := n.syncSession(r.ctx, s, false)
+	end() // the device's own loop may start its session once this one is over
 	n.track.sessionEnd(p, res, err, time.Time{})
 	if err != nil {
 		n.log.Info("sync session failed", "with", shortID(p), "err", err)
