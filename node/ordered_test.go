@@ -124,6 +124,12 @@ func TestOrderedSyncResumes(t *testing.T) {
 // without device loops and connected.
 func pairFresh(t *testing.T, records, applyBatch int) (a, b *Node) {
 	t.Helper()
+	return pairFilled(t, applyBatch, func(st *store.Store) { fill(t, st, records, 200) })
+}
+
+// pairFilled is pairFresh with the source's records written by fill.
+func pairFilled(t *testing.T, applyBatch int, fill func(*store.Store)) (a, b *Node) {
+	t.Helper()
 	a, err := Init(context.Background(), testConfig(t, "a"), "a")
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +137,7 @@ func pairFresh(t *testing.T, records, applyBatch int) (a, b *Node) {
 	t.Cleanup(func() { a.Close() })
 	a.manual = true
 	mustStart(t, a)
-	fill(t, a.st, records, 200)
+	fill(a.st)
 	code, _, err := a.Invite(time.Minute)
 	if err != nil {
 		t.Fatal(err)

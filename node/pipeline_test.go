@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -16,20 +15,14 @@ import (
 // group committed would store another frame's bytes.
 func TestRecycledFramesKeepEnvelopes(t *testing.T) {
 	const records = 6000
-	a, err := Init(context.Background(), testConfig(t, "a"), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	a.manual = true
-	mustStart(t, a)
 	value := func(i int) []byte {
 		return []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, bytes.Repeat([]byte{'a' + byte(i%26)}, 900)))
 	}
-	for i := 0; i < records; i += 1000 {
-		if err := a.st.Update(func(tx *store.Tx) error {
-			for j := i; j < i+1000; j++ {
-				if err := tx.Put("bulk", fmt.Sprintf("r%05d", j), value(j)); err != nil {
+	// A group per frame of about 1 MiB: about six groups.
+	a, b := pairFilled(t, 300, func(st *store.Store) {
+		if err := st.Update(func(tx *store.Tx) error {
+			for i := range records {
+				if err := tx.Put("bulk", fmt.Sprintf("r%05d", i), value(i)); err != nil {
 					return err
 				}
 			}
@@ -37,23 +30,7 @@ func TestRecycledFramesKeepEnvelopes(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	code, _, err := a.Invite(time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, "b")
-	cfg.ApplyBatch = 300 // a group per frame of about 1 MiB: about six groups
-	b, err := Join(ctxT(t, 30*time.Second), cfg, code, "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	b.manual = true
-	mustStart(t, b)
-	if err := b.Host().Connect(ctxT(t, 10*time.Second), a.Host().Peerstore().PeerInfo(a.id)); err != nil {
-		t.Fatal(err)
-	}
+	})
 	res, err := b.syncWith(ctxT(t, 60*time.Second), a.id)
 	if err != nil {
 		t.Fatal(err)
