@@ -106,7 +106,7 @@ func ReadFrameInto(r io.Reader, limit, proven int, spare []byte) (Type, []byte, 
 	if uint64(n) > uint64(limit) {
 		return 0, nil, fmt.Errorf("read frame of %d bytes, cap %d: %w", n, limit, ErrTooLarge)
 	}
-	if int(n)-1 <= cap(spare) {
+	if cap(spare) > 0 && int(n)-1 <= cap(spare) {
 		var t [1]byte
 		body := spare[:n-1]
 		if _, err := io.ReadFull(r, t[:]); err != nil {
