@@ -247,9 +247,14 @@ func (n *Node) attempt(ctx context.Context, h host.Host, p peer.ID, startPush fu
 	if err := n.awaitDataPath(ctx, p); err != nil {
 		return 0, nil, err
 	}
-	// Not beside a session the device opened with this one (gate.go): this one follows it.
-	if err := n.serving.wait(ctx, p); err != nil {
+	// Not beside a session the device opened with this one (gate.go): after it, and not at
+	// all when it synced both ways (it recorded its outcome and started the push stream).
+	served, err := n.serving.wait(ctx, p)
+	if err != nil {
 		return 0, nil, err
+	}
+	if served {
+		return next, nil, nil
 	}
 	n.track.sessionStart(p)
 	res, err := n.syncWith(ctx, p)

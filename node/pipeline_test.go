@@ -60,8 +60,8 @@ func TestRecycledFramesKeepEnvelopes(t *testing.T) {
 }
 
 // A device loop that comes to sync with a device while serving that device's own session
-// waits for it to end: its session then finds nothing to send, where it would otherwise
-// stream the rest of the initial sync a second time beside the first.
+// waits for it to end, and needs no session of its own once it ended well, where it
+// would otherwise stream the rest of the initial sync a second time beside the first.
 func TestLoopWaitsForServedSession(t *testing.T) {
 	const records = 20000
 	a, b := pairFresh(t, records, 100) // small groups: a session of many commits
@@ -89,7 +89,9 @@ func TestLoopWaitsForServedSession(t *testing.T) {
 	if first == nil || first.Received < records {
 		t.Fatalf("b's session received %+v, want all %d records", first, records)
 	}
-	if res.Sent > 10 {
-		t.Fatalf("a's own session sent %d envelopes beside b's: the records went twice", res.Sent)
+	// b's session synced both ways and ended well: a's loop needs no session of its own
+	// (without the gate it ran one beside b's and sent the records again).
+	if res != nil {
+		t.Fatalf("a's loop ran its own session after b's (sent %d envelopes)", res.Sent)
 	}
 }

@@ -273,11 +273,11 @@ func (n *Node) handleSync(s network.Stream) {
 	}
 	defer done()
 	end := n.serving.serve(p)
-	defer end()
+	defer end(false)
 	n.track.sessionStart(p)
 	res, err := n.syncSession(r.ctx, s, false)
-	end() // the device's own loop may start its session once this one is over
 	n.track.sessionEnd(p, res, err, time.Time{})
+	end(err == nil) // the device loop waiting on this session goes on (gate.go)
 	if err != nil {
 		n.log.Info("sync session failed", "with", shortID(p), "err", err)
 		s.Reset()
