@@ -60,15 +60,15 @@ func readAheadFrames(rw *frameRW, stop <-chan struct{}) <-chan frameIn {
 // frameRecycler hands the bodies of batch frames back to the read-ahead once the writer
 // committed their group, and the next frames are read into them (wire.ReadFrameInto): a
 // bulk transfer then reads into a few dozen MiB instead of allocating and zeroing every
-// batch anew (1.2 GB at a million records, and the collections it costs). A body is
-// given back only when nothing refers to it any more: its envelopes were committed (the
-// bbolt transaction copied them into its pages), and the session, the prepared batch and
-// the writer dropped them with the group. A group always consists of whole frames
-// (session.Apply: a group is handed over after the batch that fills it).
+// batch anew (1.2 GB at a million records, and the collections it costs). The bodies of
+// a group travel with it to the writer and back (applyJob, applyOut), and are given back
+// only once nothing refers to them any more: its envelopes were committed (the bbolt
+// transaction copied them into its pages), and the session, the prepared batch and the
+// writer dropped them. A group always consists of whole frames (session.Apply: a group
+// is handed over after the batch that fills it).
 type frameRecycler struct {
 	free    chan []byte  // bodies ready for reuse: the reader takes one when there is one
 	pending [][]byte     // batch bodies stepped since the last group (session loop only)
-	groups  [][][]byte   // the bodies of each group handed to the writer, oldest first (session loop only)
 	reused  atomic.Int64 // frames read into a body given back (tests)
 }
 
@@ -89,11 +89,14 @@ func (r *frameRecycler) take() []byte {
 	}
 }
 
-// give offers b for reuse; it is dropped when enough are waiting.
-func (r *frameRecycler) give(b []byte) {
-	select {
-	case r.free <- b:
-	default:
+// give offers each of bodies for reuse; what does not fit among those waiting is dropped.
+func (r *frameRecycler) give(bodies ...[]byte) {
+	for _, b := range bodies {
+		select {
+		case r.free <- b:
+		default:
+			return
+		}
 	}
 }
 
@@ -105,35 +108,25 @@ func (r *frameRecycler) stepped(t wire.Type, body []byte) {
 	}
 }
 
-// grouped notes that the session handed a group to the writer: it holds the bodies
-// stepped since the last one.
-func (r *frameRecycler) grouped() {
-	r.groups = append(r.groups, r.pending)
+// grouped returns the bodies stepped since the last group: those of the group handed over.
+func (r *frameRecycler) grouped() [][]byte {
+	b := r.pending
 	r.pending = nil
-}
-
-// committed gives back the bodies of the oldest group, which the writer committed.
-func (r *frameRecycler) committed() {
-	if len(r.groups) == 0 {
-		return
-	}
-	for _, b := range r.groups[0] {
-		r.give(b)
-	}
-	r.groups[0] = nil
-	r.groups = r.groups[1:]
+	return b
 }
 
 // applyJob is one group for the writer, prepared.
 type applyJob struct {
-	a   *session.Apply
-	pre *store.Prepared
+	a      *session.Apply
+	pre    *store.Prepared
+	bodies [][]byte // the frame bodies its envelopes alias
 }
 
 // applyOut is what the writer did with one group.
 type applyOut struct {
-	r   session.Applied
-	err error
+	r      session.Applied
+	err    error
+	bodies [][]byte // the group's frame bodies: free to reuse once it committed (err nil)
 }
 
 // groupWriter applies a session's groups in order on its own goroutine.
@@ -144,7 +137,7 @@ type groupWriter struct {
 	results  chan applyOut
 	wg       sync.WaitGroup
 	rejected int            // envelopes refused in this session so far: progress may not pass them
-	frames   *frameRecycler // the bodies of the groups handed over (session loop only)
+	frames   *frameRecycler // frame bodies to read into, and those of the group being gathered
 }
 
 func (n *Node) newGroupWriter(ctx context.Context, p peer.ID) *groupWriter {
@@ -159,7 +152,7 @@ func (n *Node) newGroupWriter(ctx context.Context, p peer.ID) *groupWriter {
 			}
 			r, err := n.applyGroup(p, j.a, j.pre, w.rejected)
 			w.rejected += r.Bad + r.Later
-			w.results <- applyOut{r, err}
+			w.results <- applyOut{r, err, j.bodies}
 		}
 	})
 	return w
@@ -169,8 +162,7 @@ func (n *Node) newGroupWriter(ctx context.Context, p peer.ID) *groupWriter {
 // the writer. At most applyAhead+1 are out when the session loop calls it: it never waits
 // long.
 func (w *groupWriter) hand(a *session.Apply) {
-	w.jobs <- applyJob{a, w.n.st.Replication().Prepare(a.Envelopes, runtime.GOMAXPROCS(0))}
-	w.frames.grouped()
+	w.jobs <- applyJob{a, w.n.st.Replication().Prepare(a.Envelopes, runtime.GOMAXPROCS(0)), w.frames.grouped()}
 }
 
 // close stops the writer once the groups handed over are done (skipped once ctx ends),

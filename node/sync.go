@@ -433,7 +433,7 @@ func (n *Node) appliedGroup(sess *session.Session, w *groupWriter, r applyOut, i
 		return session.Output{}, r.err
 	}
 	out, err := sess.Applied(r.r)
-	w.frames.committed() // the session dropped the group with Applied
+	w.frames.give(r.bodies...) // committed, and the session dropped the group with Applied
 	if res := sess.Result(); initial && res.Applied > 0 {
 		w.n.track.initialProgress(w.p, int64(res.Applied), int64(res.PeerRecords), start)
 	}

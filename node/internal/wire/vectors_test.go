@@ -102,6 +102,12 @@ func TestWireVectors(t *testing.T) {
 			if err != nil || typ != v.typ || !bytes.Equal(again, body) {
 				t.Errorf("read after a proven frame: %q %x, %v", byte(typ), again, err)
 			}
+			// A bulk transfer's receiver reads into the body of a frame it is done with.
+			spare := bytes.Repeat([]byte{0xee}, len(body)+16)
+			typ, again, err = ReadFrameInto(bytes.NewReader(vectors.Read(t, path)), MaxFrame, 0, spare)
+			if err != nil || typ != v.typ || !bytes.Equal(again, body) {
+				t.Errorf("read into a used body: %q %x, %v", byte(typ), again, err)
+			}
 		})
 	}
 }
