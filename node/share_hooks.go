@@ -187,7 +187,7 @@ func (n *Node) refuseOnShareConns(h network.StreamHandler) network.StreamHandler
 }
 
 // NewReceiveHost returns a libp2p host for a share destination (`meshsync receive`): the
-// given identity, TCP and QUIC, Noise and TLS, the node's resource limits, listening on
+// given identity, TCP and QUIC, TLS and Noise, the node's resource limits, listening on
 // listenAddrs. It has no gater: anyone may connect, and only the handlers registered on it
 // (share.NewReceiver) answer.
 func NewReceiveHost(key crypto.PrivKey, listenAddrs []string) (host.Host, error) {

@@ -74,8 +74,8 @@ func newRawHost() (host.Host, error) {
 	return libp2p.New(
 		libp2p.Identity(sk),
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New), // as node.baseOptions orders them
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.Ping(false),
