@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,9 +17,13 @@ func init() { testmode.Enable() }
 // TestRun: a tiny run returns every row, in order, with the counts it was given; the
 // CLI's bench_sync.txtar checks the figures themselves.
 func TestRun(t *testing.T) {
-	rows, err := Run(context.Background(), Options{Records: 40, Size: 64, Changes: 3, Writes: 3, Dir: t.TempDir()})
+	dir := t.TempDir()
+	rows, err := Run(context.Background(), Options{Records: 40, Size: 64, Changes: 3, Writes: 3, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if warm, _ := filepath.Glob(filepath.Join(dir, "warm-*")); len(warm) > 0 {
+		t.Errorf("the memory warm-up left %v behind", warm)
 	}
 	var kinds []string
 	for _, r := range rows {
@@ -27,7 +33,7 @@ func TestRun(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != want {
 		t.Fatalf("rows %s\nwant %s", got, want)
 	}
-	if r := rows[1].(InitialSyncRow); r.Records != 40 || r.BoltPerS <= 0 {
+	if r := rows[1].(InitialSyncRow); r.Records != 40 || r.BoltPerS <= 0 || r.WarmBytes <= 0 || r.WarmMBPerS <= 0 {
 		t.Errorf("initial sync row %+v", r)
 	}
 	if r := rows[3].(ScopedSyncRow); r.Records != 100 || r.Held != 100 || r.OutOfScope != 40 || r.FullRecords != 40 {
@@ -58,5 +64,25 @@ func TestOptions(t *testing.T) {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+}
+
+// The warm-up writes what it is asked to in a scratch file of its own and leaves nothing.
+func TestWarmMemory(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rate, err := warmMemory(dir, 3*warmChunk+5)
+	if err != nil || rate <= 0 {
+		t.Fatalf("warmMemory: %v MiB/s, %v", rate, err)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "keep" {
+		t.Errorf("left in dir: %v", left)
+	}
+	if _, err := warmMemory(filepath.Join(dir, "missing"), 10); err == nil || !strings.Contains(err.Error(), "warm memory") {
+		t.Errorf("warmMemory into a missing directory: %v", err)
 	}
 }

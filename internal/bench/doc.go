@@ -19,7 +19,11 @@
 //
 // # Caveats
 //
-// A shared machine is noisy: compare ratios, not absolute figures. The wire byte counts
+// A shared machine is noisy: compare ratios, not absolute figures. Before the fill, the
+// bbolt limit and the initial sync the bench writes and removes a scratch file as large
+// as what each will write (warm.go), so that both sides of the ratio write into memory
+// the machine has used lately: on a virtual machine that backs fresh guest memory lazily,
+// page-cache writes into fresh memory cost several times more. The wire byte counts
 // need Linux (TCP_INFO) and the idle and memory figures read /proc; elsewhere they are
 // zero. In test mode (internal/testmode) the nodes use the cheap test KDF and the unlock
 // row says so.

@@ -34,6 +34,11 @@ type (
 		// Commits is the write transactions B committed until the last record arrived;
 		// bbolt syncs the file twice per commit.
 		Commits int `json:"commits"`
+		// WarmBytes is how much memory was warmed before the fill, the limit and the sync
+		// alike (warm.go), WarmMBPerS how fast it wrote before the sync: a few hundred
+		// MiB/s where the host backs fresh guest memory lazily, GiB/s on used memory.
+		WarmBytes  int64   `json:"warm_bytes"`
+		WarmMBPerS float64 `json:"warm_mb_per_s"`
 	}
 	// IncrementalRow is d changed records reaching a device that was offline: by Merkle
 	// reconciliation ("incremental_merkle") or by the fast path ("incremental_fast").

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -202,6 +203,9 @@ func (r *run) initialSync(ctx context.Context) error {
 	if err := r.a.Start(ctx); err != nil {
 		return err
 	}
+	if _, err := r.warm(int64(o.Records)*int64(o.Size+512), "A's records"); err != nil {
+		return err
+	}
 	r.log("A: writing %d records of %d bytes", o.Records, o.Size)
 	stop := r.phase("fill")
 	fill, err := fillStore(r.a.Store(), o.Records, o.Size)
@@ -211,6 +215,14 @@ func (r *run) initialSync(ctx context.Context) error {
 	}
 	r.log("limits: raw libp2p stream, bbolt in the store's layout, XChaCha20-Poly1305 open")
 	if r.hosts, err = newRawHosts(ctx); err != nil {
+		return err
+	}
+	// Each side of the ratio writes about what A's store holds, on memory warmed alike.
+	warmBytes, err := dirBytes(filepath.Join(o.Dir, "a"))
+	if err != nil {
+		return err
+	}
+	if _, err := r.warm(warmBytes, "the bbolt limit"); err != nil {
 		return err
 	}
 	limitDB := filepath.Join(o.Dir, "limit.db")
@@ -250,6 +262,10 @@ func (r *run) initialSync(ctx context.Context) error {
 	}
 	sub := r.b.Subscribe(1 << 16)
 	defer sub.Close()
+	warmRate, err := r.warm(warmBytes, "B's initial sync")
+	if err != nil {
+		return err
+	}
 	stop = r.phase("initial_sync")
 	c0 := r.b.Store().Replication().Commits()
 	t0 := time.Now()
@@ -272,9 +288,37 @@ func (r *run) initialSync(ctx context.Context) error {
 	r.rows = append(r.rows, InitialSyncRow{Row: "initial_sync", Records: got, Seconds: el.Seconds(),
 		RecordsPerS: rate, LimitRecordsPerS: limit, OfLimit: rate / limit, LimitBy: by,
 		StreamPerS: lim.Stream, BoltPerS: lim.Bolt, AEADPerS: lim.AEAD, EnvelopeBytes: lim.Bytes,
-		WireBytes: wire, FillPerS: fill, Commits: int(commits)})
+		WireBytes: wire, FillPerS: fill, Commits: int(commits), WarmBytes: warmBytes, WarmMBPerS: warmRate})
 	r.log("initial sync: %d records in %.2f s", got, el.Seconds())
 	return r.signatures(got, el)
+}
+
+// warm is warmMemory in the run's directory, logged.
+func (r *run) warm(n int64, what string) (float64, error) {
+	rate, err := warmMemory(r.o.Dir, n)
+	if err == nil && n > 0 {
+		r.log("warmed %d MiB of memory for %s (%.0f MiB/s)", n>>20, what, rate)
+	}
+	return rate, err
+}
+
+// dirBytes is the size of the regular files under dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dir, err)
+	}
+	return n, nil
 }
 
 // signatures measures one Ed25519 signature and verification and sets them beside the

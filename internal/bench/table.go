@@ -35,9 +35,10 @@ func WriteTable(w io.Writer, rows []any, valueSize int) {
 	for _, row := range rows {
 		switch r := row.(type) {
 		case InitialSyncRow:
-			fmt.Fprintf(tw, "initial sync\t%s rec/s (%d in %.2f s)\t%s rec/s (%s)\t%.2f\tlimits/s: stream %s, bbolt %s, AEAD %s; %.0f wire B/rec\n",
+			fmt.Fprintf(tw, "initial sync\t%s rec/s (%d in %.2f s)\t%s rec/s (%s)\t%.2f\tlimits/s: stream %s, bbolt %s, AEAD %s; %.0f wire B/rec; %d MiB of memory warmed before each (%.0f MiB/s)\n",
 				thousands(r.RecordsPerS), r.Records, r.Seconds, thousands(r.LimitRecordsPerS), r.LimitBy, r.OfLimit,
-				thousands(r.StreamPerS), thousands(r.BoltPerS), thousands(r.AEADPerS), float64(r.WireBytes)/float64(max(1, r.Records)))
+				thousands(r.StreamPerS), thousands(r.BoltPerS), thousands(r.AEADPerS), float64(r.WireBytes)/float64(max(1, r.Records)),
+				r.WarmBytes>>20, r.WarmMBPerS)
 		case IncrementalRow:
 			if r.Row == "incremental_merkle" {
 				total := r.BytesSent + r.BytesReceived
