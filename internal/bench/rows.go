@@ -34,9 +34,10 @@ type (
 		// Commits is the write transactions B committed until the last record arrived;
 		// bbolt syncs the file twice per commit.
 		Commits int `json:"commits"`
-		// WarmBytes is how much memory was warmed before the fill, the limit and the sync
-		// alike (warm.go), WarmMBPerS how fast it wrote before the sync: a few hundred
-		// MiB/s where the host backs fresh guest memory lazily, GiB/s on used memory.
+		// WarmBytes is how much memory was warmed before the limit and again before the
+		// sync (warm.go; the size of A's store, and about as much before the fill),
+		// WarmMBPerS how fast the warm-up before the sync wrote: a few hundred MiB/s where
+		// the host backs fresh guest memory lazily, GiB/s on memory used lately.
 		WarmBytes  int64   `json:"warm_bytes"`
 		WarmMBPerS float64 `json:"warm_mb_per_s"`
 	}
