@@ -365,8 +365,10 @@ func (n *Node) relayLimits(p peer.ID) string {
 // watchAddrs keeps this device's record in the device list current with the host's
 // addresses (relay addresses included, once reserved), so that other devices can dial it
 // without having met it, and hands the addresses of devices in the list to the peerstore.
+// It also keeps the records of the replicas this device admitted current with the
+// addresses their identify reports (a replica cannot write its own record).
 func (n *Node) watchAddrs(ctx context.Context, h host.Host) {
-	sub, err := h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	sub, err := h.EventBus().Subscribe([]any{new(event.EvtLocalAddressesUpdated), new(event.EvtPeerIdentificationCompleted)})
 	if err != nil {
 		n.log.Warn("address updates", "err", err)
 		return
@@ -377,9 +379,19 @@ func (n *Node) watchAddrs(ctx context.Context, h host.Host) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-sub.Out():
+		case e, ok := <-sub.Out():
 			if !ok {
 				return
+			}
+			if id, ok := e.(event.EvtPeerIdentificationCompleted); ok {
+				// A session with a replica can end before this device has identified it
+				// (the replica dialled, and only the dialler waits for identify), and an
+				// identify push brings a replica's new addresses with no session at all:
+				// both would leave its record without them until the next anti-entropy.
+				if d, ok := n.isMember(id.Peer); ok && d.Role == RoleReplica && !n.blind {
+					n.recordReplicaAddrs(d)
+				}
+				continue
 			}
 			// Addresses come in bursts (listeners, observed addresses, reservations).
 			if settle == nil {
