@@ -49,6 +49,7 @@ type Node struct {
 	feedMissed uint64
 	inbound    inboundLimit // its own lock (limits.go)
 	serving    sessionGate  // its own lock (gate.go)
+	versions   peerVersions // its own lock (versions.go)
 	rot        rotation     // its own lock (rotation.go)
 	bounded    violations   // counters (limits.go)
 
@@ -68,6 +69,9 @@ type Node struct {
 	// sessionMaxBytes, when set by a test, caps the envelope bytes one session receives
 	// (session.Config.MaxBytes) so that a transfer ends part-way at a known point.
 	sessionMaxBytes int
+	// helloVersion, when set by a test before Start, is the sync version this node speaks
+	// and the newest it takes: a node of an older release.
+	helloVersion byte
 }
 
 // netRun is the network between one Start and the next Stop: the host and everything

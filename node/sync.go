@@ -142,7 +142,7 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 	pr := n.progress.get(p)
 	hz := n.myHorizon()
 	snap, after := pr.Cursor()
-	return &wire.Hello{
+	h := &wire.Hello{
 		ResumeSnap:  snap,
 		ResumeAfter: after,
 		ScopeAll:    all,
@@ -158,7 +158,14 @@ func (n *Node) hello(p peer.ID, initiator bool) (*wire.Hello, error) {
 		RootFP:      root.FP,
 		Horizon:     session.TimeMs(hz.Horizon),
 		LastContact: session.TimeMs(hz.LastContact),
-	}, nil
+	}
+	if n.helloVersion != 0 {
+		session.Speak(h, n.helloVersion)
+	}
+	if v := n.versions.of(p); initiator && v >= wire.MinVersion && v < h.Version {
+		session.Speak(h, v) // an older device refuses a newer hello (versions.go)
+	}
+	return h, nil
 }
 
 // scopedSummary is the store's summary of a set of collection tags, as a session asks.
@@ -311,6 +318,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 	if err != nil {
 		return res, fmt.Errorf("sync: %w", err)
 	}
+	defer func() { n.versions.heard(p, res.PeerVersion, initiator, mine.Version) }()
 	sess := session.New(session.Config{
 		Initiator: initiator, Self: n.id, Peer: p, ProofKey: n.proofKey(p), Hello: *mine,
 		Source: storeSource{n.st, ctx.Done()}, Summary: n.st.Replication().Summary(nil), Scoped: scopedSummary(n.st), TagOf: envelopeTag,
@@ -318,6 +326,7 @@ func (n *Node) syncSession(ctx context.Context, s network.Stream, initiator bool
 		Echo:       n.progress.echoFilter(p),
 		ApplyBatch: n.cfg.ApplyBatch,
 		MaxBytes:   n.sessionMaxBytes,
+		Newest:     n.helloVersion,
 	})
 	var sent chan error // the Sender's goroutine, once the transfer began
 	// The receiving pipeline (pipeline.go): frames read ahead, groups applied by a writer.

@@ -30,8 +30,10 @@ import (
 // stream may carry.
 const maxPerRecord = 256
 
-// speak makes h a hello of version v, older than its own: without what v lacks.
-func speak(h *wire.Hello, v byte) {
+// Speak makes h a hello of version v, older than its own: without what v lacks. A
+// responder answers an older initiator so; an initiator speaks so to a peer known to be
+// older, which would refuse a newer hello.
+func Speak(h *wire.Hello, v byte) {
 	h.Version = v
 	if v < 5 {
 		h.ResumeSnap, h.ResumeAfter = 0, [32]byte{}

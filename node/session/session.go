@@ -92,6 +92,10 @@ type Config struct {
 	// BatchEnvelopes bounds the envelopes of one Batch this side sends in id order (0:
 	// 4,096); tests make it small to interrupt a transfer between batches.
 	BatchEnvelopes int
+	// Newest is the newest hello version this side takes (0: wire.Version). A test
+	// playing a device of an older release sets its version, which refuses a newer
+	// hello as that release did.
+	Newest byte
 }
 
 // Output is what one step asks of the caller, in this order: write Send, adopt the
@@ -168,6 +172,9 @@ type Result struct {
 	// PeerRecords is the record count of the peer's store (its hello's Merkle root) in the
 	// collections both sides hold.
 	PeerRecords uint64
+	// PeerVersion is the sync version of the peer's hello: a responder's is the
+	// initiator's version or older (it answers an older peer in the peer's version).
+	PeerVersion byte
 	// PeerScope is what the peer's hello says it holds: a push sends it nothing else.
 	PeerScope Scope
 	// MerkleMessages counts the reconciliation messages sent and received.
@@ -315,8 +322,12 @@ func (s *Session) readHello(f Frame) (*wire.Hello, error) {
 	if h.Version < wire.MinVersion {
 		return nil, fmt.Errorf("%w: it speaks sync version %d, this device %d: upgrade meshsync on it", ErrOldPeer, h.Version, wire.Version)
 	}
-	if h.Version > wire.Version {
-		return nil, fmt.Errorf("%w: peer speaks sync version %d, this device %d: upgrade meshsync on this device", ErrProtocol, h.Version, wire.Version)
+	newest := byte(wire.Version)
+	if s.cfg.Newest != 0 {
+		newest = s.cfg.Newest
+	}
+	if h.Version > newest {
+		return nil, fmt.Errorf("%w: peer speaks sync version %d, this device %d: upgrade meshsync on this device", ErrProtocol, h.Version, newest)
 	}
 	want := Proof(s.cfg.ProofKey, Role(!s.cfg.Initiator), s.cfg.Peer, s.cfg.Self)
 	if !hmac.Equal(h.Proof[:], want[:]) {
@@ -333,13 +344,14 @@ func (s *Session) stepHello(f Frame) (Output, error) {
 	s.theirs = theirs
 	mine := &s.cfg.Hello
 	if theirs.Version < mine.Version {
-		speak(mine, theirs.Version) // the responder answers an older peer in its version
+		Speak(mine, theirs.Version) // the responder answers an older peer in its version
 	}
 	var out Output
 	if !s.cfg.Initiator {
 		out.Send = append(out.Send, s.hello())
 	}
 	s.res.PeerLastSeq, s.res.PeerEpoch, s.res.PeerRecords = theirs.LastSeq, theirs.Epoch, theirs.RootCount
+	s.res.PeerVersion = theirs.Version
 	// The peer remembers more of this store's epoch than the store holds: the file was put
 	// back from an older copy, and a fast path from the peer's number would skip what the
 	// store wrote since. Start a new epoch and end the session; the next one reconciles by
