@@ -171,6 +171,12 @@ func (n *Node) recordReplicaAddrs(d Device) {
 	d.Addrs = as
 	if err := putDevice(n.st, d); err != nil {
 		n.log.Warn("record replica addresses", "err", err)
+		return
+	}
+	// The snapshot now, not when the change feed brings the write: the identify of the
+	// replica's next connection (one per transport) would otherwise write it again.
+	if err := n.reloadDevices(); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Warn("reload device list", "err", err)
 	}
 }
 
