@@ -88,6 +88,13 @@ func join(t testing.TB, inviter *Node, name string) *Node {
 
 func joinWith(t testing.TB, inviter *Node, name string, cfg Config) *Node {
 	t.Helper()
+	return mustStart(t, joinStopped(t, inviter, name, cfg))
+}
+
+// joinStopped pairs a new device with inviter and returns it before its Start, for a test
+// that sets it up first.
+func joinStopped(t testing.TB, inviter *Node, name string, cfg Config) *Node {
+	t.Helper()
 	code, _, err := inviter.Invite(time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +109,7 @@ func joinWith(t testing.TB, inviter *Node, name string, cfg Config) *Node {
 		t.Fatalf("join %s: %v", name, err)
 	}
 	t.Cleanup(func() { n.Close() })
-	return mustStart(t, n)
+	return n
 }
 
 // p2pAddrs are n's addresses with its peer id, as `join --peer` takes them.

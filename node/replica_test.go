@@ -157,12 +157,7 @@ func TestBlindReplicaBridgesDevicesNeverOnlineTogether(t *testing.T) {
 // and a session with a replica that dialled could end before its identify did: other
 // devices then found no address for it until the next anti-entropy, minutes later.
 func TestReplicaNewAddressRecorded(t *testing.T) {
-	a, err := Init(context.Background(), testConfig(t, "a"), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	mustStart(t, a)
+	a := newMesh(t, 1)[0]
 	rcode, _, err := a.InviteReplica(time.Minute)
 	if err != nil {
 		t.Fatal(err)

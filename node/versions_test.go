@@ -17,21 +17,8 @@ import (
 // does not show the older device in error; data goes both ways. Before, every session
 // the current device opened failed on the older one's refusal.
 func TestSessionsToAnOlderDevice(t *testing.T) {
-	a, err := Init(context.Background(), testConfig(t, "a"), "new")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	mustStart(t, a)
-	code, _, err := a.Invite(time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Join(ctxT(t, 30*time.Second), testConfig(t, "b"), code, "old")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := newMesh(t, 1)[0]
+	b := joinStopped(t, a, "old", testConfig(t, "b"))
 	b.helloVersion = 4
 	mustStart(t, b)
 
